@@ -1,0 +1,34 @@
+"""Build shmring's Cython extensions.
+
+SHMRING_DEBUG=1 compiles in C assertions and Cython's bounds checks.
+SHMRING_LAB=1 also compiles in the stress lab's pause points (stress/).
+"""
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("SHMRING_DEBUG") == "1"
+LAB = os.environ.get("SHMRING_LAB") == "1"
+
+macros = [] if DEBUG or LAB else [("NDEBUG", "1")]
+if LAB:
+    macros.append(("SHMRING_LAB", "1"))
+cflags = ["-O0", "-g"] if DEBUG else ["-O2"]
+cflags += os.environ.get("SHMRING_CFLAGS", "").split()
+ldflags = os.environ.get("SHMRING_LDFLAGS", "").split()
+
+extensions = [
+    Extension(f"shmring.{name}", [f"shmring/{name}.pyx"], define_macros=macros,
+              extra_compile_args=cflags, extra_link_args=ldflags)
+    for name in ("_core", "_ring")
+]
+
+directives = {"language_level": 3}
+if DEBUG:
+    directives.update(boundscheck=True, wraparound=True, initializedcheck=True)
+
+setup(
+    ext_modules=cythonize(extensions, compiler_directives=directives,
+                          compile_time_env={"SHMRING_LAB": LAB}),
+)

@@ -1,0 +1,28 @@
+"""shmring: a many-producer, one-consumer shared-memory frame ring.
+
+    ring = shmring.Ring.create("video", 1 << 26)
+    with ring.consumer() as consumer:
+        for frame in consumer:          # zero copy, read-only
+            handle(frame.array())
+            frame.release()
+"""
+import os
+
+from shmring._ring import Consumer, Frame, Producer, Reservation, Ring
+from shmring.errors import (
+    ConsumerExists, ConsumerGone, Empty, FrameTooLarge, Full, IncompatibleRing,
+    RingCorrupted, RingError)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Ring", "Producer", "Reservation", "Consumer", "Frame", "get_include",
+    "RingError", "Full", "Empty", "FrameTooLarge", "IncompatibleRing",
+    "ConsumerExists", "ConsumerGone", "RingCorrupted",
+]
+
+
+def get_include():
+    """The directory to add to include_path when a Cython extension does
+    `cimport shmring`."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

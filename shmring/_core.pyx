@@ -1,0 +1,607 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The ring algorithms.  docs/design.md explains the protocol; each acquire
+and release below names the operation it pairs with."""
+from libc.errno cimport errno, EINTR, ENOENT, ESRCH, ETIMEDOUT
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdio cimport snprintf
+from libc.stdlib cimport strtoull
+from libc.string cimport memset, strrchr
+from posix.fcntl cimport open as c_open, O_RDONLY, O_CLOEXEC
+from posix.time cimport clock_gettime, CLOCK_MONOTONIC, timespec as c_timespec
+from posix.unistd cimport read, close as c_close, getpid
+
+from shmring.includes.atomics cimport (
+    RELAXED, ACQUIRE, RELEASE, SEQ_CST, load64, store64, cas64, fetch_add64,
+    load32, store32, exchange32, fetch_add32, fence, cpu_relax)
+from shmring.includes.futex cimport FUTEX_WAIT, FUTEX_WAKE, SYS_futex, timespec, syscall
+from shmring.includes.lab cimport pause_point
+from shmring.layout cimport (
+    SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, LINE, ALIGN,
+    RECORD_HEADER, MIN_CAPACITY, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK)
+
+cdef extern from "<pthread.h>" nogil:
+    int pthread_atfork(void (*prepare)() noexcept nogil,
+                       void (*parent)() noexcept nogil,
+                       void (*child)() noexcept nogil)
+
+# Pause point ids for the stress lab (see stress/).
+cdef enum:
+    P_CLAIM_CAS = 1         # intent written, tail not yet claimed
+    P_CLAIMED = 2           # tail claimed, no header written yet
+    P_BUSY = 3              # BUSY header written, payload not yet
+    P_COMMIT = 4            # payload written, about to commit
+    P_COMMITTED = 5         # committed, waiter not yet woken
+
+cdef int64_t WAIT_SLICE_NS = 100_000_000    # wake to re-check liveness and signals
+cdef uint64_t PID_BITS = 24
+cdef uint64_t PID_MASK = (1 << 24) - 1
+cdef uint64_t START_MASK = (1 << 40) - 1
+cdef uint64_t UNKNOWN_START = <uint64_t>-1
+
+# --- clocks and processes ---------------------------------------------------
+
+cdef int64_t now_ns() noexcept nogil:
+    cdef c_timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+
+cdef int64_t deadline_after(double timeout) noexcept nogil:
+    """NOWAIT for 0, FOREVER for a negative timeout, else an absolute time."""
+    if timeout < 0 or timeout > 1e9:
+        return FOREVER
+    if timeout == 0:
+        return NOWAIT
+    return now_ns() + <int64_t>(timeout * 1e9)
+
+cdef uint64_t proc_starttime(int pid) noexcept nogil:
+    """Start time of pid in clock ticks; 0 if it is gone or a zombie, and
+    UNKNOWN_START if /proc cannot tell (then it is assumed alive)."""
+    cdef char path[64]
+    cdef char buf[1024]
+    cdef char *p
+    cdef int fd, field
+    cdef long n
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid)
+    fd = c_open(path, O_RDONLY | O_CLOEXEC)
+    if fd < 0:
+        return 0 if errno == ENOENT or errno == ESRCH else UNKNOWN_START
+    n = read(fd, buf, sizeof(buf) - 1)
+    c_close(fd)
+    if n <= 0:
+        return 0 if n == 0 else UNKNOWN_START
+    buf[n] = 0
+    p = strrchr(buf, c')')             # the command name may hold ')' itself
+    if p == NULL or p[1] == 0 or p[2] == 0:
+        return UNKNOWN_START
+    if p[2] == c'Z' or p[2] == c'X':
+        return 0
+    p += 2                              # field 3 (state); starttime is field 22
+    for field in range(3, 22):
+        while p[0] != 0 and p[0] != c' ':
+            p += 1
+        if p[0] == 0:
+            return UNKNOWN_START
+        p += 1
+    return strtoull(p, NULL, 10) & START_MASK
+
+cdef uint64_t cached_owner = 0
+
+cdef unsigned long fork_generation = 0
+
+cdef void forget_owner() noexcept nogil:
+    global cached_owner, fork_generation
+    cached_owner = 0                    # a forked child is a new process
+    fork_generation += 1
+
+cdef unsigned long generation() noexcept nogil:
+    """Changes in a child after fork: state from the parent is stale."""
+    return fork_generation
+
+pthread_atfork(NULL, NULL, forget_owner)
+
+cdef uint64_t self_owner() noexcept nogil:
+    """This process as an owner word: pid plus start time, since pids are
+    reused and a recycled pid must not look like the dead owner."""
+    global cached_owner
+    cdef int pid
+    cdef uint64_t start
+    if cached_owner == 0:
+        pid = getpid()
+        start = proc_starttime(pid)
+        if start == UNKNOWN_START:
+            start = 0
+        cached_owner = (start << PID_BITS) | (<uint64_t>pid & PID_MASK)
+    return cached_owner
+
+cdef bint owner_alive(uint64_t owner) noexcept nogil:
+    cdef uint64_t start
+    if owner == 0:
+        return False
+    start = proc_starttime(<int>(owner & PID_MASK))
+    if start == UNKNOWN_START:
+        return True
+    return start != 0 and start == (owner >> PID_BITS)
+
+# --- futex ------------------------------------------------------------------
+
+cdef int futex_wait(uint32_t *word, uint32_t seen, int64_t timeout_ns) noexcept nogil:
+    cdef timespec ts
+    ts.tv_sec = timeout_ns // 1_000_000_000
+    ts.tv_nsec = timeout_ns % 1_000_000_000
+    if syscall(SYS_futex, word, <int>FUTEX_WAIT, <unsigned int>seen, &ts, NULL, 0) == -1:
+        if errno == EINTR or errno == ETIMEDOUT:
+            return INTERRUPTED          # let the caller check signals and stalls
+    return OK
+
+cdef void futex_wake(uint32_t *word, int count) noexcept nogil:
+    syscall(SYS_futex, word, <int>FUTEX_WAKE, count, NULL, NULL, 0)
+
+cdef int64_t slice_until(int64_t deadline) noexcept nogil:
+    cdef int64_t left = deadline - now_ns()
+    return WAIT_SLICE_NS if left > WAIT_SLICE_NS else left
+
+# --- layout -----------------------------------------------------------------
+
+cdef uint64_t record_size(uint64_t length) noexcept nogil:
+    return (length + RECORD_HEADER + ALIGN - 1) & ~<uint64_t>(ALIGN - 1)
+
+cdef uint64_t max_frame_for(uint64_t capacity) noexcept nogil:
+    # With padding at the wrap a record of size s always fits once
+    # 2*s - 64 <= capacity; capacity/2 keeps that bound simple.
+    return capacity // 2 - RECORD_HEADER
+
+cdef uint64_t data_offset_for(uint32_t nslots) noexcept nogil:
+    cdef uint64_t end = sizeof(SegmentHeader) + <uint64_t>nslots * sizeof(Slot)
+    return (end + 4095) & ~<uint64_t>4095
+
+cdef inline uint64_t tag(RingView *v, uint64_t pos) noexcept nogil:
+    return (pos ^ v.secret) & ~<uint64_t>STATE_MASK
+
+cdef RecordHeader *header_at(RingView *v, uint64_t pos) noexcept nogil:
+    return <RecordHeader *>(v.data + (pos & v.mask))
+
+cdef uint8_t *payload_at(RingView *v, uint64_t pos) noexcept nogil:
+    return v.data + (pos & v.mask) + RECORD_HEADER
+
+cdef void ring_format(uint8_t *base, uint64_t capacity, uint64_t max_frame,
+                      uint32_t nslots, uint64_t secret, uint64_t start) noexcept nogil:
+    """Lay out a fresh, zero-filled segment.  The magic is stored last, so an
+    attacher that sees it sees a complete header."""
+    cdef SegmentHeader *h = <SegmentHeader *>base
+    h.version = VERSION
+    h.data_offset = <uint32_t>data_offset_for(nslots)
+    h.capacity = capacity
+    h.max_frame = max_frame
+    h.secret = secret & ~<uint64_t>STATE_MASK
+    h.nslots = nslots
+    h.header_size = sizeof(SegmentHeader)
+    h.creator = self_owner()
+    h.created_ns = now_ns()
+    h.tail = start
+    h.head = start
+    store64(&h.magic, MAGIC, RELEASE)  # pairs with ring_view's acquire load of magic
+
+cdef int ring_view(RingView *v, uint8_t *base, uint64_t size) noexcept nogil:
+    """Validate a mapped segment and fill v; ERR_CORRUPT if anything is off."""
+    cdef SegmentHeader *h = <SegmentHeader *>base
+    cdef uint64_t cap, offset
+    if size < sizeof(SegmentHeader):
+        return ERR_CORRUPT
+    if load64(&h.magic, ACQUIRE) != MAGIC:  # pairs with ring_format's release store of magic
+        return ERR_CORRUPT
+    cap = h.capacity
+    if h.version != VERSION or h.header_size != sizeof(SegmentHeader):
+        return ERR_CORRUPT
+    if cap < MIN_CAPACITY or cap & (cap - 1) or cap > (<uint64_t>1 << 46):
+        return ERR_CORRUPT
+    if h.nslots == 0 or h.nslots > 65535:
+        return ERR_CORRUPT
+    offset = data_offset_for(h.nslots)
+    if h.data_offset != offset or size != offset + cap:
+        return ERR_CORRUPT
+    if h.max_frame > max_frame_for(cap):
+        return ERR_CORRUPT
+    v.hdr = h
+    v.slots = <Slot *>(base + sizeof(SegmentHeader))
+    v.data = base + offset
+    v.capacity = cap
+    v.mask = cap - 1
+    v.secret = h.secret & ~<uint64_t>STATE_MASK
+    v.max_frame = h.max_frame
+    v.nslots = h.nslots
+    return OK
+
+# --- producer ---------------------------------------------------------------
+
+cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
+    """Take a free slot, or one whose owner died with no claim still inside
+    the ring.  Returns the slot index, or -1 when all are in use."""
+    cdef uint64_t me = self_owner(), owner, head, end
+    cdef uint32_t i
+    cdef Slot *s
+    memset(p, 0, sizeof(ProducerState))
+    p.ring = v[0]
+    head = load64(&v.hdr.head, ACQUIRE)  # pairs with advance_head's release store of head
+    for i in range(v.nslots):
+        s = &v.slots[i]
+        owner = load64(&s.owner, ACQUIRE)  # pairs with producer_close's release store of owner
+        if owner != 0:
+            if owner_alive(owner):
+                continue
+            # A dead owner's claim may still await recovery by the consumer.
+            end = load64(&s.intent_pos, RELAXED) + load64(&s.intent_len, RELAXED)
+            if load64(&s.intent_len, RELAXED) != 0 and end - head - 1 < v.capacity:
+                continue
+        if cas64(&s.owner, &owner, me, False, ACQUIRE, RELAXED):  # acquire pairs with producer_close's release store of owner
+            store64(&s.intent_len, 0, RELAXED)
+            p.slot = i
+            p.head_cache = head
+            return <int>i
+    return -1
+
+cdef void producer_close(ProducerState *p) noexcept nogil:
+    if p.reserved:
+        producer_abort(p)
+    store64(&p.ring.slots[p.slot].owner, 0, RELEASE)  # pairs with producer_open's acquire of owner
+
+cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noexcept nogil:
+    """Bytes to claim at tail: the record, plus padding if it would wrap."""
+    cdef uint64_t room = v.capacity - (tail & v.mask)
+    return need + room if room < need else need
+
+cdef bint has_room(ProducerState *p, uint64_t need) noexcept nogil:
+    cdef RingView *v = &p.ring
+    cdef uint64_t tail = load64(&v.hdr.tail, RELAXED)
+    p.head_cache = load64(&v.hdr.head, ACQUIRE)  # pairs with advance_head's release store of head
+    return (tail - p.head_cache) + claim_total(v, tail, need) <= v.capacity
+
+cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexcept nogil:
+    """Sleep until head may have moved.  OK means "try again"."""
+    cdef SegmentHeader *h = p.ring.hdr
+    cdef uint32_t seq, i
+    cdef uint64_t consumer
+    cdef int64_t timeout
+    for i in range(p.spin):
+        if has_room(p, need):
+            return OK
+        cpu_relax()
+    seq = load32(&h.space_seq, ACQUIRE)  # pairs with advance_head's release increment of space_seq
+    store32(&h.space_waiting, 1, RELAXED)
+    fence(SEQ_CST)  # pairs with advance_head's fence: we see its head, or it sees our flag
+    if has_room(p, need):
+        return OK
+    consumer = load64(&h.consumer, RELAXED)
+    if consumer != 0 and not owner_alive(consumer):
+        return ERR_CONSUMER_GONE
+    timeout = slice_until(deadline)
+    if timeout <= 0:
+        return TIMEOUT
+    fetch_add64(&p.ring.slots[p.slot].full_waits, 1, RELAXED)
+    return futex_wait(&h.space_seq, seq, timeout)
+
+cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
+                        int64_t deadline) noexcept nogil:
+    """Claim a record for length payload bytes and mark it BUSY.  Returns OK,
+    TIMEOUT, INTERRUPTED (call again with the same deadline), ERR_TOO_LARGE
+    (nothing written) or ERR_CONSUMER_GONE."""
+    cdef RingView *v = &p.ring
+    cdef SegmentHeader *h = v.hdr
+    cdef Slot *s = &v.slots[p.slot]
+    cdef uint64_t need, total, tail, room
+    cdef RecordHeader *rec
+    cdef int st
+    if length > v.max_frame:
+        return ERR_TOO_LARGE
+    need = record_size(length)
+    tail = load64(&h.tail, RELAXED)
+    while True:
+        total = claim_total(v, tail, need)
+        if (tail - p.head_cache) + total > v.capacity:
+            p.head_cache = load64(&h.head, ACQUIRE)  # pairs with advance_head's release store of head
+            if (tail - p.head_cache) + total > v.capacity:
+                if tail != load64(&h.tail, RELAXED):
+                    tail = load64(&h.tail, RELAXED)
+                    continue
+                if deadline == NOWAIT:
+                    return TIMEOUT
+                st = wait_for_space(p, need, deadline)
+                if st != OK:
+                    return st
+                tail = load64(&h.tail, RELAXED)
+                continue
+        store64(&s.intent_pos, tail, RELAXED)
+        store64(&s.intent_len, total, RELAXED)
+        pause_point(P_CLAIM_CAS)
+        if cas64(&h.tail, &tail, tail + total, False, RELEASE, RELAXED):  # release pairs with recover_unwritten's acquire of tail: the intent is visible first
+            break
+        store64(&s.intent_len, 0, RELAXED)     # a stale intent must not hold up recovery
+    pause_point(P_CLAIMED)
+    if total != need:
+        room = total - need
+        rec = header_at(v, tail)
+        rec.length = room - RECORD_HEADER
+        store64(&rec.commit, tag(v, tail) | PAD, RELEASE)  # pairs with poll's acquire load of commit
+        tail += room
+    rec = header_at(v, tail)
+    rec.length = length
+    rec.type = type
+    rec.slot = <uint16_t>p.slot
+    rec.ndim = 0
+    rec.flags = 0
+    store64(&rec.commit, tag(v, tail) | BUSY, RELEASE)  # pairs with recover_busy's acquire load of commit: slot and length come with BUSY
+    pause_point(P_BUSY)
+    p.res_pos = tail
+    p.res_len = length
+    p.reserved = True
+    return OK
+
+cdef void publish(ProducerState *p, uint64_t state) noexcept nogil:
+    cdef RingView *v = &p.ring
+    cdef SegmentHeader *h = v.hdr
+    cdef Slot *s = &v.slots[p.slot]
+    store64(&header_at(v, p.res_pos).commit, tag(v, p.res_pos) | state, RELEASE)  # pairs with poll's acquire load of commit: the payload is visible first
+    store64(&s.intent_len, 0, RELEASE)  # pairs with recover_unwritten's acquire of intent_len: commit is visible first
+    p.reserved = False
+    pause_point(P_COMMITTED)
+    fence(SEQ_CST)  # pairs with wait_for_data's fence: we see its flag, or it sees our commit
+    if load32(&h.data_waiting, RELAXED) and exchange32(&h.data_waiting, 0, RELAXED):
+        fetch_add32(&h.data_seq, 1, RELEASE)  # pairs with wait_for_data's acquire load of data_seq
+        futex_wake(&h.data_seq, 1)
+        fetch_add64(&h.producer_wakeups, 1, RELAXED)
+
+cdef void producer_commit(ProducerState *p) noexcept nogil:
+    cdef Slot *s = &p.ring.slots[p.slot]
+    pause_point(P_COMMIT)
+    store64(&s.frames, s.frames + 1, RELAXED)
+    store64(&s.bytes, s.bytes + p.res_len, RELAXED)
+    publish(p, COMMITTED)
+
+cdef void producer_abort(ProducerState *p) noexcept nogil:
+    cdef Slot *s = &p.ring.slots[p.slot]
+    store64(&s.aborted, s.aborted + 1, RELAXED)
+    publish(p, PAD)
+
+# --- consumer ---------------------------------------------------------------
+
+cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
+    """Become the ring's consumer; -1 if a live one exists.  A dead one is
+    replaced, and frames it held but never released are delivered again."""
+    cdef uint64_t me = self_owner(), owner
+    memset(c, 0, sizeof(ConsumerState))
+    c.ring = v[0]
+    owner = load64(&v.hdr.consumer, ACQUIRE)  # pairs with consumer_close's release store of consumer
+    while True:
+        if owner != 0 and owner_alive(owner):
+            return -1
+        if cas64(&v.hdr.consumer, &owner, me, False, ACQUIRE, ACQUIRE):  # pairs with consumer_close's release store of consumer
+            break
+    c.owner = me
+    c.head = load64(&v.hdr.head, ACQUIRE)  # pairs with the previous consumer's release store of head
+    c.cursor = c.head
+    c.tail_cache = c.head
+    c.stall_ns = 1_000_000_000
+    return OK
+
+cdef void consumer_close(ConsumerState *c) noexcept nogil:
+    cdef uint64_t me = c.owner
+    cas64(&c.ring.hdr.consumer, &me, 0, False, RELEASE, RELAXED)  # pairs with consumer_open's acquire of consumer
+
+cdef int checked_size(ConsumerState *c, uint64_t pos, uint64_t length) noexcept nogil:
+    """The record at pos must lie inside the ring before the wrap and inside
+    the claimed region; otherwise the segment was corrupted."""
+    cdef uint64_t size
+    if length > c.ring.capacity:
+        return 0
+    size = record_size(length)
+    if size > c.ring.capacity - (pos & c.ring.mask):
+        return 0
+    if size > c.tail_cache - pos:
+        c.tail_cache = load64(&c.ring.hdr.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
+        if size > c.tail_cache - pos or c.tail_cache - pos > c.ring.capacity:
+            return 0
+    return 1
+
+cdef int advance_head(ConsumerState *c) noexcept nogil:
+    """Move head past the released prefix and wake producers waiting for space."""
+    cdef RingView *v = &c.ring
+    cdef SegmentHeader *h = v.hdr
+    cdef uint64_t pos = c.head, word, state
+    cdef RecordHeader *rec
+    while pos != c.cursor:
+        rec = header_at(v, pos)
+        word = load64(&rec.commit, RELAXED)
+        state = word & STATE_MASK
+        if (word & ~<uint64_t>STATE_MASK) != tag(v, pos) or not checked_size(c, pos, rec.length):
+            return ERR_CORRUPT
+        if state != PAD and state != RELEASED:
+            break
+        pos += record_size(rec.length)
+        if pos - c.head > c.cursor - c.head:
+            return ERR_CORRUPT
+    if pos == c.head:
+        return OK
+    c.head = pos
+    store64(&h.head, pos, RELEASE)  # pairs with producer_claim's acquire load of head: our reads are done
+    fence(SEQ_CST)  # pairs with wait_for_space's fence: we see its flag, or it sees our head
+    if load32(&h.space_waiting, RELAXED) and exchange32(&h.space_waiting, 0, RELAXED):
+        fetch_add32(&h.space_seq, 1, RELEASE)  # pairs with wait_for_space's acquire load of space_seq
+        futex_wake(&h.space_seq, 0x7fffffff)
+        fetch_add64(&h.consumer_wakeups, 1, RELAXED)
+    return OK
+
+cdef int poll(ConsumerState *c, uint64_t *out) noexcept nogil:
+    """Deliver the record at the cursor, skipping padding."""
+    cdef RingView *v = &c.ring
+    cdef SegmentHeader *h = v.hdr
+    cdef uint64_t pos, word, state, length
+    cdef RecordHeader *rec
+    while True:
+        pos = c.cursor
+        if pos == c.tail_cache:
+            c.tail_cache = load64(&h.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
+            if c.tail_cache - pos > v.capacity:
+                return ERR_CORRUPT
+            if pos == c.tail_cache:
+                return EMPTY
+        rec = header_at(v, pos)
+        word = load64(&rec.commit, ACQUIRE)  # pairs with publish's release store of commit (and the BUSY/PAD stores in producer_claim)
+        if (word & ~<uint64_t>STATE_MASK) != tag(v, pos):
+            return PENDING
+        state = word & STATE_MASK
+        if state == BUSY:
+            return PENDING
+        length = rec.length
+        if not checked_size(c, pos, length):
+            return ERR_CORRUPT
+        c.cursor = pos + record_size(length)
+        if state == COMMITTED:
+            if length > v.max_frame:
+                return ERR_CORRUPT
+            c.held += 1
+            c.delivered_length = length
+            store64(&h.received_frames, h.received_frames + 1, RELAXED)
+            store64(&h.received_bytes, h.received_bytes + length, RELAXED)
+            out[0] = pos
+            return OK
+        if state != PAD and state != RELEASED:
+            return ERR_CORRUPT
+        if pos == c.head and advance_head(c) != OK:
+            return ERR_CORRUPT
+
+cdef bint ready(ConsumerState *c) noexcept nogil:
+    cdef uint64_t word = load64(&header_at(&c.ring, c.cursor).commit, ACQUIRE)  # pairs with publish's release store of commit
+    return (word & ~<uint64_t>STATE_MASK) == tag(&c.ring, c.cursor) and \
+        (word & STATE_MASK) != BUSY
+
+cdef void mark_abandoned(ConsumerState *c, uint64_t pos, uint64_t end) noexcept nogil:
+    """Turn a dead producer's claim [pos, end) into padding, one record per
+    stretch before the wrap, and count it."""
+    cdef RingView *v = &c.ring
+    cdef RecordHeader *rec
+    cdef uint64_t size
+    store64(&v.hdr.abandoned_frames, v.hdr.abandoned_frames + 1, RELAXED)
+    store64(&v.hdr.abandoned_bytes, v.hdr.abandoned_bytes + (end - pos), RELAXED)
+    while pos != end:
+        size = v.capacity - (pos & v.mask)
+        if size > end - pos:
+            size = end - pos
+        rec = header_at(v, pos)
+        rec.length = size - RECORD_HEADER
+        store64(&rec.commit, tag(v, pos) | PAD, RELAXED)
+        pos += size
+
+cdef int recover_unwritten(ConsumerState *c) noexcept nogil:
+    """The cursor's record was claimed but has no header.  If every slot whose
+    intent covers it is dead, skip to the nearest end that is provably a
+    record boundary: the tail, a tagged header, or another slot's intent."""
+    cdef RingView *v = &c.ring
+    cdef uint64_t pos = c.cursor, tail, ipos, ilen, end, best = 0, word
+    cdef uint32_t i, j
+    cdef bint found = False, proven
+    tail = load64(&v.hdr.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail: intents are visible
+    for i in range(v.nslots):
+        ilen = load64(&v.slots[i].intent_len, ACQUIRE)  # pairs with publish's release store of intent_len
+        ipos = load64(&v.slots[i].intent_pos, RELAXED)
+        if ilen == 0 or pos - ipos >= ilen:
+            continue
+        if owner_alive(load64(&v.slots[i].owner, RELAXED)):
+            return PENDING
+        end = ipos + ilen
+        if end - pos > tail - pos or (found and end - pos >= best - pos):
+            continue
+        proven = end == tail
+        if not proven:
+            word = load64(&header_at(v, end).commit, ACQUIRE)  # pairs with producer_claim's release store of BUSY/PAD
+            proven = (word & ~<uint64_t>STATE_MASK) == tag(v, end)
+        j = 0
+        while not proven and j < v.nslots:
+            proven = load64(&v.slots[j].intent_pos, RELAXED) == end and j != i
+            j += 1
+        if proven:
+            best = end
+            found = True
+    if ready(c) or load64(&header_at(v, pos).commit, ACQUIRE) == (tag(v, pos) | BUSY):  # pairs with publish's release store of commit
+        return OK                       # written meanwhile: poll again
+    if not found:
+        return ERR_CORRUPT
+    mark_abandoned(c, pos, best)
+    return OK
+
+cdef int recover_busy(ConsumerState *c) noexcept nogil:
+    """The cursor's record is BUSY.  Skip it if its producer died."""
+    cdef RingView *v = &c.ring
+    cdef RecordHeader *rec = header_at(v, c.cursor)
+    cdef uint64_t length
+    if load64(&rec.commit, ACQUIRE) != (tag(v, c.cursor) | BUSY):  # pairs with producer_claim's release store of BUSY
+        return OK
+    length = rec.length
+    if rec.slot >= v.nslots or length > v.max_frame or not checked_size(c, c.cursor, length):
+        return ERR_CORRUPT
+    if owner_alive(load64(&v.slots[rec.slot].owner, RELAXED)):
+        return PENDING
+    mark_abandoned(c, c.cursor, c.cursor + record_size(length))
+    return OK
+
+cdef int check_stall(ConsumerState *c) noexcept nogil:
+    """Called while the cursor's record is pending.  After stall_ns without
+    progress, look for a dead producer behind it."""
+    cdef int64_t now = now_ns()
+    cdef uint64_t word
+    if c.stall_pos != c.cursor or c.stall_since == 0:
+        c.stall_pos = c.cursor
+        c.stall_since = now
+        return PENDING
+    if now - c.stall_since < c.stall_ns:
+        return PENDING
+    word = load64(&header_at(&c.ring, c.cursor).commit, ACQUIRE)  # pairs with producer_claim's release store of BUSY
+    if (word & ~<uint64_t>STATE_MASK) == tag(&c.ring, c.cursor):
+        return recover_busy(c)
+    return recover_unwritten(c)
+
+cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
+    """Sleep until a producer may have committed.  OK means "poll again"."""
+    cdef SegmentHeader *h = c.ring.hdr
+    cdef uint32_t seq, i
+    cdef int64_t timeout
+    for i in range(c.spin):
+        if ready(c):
+            return OK
+        cpu_relax()
+    seq = load32(&h.data_seq, ACQUIRE)  # pairs with publish's release increment of data_seq
+    store32(&h.data_waiting, 1, RELAXED)
+    fence(SEQ_CST)  # pairs with publish's fence: we see its commit, or it sees our flag
+    if ready(c):
+        return OK
+    timeout = slice_until(deadline)
+    if timeout <= 0:
+        return TIMEOUT
+    store64(&h.consumer_waits, h.consumer_waits + 1, RELAXED)
+    return futex_wait(&h.data_seq, seq, timeout)
+
+cdef int consumer_receive(ConsumerState *c, uint64_t *pos, int64_t deadline) noexcept nogil:
+    """Deliver the next committed record.  Returns OK, TIMEOUT, INTERRUPTED
+    (call again with the same deadline) or ERR_CORRUPT."""
+    cdef int st
+    while True:
+        st = poll(c, pos)
+        if st == PENDING:
+            st = check_stall(c)
+            if st == OK:
+                continue
+        if st != EMPTY and st != PENDING:
+            return st
+        if deadline == NOWAIT:
+            return TIMEOUT
+        st = wait_for_data(c, deadline)
+        if st != OK:
+            return st
+
+cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil:
+    """Give a delivered record back.  Space returns in ring order: out of
+    order, the record is only marked, and head moves when the prefix is free."""
+    cdef RecordHeader *rec = header_at(&c.ring, pos)
+    c.held -= 1
+    store64(&rec.commit, tag(&c.ring, pos) | RELEASED, RELAXED)
+    if pos != c.head:
+        return OK
+    return advance_head(c)
