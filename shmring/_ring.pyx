@@ -65,7 +65,7 @@ cdef int64_t deadline_for(object timeout) except? -1:
 
 
 cdef uint32_t check_type(object type) except? 0xffffffff:
-    if not 0 <= type <= 0xfffffffe:
+    if not isinstance(type, int) or not 0 <= type <= 0xfffffffe:
         raise ValueError(f"type must be an integer in [0, 2**32 - 2], not {type!r}")
     return type
 
@@ -307,12 +307,13 @@ cdef class Producer:
     @staticmethod
     cdef Producer open(Ring ring, object spin):
         cdef Producer p = Producer.__new__(Producer)
+        p.closed = True                 # until it holds a slot
         p.seg = ring.live()
         p.ring = ring
         if _core.producer_open(&p.st, &p.seg.view) < 0:
-            p.closed = True
             raise RingError(f"all {p.seg.view.nslots} producer slots of ring "
                             f"{p.seg.name!r} are in use")
+        p.closed = False
         p.st.spin = spin
         p.gen = _core.generation()
         return p

@@ -1,0 +1,34 @@
+import os
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", deadline=None, max_examples=40,
+    suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "stress", deadline=None, max_examples=500,
+    suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def name():
+    """A ring name unique to this test; its segment is removed afterwards,
+    even when the test fails."""
+    import shmring._ring
+    n = f"test-{uuid.uuid4().hex[:12]}"
+    yield n
+    try:
+        os.unlink(shmring._ring.segment_path(n))
+    except FileNotFoundError:
+        pass
+
+
+@pytest.fixture
+def ring(name):
+    import shmring
+    r = shmring.Ring.create(name, 1 << 16)
+    yield r
+    r.close()
