@@ -1,0 +1,110 @@
+"""Real producer processes on rings small enough to wrap thousands of times."""
+import multiprocessing
+import os
+import time
+
+import pytest
+
+import shmring
+from _frames import check, produce
+
+spawn = multiprocessing.get_context("spawn")
+fork = multiprocessing.get_context("fork")
+
+
+def drain(consumer, max_frame, total, procs, timeout=60):
+    next_seq = {}
+    for _ in range(total):
+        with consumer.recv(timeout=timeout) as frame:
+            check(frame, max_frame, next_seq)
+    with pytest.raises(shmring.Empty):
+        consumer.recv(timeout=0)
+    for proc in procs:
+        proc.join(timeout)
+        assert proc.exitcode == 0
+    return next_seq
+
+
+@pytest.mark.parametrize("ctx", [fork, spawn], ids=["fork", "spawn"])
+def test_many_producers_wrap_thousands_of_times(name, ctx):
+    producers, count = 3, 1500
+    with shmring.Ring.create(name, 8192) as ring:
+        max_frame = ring.max_frame
+        with ring.consumer() as consumer:
+            procs = [ctx.Process(target=produce, args=(ring, i, count, max_frame))
+                     for i in range(producers)]
+            for proc in procs:
+                proc.start()
+            next_seq = drain(consumer, max_frame, producers * count, procs)
+        assert next_seq == {i: count for i in range(producers)}
+        stats = ring.stats()
+        assert stats["frames_received"] == stats["frames_committed"] == producers * count
+        assert stats["tail"] // ring.capacity > 1000          # wrapped that often
+        assert stats["producers"] == 0 and stats["fill"] == 0
+
+
+def send_with_pickled_producer(producer, n):
+    from _frames import die_with_parent
+    die_with_parent()
+    for i in range(n):
+        producer.send(b"p%d" % i, type=i)
+    producer.close()
+
+
+def test_producer_pickles_under_spawn(name):
+    with shmring.Ring.create(name, 4096) as ring, ring.consumer() as consumer:
+        producer = ring.producer()
+        proc = spawn.Process(target=send_with_pickled_producer, args=(producer, 50))
+        proc.start()
+        got = [consumer.recv_bytes(timeout=30) for _ in range(50)]
+        proc.join(30)
+        assert proc.exitcode == 0
+        assert got == [b"p%d" % i for i in range(50)]
+        producer.send(b"parent's own producer still works")
+        assert consumer.recv_bytes(0) == b"parent's own producer still works"
+
+
+def blocked_consumer(ring, ready):
+    from _frames import die_with_parent
+    die_with_parent()
+    with ring.consumer() as c:
+        ready.set()
+        assert c.recv_bytes(timeout=30) == b"no one waits"
+        assert c.recv_bytes(timeout=30) == b"wake up"
+
+
+def test_blocked_consumer_wakes_and_producer_only_wakes_waiters(name):
+    with shmring.Ring.create(name, 4096) as ring, ring.producer() as p:
+        p.send(b"no one waits")
+        assert ring.stats()["producer_wakeups"] == 0
+        ready = spawn.Event()
+        proc = spawn.Process(target=blocked_consumer, args=(ring, ready))
+        proc.start()
+        assert ready.wait(30)
+        with pytest.raises(shmring.ConsumerExists):
+            ring.consumer()
+        # The child gets "no one waits" first and then sleeps in recv.
+        deadline = time.monotonic() + 30
+        while ring.stats()["consumer_waits"] == 0:
+            assert proc.is_alive() and time.monotonic() < deadline
+            os.sched_yield()
+        p.send(b"wake up")
+        proc.join(30)
+        assert proc.exitcode == 0
+        assert ring.stats()["producer_wakeups"] >= 1
+
+
+def test_forked_child_producer_gets_its_own_slot(name):
+    with shmring.Ring.create(name, 4096) as ring, ring.consumer() as c:
+        p = ring.producer()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                p.send(b"from child")
+                os._exit(0 if ring.stats()["producers"] == 2 else 1)
+            finally:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+        p.send(b"from parent")
+        assert [c.recv_bytes(0), c.recv_bytes(0)] == [b"from child", b"from parent"]
