@@ -7,7 +7,7 @@ from libc.stdio cimport snprintf
 from libc.stdlib cimport strtoull
 from libc.string cimport memset, strrchr
 from posix.fcntl cimport open as c_open, O_RDONLY, O_CLOEXEC
-from posix.time cimport clock_gettime, CLOCK_MONOTONIC, timespec as c_timespec
+from posix.time cimport clock_gettime, CLOCK_MONOTONIC, CLOCK_REALTIME, timespec as c_timespec
 from posix.unistd cimport read, close as c_close, getpid
 
 from shmring.includes.atomics cimport (
@@ -43,6 +43,11 @@ cdef uint64_t UNKNOWN_START = <uint64_t>-1
 cdef int64_t now_ns() noexcept nogil:
     cdef c_timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+
+cdef int64_t wall_ns() noexcept nogil:
+    cdef c_timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
     return <int64_t>ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 
 cdef int64_t deadline_after(double timeout) noexcept nogil:
@@ -176,7 +181,7 @@ cdef void ring_format(uint8_t *base, uint64_t capacity, uint64_t max_frame,
     h.nslots = nslots
     h.header_size = sizeof(SegmentHeader)
     h.creator = self_owner()
-    h.created_ns = now_ns()
+    h.created_ns = wall_ns()
     h.tail = start
     h.head = start
     store64(&h.magic, MAGIC, RELEASE)  # pairs with ring_view's acquire load of magic

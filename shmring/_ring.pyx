@@ -209,6 +209,20 @@ cdef class Ring:
     def closed(self):
         return self.closed
 
+    @property
+    def producer_slots(self):
+        """How many producers can be open at once."""
+        return self.seg.view.nslots
+
+    @property
+    def creator_pid(self):
+        return self.seg.view.hdr.creator & 0xffffff
+
+    @property
+    def created(self):
+        """Creation time, seconds since the epoch."""
+        return self.seg.view.hdr.created_ns / 1e9
+
     def producer(self, *, spin=0):
         """A new producer.  spin is how many times to poll for room before
         sleeping; it trades CPU for latency."""

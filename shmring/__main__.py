@@ -1,0 +1,5 @@
+import sys
+
+from shmring.cli import main
+
+sys.exit(main())

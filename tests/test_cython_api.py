@@ -1,0 +1,66 @@
+"""`cimport shmring` from an extension built outside the source tree,
+against the installed package, moving frames without the GIL."""
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import shmring
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "docs", "examples", "pump.pyx")
+SETUP = """
+from Cython.Build import cythonize
+from setuptools import setup
+import shmring
+setup(ext_modules=cythonize("pump.pyx", include_path=[shmring.get_include()]))
+"""
+
+
+@pytest.fixture(scope="module")
+def pump(tmp_path_factory):
+    where = tmp_path_factory.mktemp("pump")
+    shutil.copy(EXAMPLE, where / "pump.pyx")
+    (where / "setup.py").write_text(SETUP)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(shmring.__file__))] + sys.path))
+    subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=where,
+                   env=env, check=True, capture_output=True)
+    (built,) = [f for f in os.listdir(where) if f.startswith("pump.") and f.endswith(".so")]
+    spec = importlib.util.spec_from_file_location("pump", where / built)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_get_include_holds_the_pxd_files():
+    root = shmring.get_include()
+    for pxd in ("shmring/__init__.pxd", "shmring/_ring.pxd", "shmring/_core.pxd",
+                "shmring/layout.pxd", "shmring/includes/atomics.pxd"):
+        assert os.path.isfile(os.path.join(root, pxd)), pxd
+
+
+def test_nogil_producer_and_consumer(pump, name):
+    count, nbytes = 3000, 1000
+    with shmring.Ring.create(name, 8192) as ring:
+        producer, consumer = ring.producer(), ring.consumer()
+        result = {}
+        # The consumer runs in a thread: both sides must really drop the GIL.
+        reader = threading.Thread(
+            target=lambda: result.update(got=pump.sum_frames(consumer, count, 30.0)))
+        reader.start()
+        assert pump.send_filled(producer, count, nbytes) == count
+        reader.join(60)
+        assert not reader.is_alive()
+        assert result["got"] == (count, nbytes * sum(i % 256 for i in range(count)),
+                                 sum(range(count)))
+        assert pump.sum_frames(consumer, 1, 0.0) == (0, 0, 0)
+
+
+def test_nogil_errors_become_exceptions(pump, name):
+    with shmring.Ring.create(name, 4096) as ring, ring.producer() as producer:
+        with pytest.raises(shmring.FrameTooLarge):
+            pump.send_filled(producer, 1, ring.max_frame + 1)
