@@ -162,10 +162,9 @@ def test_exact_wrap(name):
             p.send(bytes([size % 251]) * size)
             assert c.recv_bytes(0) == bytes([size % 251]) * size
         assert ring.stats()["tail"] == 4096
-        p.send(b"a" * 1000)                           # starts at offset 0
-        p.send(b"b" * 1984)                           # ends at offset 3136
-        p.send(b"c" * 1984)                           # 960 bytes of padding first
+        # a starts at offset 0, b ends at offset 3136, c needs 960 bytes of padding
         for data in (b"a" * 1000, b"b" * 1984, b"c" * 1984):
+            p.send(data, timeout=0)
             assert c.recv_bytes(0) == data
         assert ring.stats()["tail"] == 4096 + 1088 + 2048 + 960 + 2048
 
