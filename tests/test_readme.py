@@ -1,0 +1,20 @@
+"""The README's example runs as printed (on a ring name of this test's own)."""
+import os
+import re
+import subprocess
+import sys
+
+README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+
+
+def test_readme_example_runs(name, tmp_path):
+    text = open(README).read()
+    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(code.splitlines()) <= 16
+    script = tmp_path / "example.py"
+    script.write_text(code.replace('"video"', repr(name)))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == [f"{i} (1080, 1920, 4)" for i in range(100)]
