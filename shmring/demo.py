@@ -116,6 +116,8 @@ def consume(consumer, producers, out):
     frames = nbytes = ended = 0
     producer_cpu = 0.0
     start = last = cpu0 = None
+    # On a terminal the progress line rewrites itself; in a log it is one line each.
+    lead, tail = ("\r", "") if out.isatty() else ("", "\n")
     while ended < producers:
         with consumer.recv(timeout=60) as frame:
             if start is None:
@@ -131,11 +133,11 @@ def consume(consumer, producers, out):
         now = time.monotonic()
         if now - last >= 0.5:
             last = now
-            print(f"\r  {frames:7d} frames  {frames / (now - start):8.1f} frames/s  "
-                  f"{nbytes / (now - start) / 1e9:6.2f} GB/s", end="", file=out, flush=True)
+            print(f"{lead}  {frames:7d} frames  {frames / (now - start):8.1f} frames/s  "
+                  f"{nbytes / (now - start) / 1e9:6.2f} GB/s", end=tail, file=out, flush=True)
     elapsed = max(time.monotonic() - start, 1e-9)
     cpu = time.process_time() - cpu0 + producer_cpu
-    print(f"\r{frames} frames verified (order and checksum) in {elapsed:.2f} s: "
+    print(f"{lead}{frames} frames verified (order and checksum) in {elapsed:.2f} s: "
           f"{frames / elapsed:.1f} frames/s, {nbytes / elapsed / 1e9:.2f} GB/s, "
           f"{cpu / max(nbytes / 1e9, 1e-9):.3f} CPU s/GB (producers and consumer)", file=out)
     return frames, nbytes
