@@ -10,15 +10,33 @@ import os
 
 from shmring._ring import Consumer, Frame, Producer, Reservation, Ring
 from shmring.errors import (
-    ConsumerExists, ConsumerGone, Empty, FrameTooLarge, Full, IncompatibleRing,
-    RingCorrupted, RingError)
+    ConsumerExists,
+    ConsumerGone,
+    Empty,
+    FrameTooLarge,
+    Full,
+    IncompatibleRing,
+    RingCorrupted,
+    RingError,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Ring", "Producer", "Reservation", "Consumer", "Frame", "get_include",
-    "RingError", "Full", "Empty", "FrameTooLarge", "IncompatibleRing",
-    "ConsumerExists", "ConsumerGone", "RingCorrupted",
+    "Consumer",
+    "ConsumerExists",
+    "ConsumerGone",
+    "Empty",
+    "Frame",
+    "FrameTooLarge",
+    "Full",
+    "IncompatibleRing",
+    "Producer",
+    "Reservation",
+    "Ring",
+    "RingCorrupted",
+    "RingError",
+    "get_include",
 ]
 
 

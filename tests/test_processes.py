@@ -4,9 +4,9 @@ import os
 import time
 
 import pytest
+from _frames import check, produce
 
 import shmring
-from _frames import check, produce
 
 spawn = multiprocessing.get_context("spawn")
 fork = multiprocessing.get_context("fork")

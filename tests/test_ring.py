@@ -52,9 +52,8 @@ def test_bad_max_frame(name):
 
 
 def test_create_existing_and_attach_missing(name):
-    with shmring.Ring.create(name, 4096):
-        with pytest.raises(FileExistsError):
-            shmring.Ring.create(name, 4096)
+    with shmring.Ring.create(name, 4096), pytest.raises(FileExistsError):
+        shmring.Ring.create(name, 4096)
     os.unlink(_ring.segment_path(name))
     with pytest.raises(FileNotFoundError):
         shmring.Ring.attach(name)
@@ -187,10 +186,9 @@ def test_reserve_commit_and_abort(ring):
         with p.reserve(5, type=1) as r:
             memoryview(r)[:] = b"hello"
         assert r.committed
-        with pytest.raises(RuntimeError):
-            with p.reserve(5, type=2) as r:
-                memoryview(r)[:] = b"WRONG"
-                raise RuntimeError("caller failed")
+        with pytest.raises(RuntimeError), p.reserve(5, type=2) as r:
+            memoryview(r)[:] = b"WRONG"
+            raise RuntimeError("caller failed")
         r = p.reserve(3, type=3)
         r.abort()
         r = p.reserve(3, type=4)
@@ -314,9 +312,8 @@ def test_send_array_any_strides_and_reserve_array(ring):
 @pytest.mark.parametrize("bad", [np.array([object()]), np.zeros(2, dtype="i4,f8"),
                                  np.zeros((1,) * 9)])
 def test_send_array_rejects(ring, bad):
-    with ring.producer() as p:
-        with pytest.raises(ValueError):
-            p.send_array(bad)
+    with ring.producer() as p, pytest.raises(ValueError):
+        p.send_array(bad)
 
 
 def test_one_consumer(ring):
@@ -367,9 +364,8 @@ def test_producer_slots_run_out(name):
 
 def test_consumer_and_ring_are_not_misused(ring):
     import pickle
-    with ring.consumer() as c:
-        with pytest.raises(TypeError):
-            pickle.dumps(c)
+    with ring.consumer() as c, pytest.raises(TypeError):
+        pickle.dumps(c)
     with pytest.raises(TypeError):
         shmring.Ring()
     c.close()
