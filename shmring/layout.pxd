@@ -2,8 +2,13 @@
 # those offsets against these structs when it is imported.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
+cdef extern from *:
+    """
+    #define SHMRING_MAGIC 0x31474e4952534d48ULL  /* "HMSRING1" little-endian */
+    """
+    const uint64_t MAGIC "SHMRING_MAGIC"
+
 cdef enum:
-    MAGIC = 0x31474e4952534d48      # "HMSRING1" little-endian
     VERSION = 1
     LINE = 128                      # counters sit 128 B apart (no false sharing)
     ALIGN = 64                      # records and payloads start on cache lines
