@@ -473,6 +473,17 @@ cdef bint ready(ConsumerState *c) noexcept nogil:
     return (word & ~<uint64_t>STATE_MASK) == tag(&c.ring, c.cursor) and \
         (word & STATE_MASK) != BUSY
 
+cdef int ready_checked(ConsumerState *c) noexcept nogil:
+    """ready(), for wait_for_data: OK when poll will find the cursor's record
+    ready, PENDING when not.  A ready header at the cursor with tail still at
+    the cursor is impossible (the producer moved tail before writing it), so
+    it is ERR_CORRUPT: poll would see an empty ring and we would spin."""
+    if not ready(c):
+        return PENDING
+    if load64(&c.ring.hdr.tail, ACQUIRE) == c.cursor:  # pairs with producer_claim's release CAS of tail: it precedes the header ready() saw
+        return ERR_CORRUPT
+    return OK
+
 cdef void mark_abandoned(ConsumerState *c, uint64_t pos, uint64_t end) noexcept nogil:
     """Turn a dead producer's claim [pos, end) into padding, one record per
     stretch before the wrap, and count it."""
@@ -563,15 +574,18 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
     cdef SegmentHeader *h = c.ring.hdr
     cdef uint32_t seq, i
     cdef int64_t timeout
+    cdef int st
     for i in range(c.spin):
-        if ready(c):
-            return OK
+        st = ready_checked(c)
+        if st != PENDING:
+            return st
         cpu_relax()
     seq = load32(&h.data_seq, ACQUIRE)  # pairs with publish's release increment of data_seq
     store32(&h.data_waiting, 1, RELAXED)
     fence(SEQ_CST)  # pairs with publish's fence: we see its commit, or it sees our flag
-    if ready(c):
-        return OK
+    st = ready_checked(c)
+    if st != PENDING:
+        return st
     timeout = slice_until(deadline)
     if timeout <= 0:
         return TIMEOUT

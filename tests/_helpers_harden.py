@@ -83,6 +83,10 @@ def hear():
 """
 
 
+class ChildTimeout(AssertionError):
+    """The child said nothing before the deadline (it was killed)."""
+
+
 class Child:
     """A Python child process running code, with a line protocol: the child
     calls say(...) and hear(); the test calls expect() and tell()."""
@@ -117,7 +121,7 @@ class Child:
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"child {self.pid} said nothing for {timeout}s\n"
+                raise ChildTimeout(f"child {self.pid} said nothing for {timeout}s\n"
                                      f"{self.stderr(kill=True)}")
             r, _, _ = select.select([fd], [], [], left)
             if r:

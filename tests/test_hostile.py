@@ -1,0 +1,122 @@
+"""Hostile shared memory: hostile values written into a live ring's header,
+positions, producer slots, record headers, padding and array metadata must
+never make the consumer crash, touch memory outside the mapping or hang.
+
+Examples run in a worker subprocess (fuzz/scribble.py --worker) that dies
+with the test; a signal or a missed deadline fails the example, and
+Hypothesis shrinks it to a small reproducer."""
+import json
+import os
+import signal
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, note, settings, strategies as st
+
+from _helpers_harden import Child, ChildTimeout, ROOT
+
+SCRIBBLE = os.path.join(ROOT, "fuzz", "scribble.py")
+sys.path.insert(0, os.path.join(ROOT, "fuzz"))
+import scribble  # noqa: E402
+
+EXAMPLE_DEADLINE = 15.0         # one example takes well under a second
+
+
+class Guard:
+    """The worker process, restarted after it dies."""
+
+    def __init__(self):
+        self.child = None
+
+    def run(self, ex):
+        if self.child is None or self.child.proc.poll() is not None:
+            self.child = Child(f"import runpy, sys; sys.argv = [{SCRIBBLE!r}, '--worker']\n"
+                               f"runpy.run_path({SCRIBBLE!r}, run_name='__main__')\n")
+        self.child.tell(json.dumps(ex))
+        try:
+            line = self.child.readline(EXAMPLE_DEADLINE)
+        except ChildTimeout as e:
+            self.child.close()
+            self.child = None
+            raise AssertionError(f"consumer hung: no answer in {EXAMPLE_DEADLINE}s\n{e}")
+        except AssertionError as e:
+            child, self.child = self.child, None
+            child.close()
+            rc = child.proc.returncode
+            if rc is not None and rc < 0:
+                raise AssertionError(f"consumer crashed: {signal.Signals(-rc).name}\n{e}")
+            raise AssertionError(f"worker died (exit {rc}): {e}")
+        out = json.loads(line)
+        assert out["ok"], out.get("traceback")
+        return out
+
+    def close(self):
+        if self.child is not None:
+            self.child.close()
+
+
+@pytest.fixture
+def guard():
+    g = Guard()
+    yield g
+    g.close()
+
+
+u64 = st.integers(0, (1 << 64) - 1)
+small = st.one_of(st.sampled_from([0, 64, -64, 8, -8, 128, -128, 192]),
+                  st.integers(-130, 130))
+values = st.one_of(
+    st.tuples(st.just("lit"), st.sampled_from(
+        [0, 1, 8, 63, 64, 4096, 8128, 8184, 8192, 8256, 1 << 32, 1 << 63, (1 << 64) - 1,
+         (1 << 64) - 64, (1 << 64) - 8])),
+    st.tuples(st.just("lit"), u64),
+    st.tuples(st.just("tag"), st.integers(-3, 3), st.sampled_from(scribble.STATES)),
+    st.tuples(st.just("pos"), st.sampled_from(["head", "tail", "rec"]), small),
+    st.tuples(st.just("cap"), small, st.integers(0, 1)),
+    st.tuples(st.just("code"), st.integers(0, len(scribble.DTYPE_CODES) - 1)),
+)
+mutation = st.one_of(
+    st.tuples(st.just("bytes"), st.integers(0, 1 << 16), st.lists(
+        st.integers(0, 255), min_size=1, max_size=16)),
+    st.tuples(st.just("field"), st.just("header"),
+              st.sampled_from(sorted(scribble.HEADER_FIELDS)), values),
+    st.tuples(st.just("field"), st.just("slot"),
+              st.sampled_from(sorted(scribble.SLOT_FIELDS)), values, st.integers(0, 3)),
+    st.tuples(st.just("field"), st.just("record"),
+              st.sampled_from(sorted(scribble.RECORD_FIELDS)), values, st.integers(0, 20)),
+)
+examples = st.fixed_dictionaries({
+    "start": st.sampled_from([0, 4096 - 256, (1 << 32) - 2048, (1 << 64) - 1024]),
+    "frames": st.lists(st.tuples(st.sampled_from(["bytes", "array"]), st.integers(0, 1500)),
+                       max_size=8),
+    "receive": st.integers(0, 4),
+    "release": st.lists(st.integers(0, 3), max_size=3),
+    "reserve": st.one_of(st.none(), st.integers(0, 1000)),
+    "mutations": st.lists(mutation, min_size=1, max_size=4),
+    "reopen": st.booleans(),
+    "produce": st.booleans(),
+})
+
+
+@pytest.mark.timeout(600)
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          max_examples=int(os.environ.get("SHMRING_HOSTILE_EXAMPLES", 150)))
+@given(ex=examples)
+def test_scribbled_ring_never_crashes_or_hangs_the_consumer(guard, ex):
+    note(json.dumps(ex))
+    guard.run(ex)
+
+
+# Reproducers for what the property test found, kept as plain tests.
+REGRESSIONS = {
+    # tail moved back onto a committed record: wait_for_data saw the record
+    # ready, poll saw an empty ring, forever.
+    "tail_back_to_head": {"frames": [["bytes", 100]], "mutations": [
+        ["field", "header", "tail", ["pos", "head", 0]]]},
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("key", sorted(REGRESSIONS))
+def test_regressions(guard, key):
+    guard.run(REGRESSIONS[key])
