@@ -165,7 +165,7 @@ cdef class Ring:
     def attach(name):
         """Open an existing ring by name."""
         path = segment_path(name)
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = _open_segment(path)
         try:
             st = os.fstat(fd)
             if not _stat.S_ISREG(st.st_mode):
@@ -269,6 +269,28 @@ cdef class Ring:
     def __repr__(self):
         return (f"<shmring.Ring {self.seg.name!r} capacity={self.seg.view.capacity} "
                 f"max_frame={self.seg.view.max_frame}{' closed' if self.closed else ''}>")
+
+
+def _open_segment(str path):
+    """Open an existing segment for attach, with errors that say why."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise IncompatibleRing(f"{path} is a symbolic link; shmring does not follow "
+                                   "links in the segment directory") from None
+        if e.errno in (errno.EISDIR, errno.ENXIO):
+            raise IncompatibleRing(f"{path} is not a regular file") from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            try:
+                st = os.lstat(path)
+                who = f"owned by uid {st.st_uid} with mode {_stat.S_IMODE(st.st_mode):04o}"
+            except OSError:
+                who = "not accessible"
+            raise PermissionError(
+                e.errno, f"cannot attach to {path}: it is {who} and this process runs as "
+                f"uid {os.geteuid()}; create rings with mode= for other users", path) from None
+        raise
 
 
 def _attach_in(name, directory):
