@@ -32,6 +32,7 @@ import shmring  # noqa: E402
 from shmring import segments as L  # noqa: E402
 
 CAP = 8192
+SEGMENT_SIZE = 20480 + CAP      # header and 128 slots, rounded to a page, + data
 U64 = (1 << 64) - 1
 
 # name: (offset, width) for header fields; slot and record fields are relative.
@@ -70,17 +71,26 @@ def mapping_of(path):
     raise RuntimeError(f"{path} is not mapped")
 
 
-def guard_pages(start, end):
-    """PROT_NONE pages right before and after the mapping, where free, so
-    that a read or write just outside it faults instead of passing."""
-    guards = []
-    for addr in (start - 4096, end):
-        got = _libc.mmap(addr, 4096, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
-        if got == addr:
-            guards.append(addr)
-        elif got not in (None, ctypes.c_void_p(-1).value):
-            _libc.munmap(got, 4096)
-    return guards
+def guard_at(addr):
+    """A PROT_NONE page at addr if that page is free, so that a read or
+    write just outside the ring's mapping faults instead of passing."""
+    got = _libc.mmap(addr, 4096, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+    if got == addr:
+        return True
+    if got not in (None, ctypes.c_void_p(-1).value):
+        _libc.munmap(got, 4096)         # a kernel without MAP_FIXED_NOREPLACE
+    return False
+
+
+def hole_for(size):
+    """Map size + 2 pages PROT_NONE and unmap the middle: the ring's own mmap
+    (top-down, first fit) then usually lands between two guard pages.
+    Returns the two guard addresses."""
+    base = _libc.mmap(None, size + 8192, 0, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    if base in (None, ctypes.c_void_p(-1).value):
+        return []
+    _libc.munmap(base + 4096, size)
+    return [base, base + 4096 + size]
 
 
 def payload(i, n):
@@ -89,9 +99,15 @@ def payload(i, n):
 
 def build(name, ex):
     """The ring before the scribbling, and what it knows about its records."""
+    holes = hole_for(SEGMENT_SIZE)
     ring = shmring.Ring.create(name, CAP, _start=ex.get("start", 0) & ~63 & U64)
     start, end = mapping_of(ring.path)
-    state = {"ring": ring, "map": (start, end), "guards": guard_pages(start, end),
+    guards = [g for g in holes if g in (start - 4096, end)]
+    for g in holes:
+        if g not in guards:
+            _libc.munmap(g, 4096)
+    guards += [a for a in (start - 4096, end) if a not in guards and guard_at(a)]
+    state = {"ring": ring, "map": (start, end), "guards": guards,
              "held": [], "consumer": None, "producer": None, "res": None}
     p = ring.producer()
     state["producer"] = p
@@ -180,6 +196,14 @@ def mutate(path, mutations):
                 continue
             where, field, value = mu[1], mu[2], mu[3]
             rec_pos = None
+            if mu[0] == "at":           # a record field at any position, even misaligned
+                rec_pos = resolve(where, ctx, None)
+                off, width = RECORD_FIELDS[field]
+                off += data_offset + (rec_pos & (CAP - 1))
+                v = resolve(value, ctx, rec_pos) & ((1 << (8 * width)) - 1)
+                data = v.to_bytes(width, "little")[:max(0, len(m) - off)]
+                m[off:off + len(data)] = data
+                continue
             if where == "header":
                 off, width = HEADER_FIELDS[field]
             elif where == "slot":

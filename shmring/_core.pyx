@@ -295,6 +295,8 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
     need = record_size(length)
     tail = load64(&h.tail, RELAXED)
     while True:
+        if tail & (ALIGN - 1):
+            return ERR_CORRUPT          # a header at tail would cross the mapping's end
         total = claim_total(v, tail, need)
         if (tail - p.head_cache) + total > v.capacity:
             p.head_cache = load64(&h.head, ACQUIRE)  # pairs with advance_head's release store of head
@@ -433,14 +435,15 @@ cdef int poll(ConsumerState *c, uint64_t *out) noexcept nogil:
     """Deliver the record at the cursor, skipping padding."""
     cdef RingView *v = &c.ring
     cdef SegmentHeader *h = v.hdr
-    cdef uint64_t pos, word, state, length
+    cdef uint64_t pos, word, state, length, tail
     cdef RecordHeader *rec
     while True:
         pos = c.cursor
         if pos == c.tail_cache:
-            c.tail_cache = load64(&h.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
-            if c.tail_cache - pos > v.capacity:
-                return ERR_CORRUPT
+            tail = load64(&h.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
+            if tail - pos > v.capacity or (pos | tail) & (ALIGN - 1):
+                return ERR_CORRUPT      # kept out of tail_cache, so the next call checks again
+            c.tail_cache = tail         # (a misaligned cursor from head would put a header across the mapping's end)
             if pos == c.tail_cache:
                 return EMPTY
         rec = header_at(v, pos)
@@ -510,6 +513,8 @@ cdef int recover_unwritten(ConsumerState *c) noexcept nogil:
     cdef uint32_t i, j
     cdef bint found = False, proven
     tail = load64(&v.hdr.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail: intents are visible
+    if tail - pos > v.capacity:
+        return ERR_CORRUPT              # else mark_abandoned could loop for 2^64 / capacity laps
     for i in range(v.nslots):
         ilen = load64(&v.slots[i].intent_len, ACQUIRE)  # pairs with publish's release store of intent_len
         ipos = load64(&v.slots[i].intent_pos, RELAXED)
@@ -518,8 +523,8 @@ cdef int recover_unwritten(ConsumerState *c) noexcept nogil:
         if owner_alive(load64(&v.slots[i].owner, RELAXED)):
             return PENDING
         end = ipos + ilen
-        if end - pos > tail - pos or (found and end - pos >= best - pos):
-            continue
+        if end - pos > tail - pos or (found and end - pos >= best - pos) or end & (ALIGN - 1):
+            continue                    # not a record boundary (a misaligned one could cross the mapping's end)
         proven = end == tail
         if not proven:
             word = load64(&header_at(v, end).commit, ACQUIRE)  # pairs with producer_claim's release store of BUSY/PAD

@@ -84,6 +84,7 @@ mutation = st.one_of(
               st.sampled_from(sorted(scribble.SLOT_FIELDS)), values, st.integers(0, 3)),
     st.tuples(st.just("field"), st.just("record"),
               st.sampled_from(sorted(scribble.RECORD_FIELDS)), values, st.integers(0, 20)),
+    st.tuples(st.just("at"), values, st.sampled_from(sorted(scribble.RECORD_FIELDS)), values),
 )
 examples = st.fixed_dictionaries({
     "start": st.sampled_from([0, 4096 - 256, (1 << 32) - 2048, (1 << 64) - 1024]),
@@ -113,10 +114,33 @@ REGRESSIONS = {
     # ready, poll saw an empty ring, forever.
     "tail_back_to_head": {"frames": [["bytes", 100]], "mutations": [
         ["field", "header", "tail", ["pos", "head", 0]]]},
+    # head misaligned 8 bytes before the end, with a tagged header there:
+    # poll read the record length past the end of the mapping.
+    "misaligned_head": {"mutations": [
+        ["field", "header", "head", ["lit", 8184]],
+        ["field", "header", "tail", ["lit", 8248]],
+        ["at", ["lit", 8184], "commit", ["tag", 0, 2]]]},
+    # A dead slot's intent reaching 2^40 bytes ahead, tail with it:
+    # mark_abandoned looped 2^27 laps of the ring, writing padding.
+    "intent_far_ahead": {"mutations": [
+        ["field", "slot", "owner", ["lit", 12345 | (99 << 24)], 3],
+        ["field", "slot", "intent_pos", ["pos", "head", 0], 3],
+        ["field", "slot", "intent_len", ["lit", 1 << 40], 3],
+        ["field", "header", "tail", ["lit", 1 << 40]]]},
+    # A dead slot's intent ending misaligned near the end of the ring.
+    "intent_misaligned": {"mutations": [
+        ["field", "slot", "owner", ["lit", 12345 | (99 << 24)], 3],
+        ["field", "slot", "intent_pos", ["pos", "head", 0], 3],
+        ["field", "slot", "intent_len", ["lit", 8188], 3],
+        ["field", "header", "tail", ["lit", 8188]]]},
+    # A misaligned tail: the producer wrote a header across the mapping's end.
+    "producer_misaligned_tail": {"produce": True, "mutations": [
+        ["field", "header", "head", ["lit", 8184]],
+        ["field", "header", "tail", ["lit", 8184]]]},
 }
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("key", sorted(REGRESSIONS))
 def test_regressions(guard, key):
     guard.run(REGRESSIONS[key])
