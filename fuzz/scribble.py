@@ -302,7 +302,7 @@ def drive(state, ex):
 
 
 def run_example(ex):
-    name = f"scribble-{uuid.uuid4().hex[:12]}"
+    name = f"{ex.get('prefix', 'scribble')}-{uuid.uuid4().hex[:12]}"
     state = None
     try:
         state = build(name, ex)

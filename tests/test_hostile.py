@@ -5,15 +5,18 @@ never make the consumer crash, touch memory outside the mapping or hang.
 Examples run in a worker subprocess (fuzz/scribble.py --worker) that dies
 with the test; a signal or a missed deadline fails the example, and
 Hypothesis shrinks it to a small reproducer."""
+import glob
 import json
 import os
 import signal
 import sys
+import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings, strategies as st
 
 from _helpers_harden import Child, ChildTimeout, ROOT
+from shmring import segments as L
 
 SCRIBBLE = os.path.join(ROOT, "fuzz", "scribble.py")
 sys.path.insert(0, os.path.join(ROOT, "fuzz"))
@@ -27,8 +30,10 @@ class Guard:
 
     def __init__(self):
         self.child = None
+        self.prefix = f"scribble-{uuid.uuid4().hex[:8]}"
 
     def run(self, ex):
+        ex = dict(ex, prefix=self.prefix)
         if self.child is None or self.child.proc.poll() is not None:
             self.child = Child(f"import runpy, sys; sys.argv = [{SCRIBBLE!r}, '--worker']\n"
                                f"runpy.run_path({SCRIBBLE!r}, run_name='__main__')\n")
@@ -53,6 +58,9 @@ class Guard:
     def close(self):
         if self.child is not None:
             self.child.close()
+        # A killed worker cannot remove its ring: do it here.
+        for path in glob.glob(os.path.join(L.segment_dir(), L.PREFIX + self.prefix + "-*")):
+            os.unlink(path)
 
 
 @pytest.fixture
