@@ -500,11 +500,33 @@ cdef int raise_producer_error(ProducerState *p, int st, uint64_t nbytes) except 
     raise RingCorrupted(f"ring failed a consistency check (status {st})")
 
 
-cdef int raise_consumer_error(int st) except -1:
+cdef int raise_consumer_error(int st, ConsumerState *c=NULL) except -1:
     if st == TIMEOUT:
         raise Empty("no frame arrived before the timeout")
     raise RingCorrupted("the ring's shared memory holds impossible values; "
-                        "it cannot be trusted any more")
+                        "it cannot be trusted any more" + corrupt_detail(c))
+
+
+cdef str corrupt_detail(ConsumerState *c):
+    """Where the consumer stood and what it found there, for RingCorrupted.
+    Plain reads: the values are only reported."""
+    cdef RingView *v
+    cdef RecordHeader *rec
+    cdef uint64_t pos, word
+    if c == NULL:
+        return ""
+    v = &c.ring
+    pos = c.cursor
+    msg = (f": consumer at position {pos} (offset {pos & v.mask} of the data area), "
+           f"head {v.hdr.head}, tail {v.hdr.tail}, capacity {v.capacity}")
+    if pos & 63:
+        return msg + "; that position is not 64-byte aligned"
+    rec = _core.header_at(v, pos)
+    word = rec.commit
+    tag_ok = (word & ~<uint64_t>63) == ((pos ^ v.secret) & ~<uint64_t>63)
+    return msg + (f"; record header there: commit {word:#x} (position tag "
+                  f"{'matches' if tag_ok else 'wrong'}, state {word & 63}), "
+                  f"length {rec.length}, slot {rec.slot}")
 
 
 cdef int claim_until(ProducerState *p, uint64_t nbytes, uint32_t type,
@@ -534,7 +556,7 @@ cdef int receive_until(ConsumerState *c, uint64_t *pos, int64_t deadline) except
             return 0
         with gil:
             if st != INTERRUPTED:
-                raise_consumer_error(st)
+                raise_consumer_error(st, c)
             PyErr_CheckSignals()
 
 
@@ -679,7 +701,7 @@ cdef class Consumer:
                 self.busy = False
             st = OK if got else TIMEOUT
         if st != OK:
-            raise_consumer_error(st)
+            raise_consumer_error(st, &self.st)
         rec = _core.header_at(&self.st.ring, pos)
         f = Frame.__new__(Frame)
         f.consumer = self
@@ -714,7 +736,7 @@ cdef class Consumer:
         if self.busy:
             raise RingError("consumer is busy in recv() on another thread")
         if _core.consumer_release(&self.st, pos) != OK:
-            raise_consumer_error(ERR_CORRUPT)
+            raise_consumer_error(ERR_CORRUPT, &self.st)
         return 0
 
     @property
@@ -891,5 +913,5 @@ cdef int receive(ConsumerState *c, double timeout, Received *out) except -1 nogi
 cdef int release(ConsumerState *c, uint64_t pos) except -1 nogil:
     if _core.consumer_release(c, pos) != OK:
         with gil:
-            raise_consumer_error(ERR_CORRUPT)
+            raise_consumer_error(ERR_CORRUPT, c)
     return 1

@@ -15,7 +15,7 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, given, note, settings, strategies as st
 
-from _helpers_harden import Child, ChildTimeout, ROOT
+from _helpers_harden import Child, ChildTimeout, ROOT, hname  # noqa: F401
 from shmring import segments as L
 
 SCRIBBLE = os.path.join(ROOT, "fuzz", "scribble.py")
@@ -152,3 +152,25 @@ REGRESSIONS = {
 @pytest.mark.parametrize("key", sorted(REGRESSIONS))
 def test_regressions(guard, key):
     guard.run(REGRESSIONS[key])
+
+
+@pytest.mark.timeout(30)
+def test_corruption_message_says_what_and_where(hname):
+    """RingCorrupted names the position, head, tail and the header found."""
+    import shmring
+    from _helpers_harden import Raw
+    with shmring.Ring.create(hname, 8192) as ring:
+        c = ring.consumer()
+        with ring.producer() as p:
+            p.send(b"x" * 10)
+        raw = Raw(ring.path)
+        try:
+            raw.put64(L.OFF_TAIL, 5 * 8192)         # tail a lap beyond head
+        finally:
+            raw.close()
+        with pytest.raises(shmring.RingCorrupted,
+                           match=r"consumer at position 0 .*head 0, tail 40960, "
+                                 r"capacity 8192; record header there: commit 0x[0-9a-f]+ "
+                                 r"\(position tag matches, state 2\), length 10"):
+            c.recv(timeout=1)
+        c.close()
