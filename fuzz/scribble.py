@@ -51,7 +51,8 @@ RECORD_FIELDS = {"commit": (0, 8), "length": (8, 8), "type": (16, 4), "slot": (2
 STATES = [0, 1, 2, 3, 4, 5, 63]
 DTYPES = ["<u1", "<i4", "<f8", "|S3", "<c16", "<M8[s]"]
 DTYPE_CODES = [b"<i4", b"|O", b"|V0", b"<U0", b"i4,i4", b"(2)i4", b"\xff\xfe",
-               b"f8\0i4", b"<M8[xx]", b"S", b"V8", b"<f16", b"|b1", b"", b"m8[as]"]
+               b"f8\0i4", b"<M8[xx]", b"S", b"V8", b"<f16", b"|b1", b"", b"m8[as]",
+               b",", b"a", b"8a9,l3", b"),q)", b"<i4 ", b"=i4", b"<M8[ms]", b"|S2"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p

@@ -31,6 +31,10 @@ from shmring.errors import (
 cdef uint64_t COPY_WITHOUT_GIL = 64 * 1024   # larger copies let other threads run
 cdef uint8_t RAW = 0xff                      # Frame.ndim of a frame sent as bytes
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}\Z")
+# What dtype.str looks like for the dtypes send_array() accepts ('<f8', '|S3',
+# '<M8[ms]').  Anything else is refused before numpy parses it: np.dtype()
+# raises SyntaxError for ',' and warns for deprecated aliases such as 'a'.
+_DTYPE_CODE = re.compile(r"[<>|][biufcmMSUV][0-9]{1,5}(\[[0-9]{0,3}[A-Za-z]{1,2}\])?\Z")
 _np = None
 
 
@@ -819,9 +823,14 @@ cdef class Frame:
         cdef int i
         try:
             code = (<char *>rec.dtype)[:8].rstrip(b"\0").decode("ascii")
+            if not _DTYPE_CODE.match(code):
+                raise ValueError(code)
             dt = np.dtype(code)
-        except (UnicodeDecodeError, TypeError, ValueError):
-            raise RingCorrupted("frame carries an unreadable dtype") from None
+            if dt.str != code:
+                raise ValueError(code)
+        except Exception:
+            raise RingCorrupted(f"frame at position {self.pos} carries an unreadable dtype "
+                                f"{(<char *>rec.dtype)[:8]!r}") from None
         if dt.hasobject or dt.fields is not None or dt.subdtype is not None or dt.itemsize == 0:
             raise RingCorrupted(f"frame carries a forbidden dtype {dt}")
         if self.ndim > MAX_NDIM:

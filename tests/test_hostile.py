@@ -141,6 +141,10 @@ REGRESSIONS = {
         ["field", "slot", "intent_pos", ["pos", "head", 0], 3],
         ["field", "slot", "intent_len", ["lit", 8188], 3],
         ["field", "header", "tail", ["lit", 8188]]]},
+    # A dtype numpy cannot even tokenize: np.dtype(',') raised SyntaxError out
+    # of Frame.array() instead of RingCorrupted.
+    "dtype_syntax_error": {"frames": [["array", 4]], "mutations": [
+        ["field", "record", "dtype", ["code", 15], 0]]},
     # A misaligned tail: the producer wrote a header across the mapping's end.
     "producer_misaligned_tail": {"produce": True, "mutations": [
         ["field", "header", "head", ["lit", 8184]],
