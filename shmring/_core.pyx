@@ -300,6 +300,8 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
     need = record_size(length)
     tail = load64(&h.tail, RELAXED)
     while True:
+        if tail & (ALIGN - 1):
+            return ERR_CORRUPT          # a header at tail would cross the mapping's end
         total = claim_total(v, tail, need)
         if (tail - p.head_cache) + total > v.capacity:
             p.head_cache = load64(&h.head, ACQUIRE)  # pairs with advance_head's release store of head
@@ -438,14 +440,15 @@ cdef int poll(ConsumerState *c, uint64_t *out) noexcept nogil:
     """Deliver the record at the cursor, skipping padding."""
     cdef RingView *v = &c.ring
     cdef SegmentHeader *h = v.hdr
-    cdef uint64_t pos, word, state, length
+    cdef uint64_t pos, word, state, length, tail
     cdef RecordHeader *rec
     while True:
         pos = c.cursor
         if pos == c.tail_cache:
-            c.tail_cache = load64(&h.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
-            if c.tail_cache - pos > v.capacity:
-                return ERR_CORRUPT
+            tail = load64(&h.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
+            if tail - pos > v.capacity or (pos | tail) & (ALIGN - 1):
+                return ERR_CORRUPT      # kept out of tail_cache, so the next call checks again
+            c.tail_cache = tail         # (a misaligned cursor from head would put a header across the mapping's end)
             if pos == c.tail_cache:
                 return EMPTY
         rec = header_at(v, pos)
@@ -478,6 +481,17 @@ cdef bint ready(ConsumerState *c) noexcept nogil:
     return (word & ~<uint64_t>STATE_MASK) == tag(&c.ring, c.cursor) and \
         (word & STATE_MASK) != BUSY
 
+cdef int ready_checked(ConsumerState *c) noexcept nogil:
+    """ready(), for wait_for_data: OK when poll will find the cursor's record
+    ready, PENDING when not.  A ready header at the cursor with tail still at
+    the cursor is impossible (the producer moved tail before writing it), so
+    it is ERR_CORRUPT: poll would see an empty ring and we would spin."""
+    if not ready(c):
+        return PENDING
+    if load64(&c.ring.hdr.tail, ACQUIRE) == c.cursor:  # pairs with producer_claim's release CAS of tail: it precedes the header ready() saw
+        return ERR_CORRUPT
+    return OK
+
 cdef void mark_abandoned(ConsumerState *c, uint64_t pos, uint64_t end) noexcept nogil:
     """Turn a dead producer's claim [pos, end) into padding, one record per
     stretch before the wrap, and count it."""
@@ -504,6 +518,8 @@ cdef int recover_unwritten(ConsumerState *c) noexcept nogil:
     cdef uint32_t i, j
     cdef bint found = False, proven
     tail = load64(&v.hdr.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail: intents are visible
+    if tail - pos > v.capacity:
+        return ERR_CORRUPT              # else mark_abandoned could loop for 2^64 / capacity laps
     for i in range(v.nslots):
         ilen = load64(&v.slots[i].intent_len, ACQUIRE)  # pairs with publish's release store of intent_len
         ipos = load64(&v.slots[i].intent_pos, RELAXED)
@@ -512,8 +528,8 @@ cdef int recover_unwritten(ConsumerState *c) noexcept nogil:
         if owner_alive(load64(&v.slots[i].owner, RELAXED)):
             return PENDING
         end = ipos + ilen
-        if end - pos > tail - pos or (found and end - pos >= best - pos):
-            continue
+        if end - pos > tail - pos or (found and end - pos >= best - pos) or end & (ALIGN - 1):
+            continue                    # not a record boundary (a misaligned one could cross the mapping's end)
         proven = end == tail
         if not proven:
             word = load64(&header_at(v, end).commit, ACQUIRE)  # pairs with producer_claim's release store of BUSY/PAD
@@ -568,15 +584,18 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
     cdef SegmentHeader *h = c.ring.hdr
     cdef uint32_t seq, i
     cdef int64_t timeout
+    cdef int st
     for i in range(c.spin):
-        if ready(c):
-            return OK
+        st = ready_checked(c)
+        if st != PENDING:
+            return st
         cpu_relax()
     seq = load32(&h.data_seq, ACQUIRE)  # pairs with publish's release increment of data_seq
     store32(&h.data_waiting, 1, RELAXED)
     fence(SEQ_CST)  # pairs with publish's fence: we see its commit, or it sees our flag
-    if ready(c):
-        return OK
+    st = ready_checked(c)
+    if st != PENDING:
+        return st
     timeout = slice_until(deadline)
     if timeout <= 0:
         return TIMEOUT

@@ -31,6 +31,10 @@ from shmring.errors import (
 cdef uint64_t COPY_WITHOUT_GIL = 64 * 1024   # larger copies let other threads run
 cdef uint8_t RAW = 0xff                      # Frame.ndim of a frame sent as bytes
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}\Z")
+# What dtype.str looks like for the dtypes send_array() accepts ('<f8', '|S3',
+# '<M8[ms]').  Anything else is refused before numpy parses it: np.dtype()
+# raises SyntaxError for ',' and warns for deprecated aliases such as 'a'.
+_DTYPE_CODE = re.compile(r"[<>|][biufcmMSUV][0-9]{1,5}(\[[0-9]{0,3}[A-Za-z]{1,2}\])?\Z")
 _np = None
 
 
@@ -165,7 +169,7 @@ cdef class Ring:
     def attach(name):
         """Open an existing ring by name."""
         path = segment_path(name)
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = _open_segment(path)
         try:
             st = os.fstat(fd)
             if not _stat.S_ISREG(st.st_mode):
@@ -283,6 +287,28 @@ cdef class Ring:
     def __repr__(self):
         return (f"<shmring.Ring {self.seg.name!r} capacity={self.seg.view.capacity} "
                 f"max_frame={self.seg.view.max_frame}{' closed' if self.closed else ''}>")
+
+
+def _open_segment(str path):
+    """Open an existing segment for attach, with errors that say why."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise IncompatibleRing(f"{path} is a symbolic link; shmring does not follow "
+                                   "links in the segment directory") from None
+        if e.errno in (errno.EISDIR, errno.ENXIO):
+            raise IncompatibleRing(f"{path} is not a regular file") from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            try:
+                st = os.lstat(path)
+                who = f"owned by uid {st.st_uid} with mode {_stat.S_IMODE(st.st_mode):04o}"
+            except OSError:
+                who = "not accessible"
+            raise PermissionError(
+                e.errno, f"cannot attach to {path}: it is {who} and this process runs as "
+                f"uid {os.geteuid()}; create rings with mode= for other users", path) from None
+        raise
 
 
 def _attach_in(name, directory):
@@ -493,11 +519,33 @@ cdef int raise_producer_error(ProducerState *p, int st, uint64_t nbytes) except 
     raise RingCorrupted(f"ring failed a consistency check (status {st})")
 
 
-cdef int raise_consumer_error(int st) except -1:
+cdef int raise_consumer_error(int st, ConsumerState *c=NULL) except -1:
     if st == TIMEOUT:
         raise Empty("no frame arrived before the timeout")
     raise RingCorrupted("the ring's shared memory holds impossible values; "
-                        "it cannot be trusted any more")
+                        "it cannot be trusted any more" + corrupt_detail(c))
+
+
+cdef str corrupt_detail(ConsumerState *c):
+    """Where the consumer stood and what it found there, for RingCorrupted.
+    Plain reads: the values are only reported."""
+    cdef RingView *v
+    cdef RecordHeader *rec
+    cdef uint64_t pos, word
+    if c == NULL:
+        return ""
+    v = &c.ring
+    pos = c.cursor
+    msg = (f": consumer at position {pos} (offset {pos & v.mask} of the data area), "
+           f"head {v.hdr.head}, tail {v.hdr.tail}, capacity {v.capacity}")
+    if pos & 63:
+        return msg + "; that position is not 64-byte aligned"
+    rec = _core.header_at(v, pos)
+    word = rec.commit
+    tag_ok = (word & ~<uint64_t>63) == ((pos ^ v.secret) & ~<uint64_t>63)
+    return msg + (f"; record header there: commit {word:#x} (position tag "
+                  f"{'matches' if tag_ok else 'wrong'}, state {word & 63}), "
+                  f"length {rec.length}, slot {rec.slot}")
 
 
 cdef int claim_until(ProducerState *p, uint64_t nbytes, uint32_t type,
@@ -527,7 +575,7 @@ cdef int receive_until(ConsumerState *c, uint64_t *pos, int64_t deadline) except
             return 0
         with gil:
             if st != INTERRUPTED:
-                raise_consumer_error(st)
+                raise_consumer_error(st, c)
             PyErr_CheckSignals()
 
 
@@ -672,7 +720,7 @@ cdef class Consumer:
                 self.busy = False
             st = OK if got else TIMEOUT
         if st != OK:
-            raise_consumer_error(st)
+            raise_consumer_error(st, &self.st)
         rec = _core.header_at(&self.st.ring, pos)
         f = Frame.__new__(Frame)
         f.consumer = self
@@ -707,7 +755,7 @@ cdef class Consumer:
         if self.busy:
             raise RingError("consumer is busy in recv() on another thread")
         if _core.consumer_release(&self.st, pos) != OK:
-            raise_consumer_error(ERR_CORRUPT)
+            raise_consumer_error(ERR_CORRUPT, &self.st)
         return 0
 
     @property
@@ -790,9 +838,14 @@ cdef class Frame:
         cdef int i
         try:
             code = (<char *>rec.dtype)[:8].rstrip(b"\0").decode("ascii")
+            if not _DTYPE_CODE.match(code):
+                raise ValueError(code)
             dt = np.dtype(code)
-        except (UnicodeDecodeError, TypeError, ValueError):
-            raise RingCorrupted("frame carries an unreadable dtype") from None
+            if dt.str != code:
+                raise ValueError(code)
+        except Exception:
+            raise RingCorrupted(f"frame at position {self.pos} carries an unreadable dtype "
+                                f"{(<char *>rec.dtype)[:8]!r}") from None
         if dt.hasobject or dt.fields is not None or dt.subdtype is not None or dt.itemsize == 0:
             raise RingCorrupted(f"frame carries a forbidden dtype {dt}")
         if self.ndim > MAX_NDIM:
@@ -884,5 +937,5 @@ cdef int receive(ConsumerState *c, double timeout, Received *out) except -1 nogi
 cdef int release(ConsumerState *c, uint64_t pos) except -1 nogil:
     if _core.consumer_release(c, pos) != OK:
         with gil:
-            raise_consumer_error(ERR_CORRUPT)
+            raise_consumer_error(ERR_CORRUPT, c)
     return 1

@@ -1,0 +1,246 @@
+"""Operating rings from outside: list the segments in the segment directory
+and remove them.  `shmring ls` and `shmring rm` (see add_subcommands) are
+thin wrappers over list_rings() and remove_ring().
+
+Everything here reads segments read-only and never trusts them: a listing
+must work on foreign, truncated or corrupted files, so the header is parsed
+with struct from a read-only mapping and not through Ring.attach.
+
+Liveness is by /proc: an owner word is (starttime << 24) | pid, and the owner
+is alive when /proc/PID/stat exists, is not a zombie and shows that start
+time.  It only works when every participant shares this pid namespace.
+"""
+import mmap
+import os
+import stat as _stat
+import struct
+
+from shmring.errors import RingError
+
+PREFIX = "shmring."
+
+# Offsets into the segment (shmring/layout.pxd; docs/design.md draws them).
+HEADER_SIZE = 1024
+OFF_MAGIC, OFF_VERSION, OFF_DATA_OFFSET, OFF_CAPACITY = 0, 8, 12, 16
+OFF_MAX_FRAME, OFF_SECRET, OFF_NSLOTS, OFF_HEADER_SIZE = 24, 32, 40, 44
+OFF_CREATOR, OFF_CREATED_NS = 48, 56
+OFF_TAIL, OFF_HEAD = 128, 256
+OFF_CONSUMER = 640
+OFF_RECEIVED_FRAMES, OFF_RECEIVED_BYTES, OFF_CONSUMER_WAITS = 648, 656, 664
+OFF_ABANDONED_FRAMES, OFF_ABANDONED_BYTES = 672, 680
+SLOT_SIZE = 128
+SLOT_OWNER, SLOT_INTENT_POS, SLOT_INTENT_LEN, SLOT_FRAMES = 0, 8, 16, 24
+SLOT_BYTES, SLOT_ABORTED, SLOT_FULL_WAITS = 32, 40, 48
+RECORD_HEADER = 64
+MAGIC = 0x31474E4952534D48
+VERSION = 1
+
+PID_MASK = (1 << 24) - 1
+START_MASK = (1 << 40) - 1
+
+
+def segment_dir():
+    """Where segments live: $SHMRING_DIR, else /dev/shm."""
+    return os.environ.get("SHMRING_DIR", "/dev/shm")
+
+
+def proc_starttime(pid):
+    """Start time of pid in clock ticks, or 0 if it is gone or a zombie
+    (the same rule as the ring's own check in _core.pyx)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read(1024)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    except OSError:
+        return None                     # cannot tell: treat as alive
+    rest = raw[raw.rfind(b")") + 2:].split()
+    if not rest or rest[0] in (b"Z", b"X") or len(rest) < 20:
+        return 0
+    return int(rest[19]) & START_MASK   # field 22; rest[0] is field 3
+
+
+def owner_pid(word):
+    return (word & PID_MASK) or None
+
+
+def owner_alive(word):
+    """Whether the process recorded in an owner word still runs."""
+    if not word:
+        return False
+    start = proc_starttime(word & PID_MASK)
+    if start is None:
+        return True
+    return start != 0 and start == word >> 24
+
+
+def _u64(buf, off):
+    return struct.unpack_from("=Q", buf, off)[0]
+
+
+def _u32(buf, off):
+    return struct.unpack_from("=I", buf, off)[0]
+
+
+def read_ring(path):
+    """A dict describing the segment at path.  Never raises for a bad
+    segment: 'error' says what is wrong with it instead."""
+    name = os.path.basename(path)[len(PREFIX):]
+    info = {"name": name, "path": path, "size": None, "capacity": None, "fill": None,
+            "creator_pid": None, "creator_alive": False,
+            "consumer_pid": None, "consumer_alive": False,
+            "producers": [], "abandoned_frames": None, "live": False, "stale": False,
+            "error": None}
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        info["error"] = f"cannot open: {e.strerror}"
+        return info
+    try:
+        st = os.fstat(fd)
+        info["size"] = st.st_size
+        if not _stat.S_ISREG(st.st_mode):
+            info["error"] = "not a regular file"
+            return info
+        if st.st_size < HEADER_SIZE:
+            info["error"] = "too small for a shmring header"
+            return info
+        head = os.pread(fd, HEADER_SIZE, 0)
+        if len(head) < HEADER_SIZE:
+            info["error"] = "truncated"
+            return info
+        if _u64(head, OFF_MAGIC) != MAGIC:
+            info["error"] = "not a shmring segment (bad magic)"
+            return info
+        if _u32(head, OFF_VERSION) != VERSION:
+            info["error"] = f"layout version {_u32(head, OFF_VERSION)}, not {VERSION}"
+            return info
+        capacity = _u64(head, OFF_CAPACITY)
+        offset = _u32(head, OFF_DATA_OFFSET)
+        nslots = _u32(head, OFF_NSLOTS)
+        if capacity < 4096 or capacity & (capacity - 1) or offset + capacity != st.st_size \
+                or not 0 < nslots <= 65535 or HEADER_SIZE + nslots * SLOT_SIZE > offset:
+            info["error"] = "inconsistent header (capacity, size or slots)"
+            return info
+        with mmap.mmap(fd, offset, mmap.MAP_SHARED, mmap.PROT_READ) as m:
+            creator = _u64(m, OFF_CREATOR)
+            consumer = _u64(m, OFF_CONSUMER)
+            tail, hd = _u64(m, OFF_TAIL), _u64(m, OFF_HEAD)
+            info.update(
+                capacity=capacity, max_frame=_u64(m, OFF_MAX_FRAME),
+                fill=(tail - hd) & 0xFFFFFFFFFFFFFFFF,
+                creator_pid=owner_pid(creator), creator_alive=owner_alive(creator),
+                consumer_pid=owner_pid(consumer), consumer_alive=owner_alive(consumer),
+                abandoned_frames=_u64(m, OFF_ABANDONED_FRAMES))
+            for i in range(nslots):
+                word = _u64(m, HEADER_SIZE + i * SLOT_SIZE + SLOT_OWNER)
+                if word:
+                    info["producers"].append(
+                        {"slot": i, "pid": owner_pid(word), "alive": owner_alive(word)})
+    except OSError as e:
+        info["error"] = f"cannot read: {e.strerror}"
+        return info
+    finally:
+        os.close(fd)
+    users = info["consumer_alive"] or any(p["alive"] for p in info["producers"])
+    info["live"] = bool(users or info["creator_alive"])
+    info["stale"] = not info["live"]
+    return info
+
+
+def list_rings(directory=None):
+    """Describe every shmring.* file in the segment directory, by name."""
+    directory = segment_dir() if directory is None else directory
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.startswith(PREFIX))
+    except FileNotFoundError:
+        return []
+    return [read_ring(os.path.join(directory, n)) for n in names]
+
+
+def remove_ring(name, *, force=False, directory=None):
+    """Remove a ring's segment.  Refuses (RingError) while its creator, its
+    consumer or any producer is alive, unless force; processes that have it
+    mapped keep their mapping either way.  Returns the description it
+    removed."""
+    from shmring._ring import segment_path      # validates the name
+    path = segment_path(name)
+    if directory is not None:
+        path = os.path.join(directory, os.path.basename(path))
+    info = read_ring(path)
+    if info["error"] and info["error"].startswith("cannot open"):
+        if not os.path.lexists(path):
+            raise FileNotFoundError(2, f"no ring named {name!r}", path)
+    if info["live"] and not force:
+        who = []
+        if info["creator_alive"]:
+            who.append(f"creator pid {info['creator_pid']}")
+        if info["consumer_alive"]:
+            who.append(f"consumer pid {info['consumer_pid']}")
+        who += [f"producer pid {p['pid']}" for p in info["producers"] if p["alive"]]
+        raise RingError(f"ring {name!r} is in use ({', '.join(who)}); "
+                        "use --force (force=True) to remove it anyway")
+    os.unlink(path)
+    return info
+
+
+# --- the command line -------------------------------------------------------
+
+def _fmt_size(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or n % 1024:
+            return f"{n}{unit}"
+        n //= 1024
+    return f"{n}TiB"
+
+
+def _pid(pid, alive):
+    return "-" if pid is None else f"{pid}{'' if alive else '(dead)'}"
+
+
+def cmd_ls(args):
+    rings = list_rings()
+    if getattr(args, "json", False):
+        import json
+        print(json.dumps(rings, indent=2))
+        return 0
+    if not rings:
+        print(f"no rings in {segment_dir()}")
+        return 0
+    print(f"{'NAME':24} {'CAPACITY':>9} {'FILL':>9} {'CREATOR':>13} {'CONSUMER':>13} "
+          f"{'PRODUCERS':>9} {'ABANDONED':>9} STATE")
+    for r in rings:
+        if r["error"]:
+            print(f"{r['name']:24} {'-':>9} {'-':>9} {'-':>13} {'-':>13} {'-':>9} {'-':>9} "
+                  f"bad: {r['error']}")
+            continue
+        users = f"{sum(p['alive'] for p in r['producers'])}/{len(r['producers'])}"
+        print(f"{r['name']:24} {_fmt_size(r['capacity']):>9} {_fmt_size(r['fill']):>9} "
+              f"{_pid(r['creator_pid'], r['creator_alive']):>13} "
+              f"{_pid(r['consumer_pid'], r['consumer_alive']):>13} "
+              f"{users:>9} {r['abandoned_frames']:>9} "
+              f"{'stale' if r['stale'] else 'live'}")
+    return 0
+
+
+def cmd_rm(args):
+    try:
+        remove_ring(args.name, force=args.force)
+    except (RingError, FileNotFoundError, ValueError) as e:
+        print(f"shmring rm: {e}", file=__import__("sys").stderr)
+        return 1
+    return 0
+
+
+def add_subcommands(subparsers):
+    """Register `ls` and `rm` on an argparse subparsers object.  Each sets
+    func=handler; the handler takes the parsed args and returns the exit
+    status."""
+    p = subparsers.add_parser("ls", help="list rings, their users and stale segments")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_ls)
+    p = subparsers.add_parser("rm", help="remove a ring (refused while it is in use)")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true",
+                   help="remove even while live processes use it")
+    p.set_defaults(func=cmd_rm)

@@ -1,0 +1,180 @@
+"""Hostile shared memory: hostile values written into a live ring's header,
+positions, producer slots, record headers, padding and array metadata must
+never make the consumer crash, touch memory outside the mapping or hang.
+
+Examples run in a worker subprocess (fuzz/scribble.py --worker) that dies
+with the test; a signal or a missed deadline fails the example, and
+Hypothesis shrinks it to a small reproducer."""
+import glob
+import json
+import os
+import signal
+import sys
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, note, settings, strategies as st
+
+from _helpers_harden import Child, ChildTimeout, ROOT, hname  # noqa: F401
+from shmring import segments as L
+
+SCRIBBLE = os.path.join(ROOT, "fuzz", "scribble.py")
+sys.path.insert(0, os.path.join(ROOT, "fuzz"))
+import scribble  # noqa: E402
+
+EXAMPLE_DEADLINE = 15.0         # one example takes well under a second
+
+
+class Guard:
+    """The worker process, restarted after it dies."""
+
+    def __init__(self):
+        self.child = None
+        self.prefix = f"scribble-{uuid.uuid4().hex[:8]}"
+
+    def run(self, ex):
+        ex = dict(ex, prefix=self.prefix)
+        if self.child is None or self.child.proc.poll() is not None:
+            self.child = Child(f"import runpy, sys; sys.argv = [{SCRIBBLE!r}, '--worker']\n"
+                               f"runpy.run_path({SCRIBBLE!r}, run_name='__main__')\n")
+        self.child.tell(json.dumps(ex))
+        try:
+            line = self.child.readline(EXAMPLE_DEADLINE)
+        except ChildTimeout as e:
+            self.child.close()
+            self.child = None
+            raise AssertionError(f"consumer hung: no answer in {EXAMPLE_DEADLINE}s\n{e}")
+        except AssertionError as e:
+            child, self.child = self.child, None
+            child.close()
+            rc = child.proc.returncode
+            if rc is not None and rc < 0:
+                raise AssertionError(f"consumer crashed: {signal.Signals(-rc).name}\n{e}")
+            raise AssertionError(f"worker died (exit {rc}): {e}")
+        out = json.loads(line)
+        assert out["ok"], out.get("traceback")
+        return out
+
+    def close(self):
+        if self.child is not None:
+            self.child.close()
+        # A killed worker cannot remove its ring: do it here.
+        for path in glob.glob(os.path.join(L.segment_dir(), L.PREFIX + self.prefix + "-*")):
+            os.unlink(path)
+
+
+@pytest.fixture
+def guard():
+    g = Guard()
+    yield g
+    g.close()
+
+
+u64 = st.integers(0, (1 << 64) - 1)
+small = st.one_of(st.sampled_from([0, 64, -64, 8, -8, 128, -128, 192]),
+                  st.integers(-130, 130))
+values = st.one_of(
+    st.tuples(st.just("lit"), st.sampled_from(
+        [0, 1, 8, 63, 64, 4096, 8128, 8184, 8192, 8256, 1 << 32, 1 << 63, (1 << 64) - 1,
+         (1 << 64) - 64, (1 << 64) - 8])),
+    st.tuples(st.just("lit"), u64),
+    st.tuples(st.just("tag"), st.integers(-3, 3), st.sampled_from(scribble.STATES)),
+    st.tuples(st.just("pos"), st.sampled_from(["head", "tail", "rec"]), small),
+    st.tuples(st.just("cap"), small, st.integers(0, 1)),
+    st.tuples(st.just("code"), st.integers(0, len(scribble.DTYPE_CODES) - 1)),
+)
+mutation = st.one_of(
+    st.tuples(st.just("bytes"), st.integers(0, 1 << 16), st.lists(
+        st.integers(0, 255), min_size=1, max_size=16)),
+    st.tuples(st.just("field"), st.just("header"),
+              st.sampled_from(sorted(scribble.HEADER_FIELDS)), values),
+    st.tuples(st.just("field"), st.just("slot"),
+              st.sampled_from(sorted(scribble.SLOT_FIELDS)), values, st.integers(0, 3)),
+    st.tuples(st.just("field"), st.just("record"),
+              st.sampled_from(sorted(scribble.RECORD_FIELDS)), values, st.integers(0, 20)),
+    st.tuples(st.just("at"), values, st.sampled_from(sorted(scribble.RECORD_FIELDS)), values),
+)
+examples = st.fixed_dictionaries({
+    "start": st.sampled_from([0, 4096 - 256, (1 << 32) - 2048, (1 << 64) - 1024]),
+    "frames": st.lists(st.tuples(st.sampled_from(["bytes", "array"]), st.integers(0, 1500)),
+                       max_size=8),
+    "receive": st.integers(0, 4),
+    "release": st.lists(st.integers(0, 3), max_size=3),
+    "reserve": st.one_of(st.none(), st.integers(0, 1000)),
+    "mutations": st.lists(mutation, min_size=1, max_size=4),
+    "reopen": st.booleans(),
+    "produce": st.booleans(),
+})
+
+
+@pytest.mark.timeout(600)
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          max_examples=int(os.environ.get("SHMRING_HOSTILE_EXAMPLES", 150)))
+@given(ex=examples)
+def test_scribbled_ring_never_crashes_or_hangs_the_consumer(guard, ex):
+    note(json.dumps(ex))
+    guard.run(ex)
+
+
+# Reproducers for what the property test found, kept as plain tests.
+REGRESSIONS = {
+    # tail moved back onto a committed record: wait_for_data saw the record
+    # ready, poll saw an empty ring, forever.
+    "tail_back_to_head": {"frames": [["bytes", 100]], "mutations": [
+        ["field", "header", "tail", ["pos", "head", 0]]]},
+    # head misaligned 8 bytes before the end, with a tagged header there:
+    # poll read the record length past the end of the mapping.
+    "misaligned_head": {"mutations": [
+        ["field", "header", "head", ["lit", 8184]],
+        ["field", "header", "tail", ["lit", 8248]],
+        ["at", ["lit", 8184], "commit", ["tag", 0, 2]]]},
+    # A dead slot's intent reaching 2^40 bytes ahead, tail with it:
+    # mark_abandoned looped 2^27 laps of the ring, writing padding.
+    "intent_far_ahead": {"mutations": [
+        ["field", "slot", "owner", ["lit", 12345 | (99 << 24)], 3],
+        ["field", "slot", "intent_pos", ["pos", "head", 0], 3],
+        ["field", "slot", "intent_len", ["lit", 1 << 40], 3],
+        ["field", "header", "tail", ["lit", 1 << 40]]]},
+    # A dead slot's intent ending misaligned near the end of the ring.
+    "intent_misaligned": {"mutations": [
+        ["field", "slot", "owner", ["lit", 12345 | (99 << 24)], 3],
+        ["field", "slot", "intent_pos", ["pos", "head", 0], 3],
+        ["field", "slot", "intent_len", ["lit", 8188], 3],
+        ["field", "header", "tail", ["lit", 8188]]]},
+    # A dtype numpy cannot even tokenize: np.dtype(',') raised SyntaxError out
+    # of Frame.array() instead of RingCorrupted.
+    "dtype_syntax_error": {"frames": [["array", 4]], "mutations": [
+        ["field", "record", "dtype", ["code", 15], 0]]},
+    # A misaligned tail: the producer wrote a header across the mapping's end.
+    "producer_misaligned_tail": {"produce": True, "mutations": [
+        ["field", "header", "head", ["lit", 8184]],
+        ["field", "header", "tail", ["lit", 8184]]]},
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("key", sorted(REGRESSIONS))
+def test_regressions(guard, key):
+    guard.run(REGRESSIONS[key])
+
+
+@pytest.mark.timeout(30)
+def test_corruption_message_says_what_and_where(hname):
+    """RingCorrupted names the position, head, tail and the header found."""
+    import shmring
+    from _helpers_harden import Raw
+    with shmring.Ring.create(hname, 8192) as ring:
+        c = ring.consumer()
+        with ring.producer() as p:
+            p.send(b"x" * 10)
+        raw = Raw(ring.path)
+        try:
+            raw.put64(L.OFF_TAIL, 5 * 8192)         # tail a lap beyond head
+        finally:
+            raw.close()
+        with pytest.raises(shmring.RingCorrupted,
+                           match=r"consumer at position 0 .*head 0, tail 40960, "
+                                 r"capacity 8192; record header there: commit 0x[0-9a-f]+ "
+                                 r"\(position tag matches, state 2\), length 10"):
+            c.recv(timeout=1)
+        c.close()

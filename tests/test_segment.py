@@ -1,0 +1,201 @@
+"""The segment file: attach validation, a full segment directory, modes."""
+import errno
+import os
+import stat
+import subprocess
+
+import pytest
+
+import shmring
+from shmring import _ring
+from _helpers_harden import Child, Raw, hname, ring_name  # noqa: F401
+from shmring import segments as L
+
+CAP = 1 << 14
+
+
+@pytest.fixture
+def ring_path(hname):
+    with shmring.Ring.create(hname, CAP) as ring:
+        yield hname, ring.path
+
+
+def corrupt(path, off, value, width=8):
+    raw = Raw(path)
+    try:
+        raw.m[off:off + width] = (value & ((1 << (8 * width)) - 1)).to_bytes(width, "little")
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("off,value,width,match", [
+    (L.OFF_MAGIC, 0x1234, 8, "not a shmring segment"),
+    (L.OFF_VERSION, 2, 4, "layout version 2"),
+    (L.OFF_VERSION, 0, 4, "layout version 0"),
+    (L.OFF_CAPACITY, 5000, 8, "invalid capacity"),
+    (L.OFF_CAPACITY, 0, 8, "invalid capacity"),
+    (L.OFF_CAPACITY, 1 << 13, 8, "header describes"),
+    (L.OFF_CAPACITY, 1 << 62, 8, "header describes"),
+    (L.OFF_DATA_OFFSET, 4096 * 3, 4, "header describes"),
+    (L.OFF_NSLOTS, 4000, 4, "failed header validation"),
+    (L.OFF_NSLOTS, 0, 4, "failed header validation"),
+    (L.OFF_HEADER_SIZE, 512, 4, "failed header validation"),
+    (L.OFF_MAX_FRAME, CAP, 8, "failed header validation"),
+])
+def test_attach_rejects_bad_header(ring_path, off, value, width, match):
+    name, path = ring_path
+    corrupt(path, off, value, width)
+    with pytest.raises(shmring.IncompatibleRing, match=match):
+        shmring.Ring.attach(name)
+
+
+@pytest.mark.parametrize("size,match", [
+    (0, "too small"), (100, "too small"), (L.HEADER_SIZE, "header describes"),
+    ("minus_page", "header describes"), ("plus_page", "header describes")])
+def test_attach_rejects_truncated_or_grown_file(ring_path, size, match):
+    name, path = ring_path
+    full = os.path.getsize(path)
+    size = {"minus_page": full - 4096, "plus_page": full + 4096}.get(size, size)
+    os.truncate(path, size)
+    with pytest.raises(shmring.IncompatibleRing, match=match):
+        shmring.Ring.attach(name)
+
+
+@pytest.mark.parametrize("content", [b"\0" * 40960, b"hello, not a ring\n" * 3000])
+def test_attach_rejects_foreign_file(hname, content):
+    path = _ring.segment_path(hname)
+    with open(path, "xb") as f:
+        f.write(content)
+    with pytest.raises(shmring.IncompatibleRing, match="not initialized|not a shmring"):
+        shmring.Ring.attach(hname)
+
+
+def test_attach_refuses_symlink(hname):
+    """A link in the segment directory is never followed, even to a good ring."""
+    with ring_name() as target, shmring.Ring.create(target, CAP) as ring:
+        os.symlink(ring.path, _ring.segment_path(hname))
+        with pytest.raises(shmring.IncompatibleRing, match="symbolic link"):
+            shmring.Ring.attach(hname)
+        with pytest.raises(FileExistsError):
+            shmring.Ring.create(hname, CAP)     # O_EXCL: no create through it
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_attach_refuses_non_regular_file(hname, kind):
+    path = _ring.segment_path(hname)
+    if kind == "fifo":
+        os.mkfifo(path, 0o600)
+    else:
+        os.mkdir(path)
+    try:
+        with pytest.raises(shmring.IncompatibleRing, match="not a regular file"):
+            shmring.Ring.attach(hname)
+    finally:
+        if kind == "directory":
+            os.rmdir(path)
+
+
+@pytest.mark.timeout(30)
+def test_attach_to_another_users_ring_is_permission_error(ring_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a child as another user")
+    name, path = ring_path
+
+    # Python itself lives under /root here, so drop to nobody after start-up.
+    child = Child(f"""
+os.setgid(65534)
+os.setuid(65534)
+try:
+    shmring.Ring.attach({name!r})
+    say("attached")
+except PermissionError as e:
+    say("denied", str(e))
+""")
+    try:
+        line = child.expect("denied")
+        assert "owned by uid 0 with mode 0600" in line
+    finally:
+        child.close()
+
+
+@pytest.mark.parametrize("umask", [0, 0o022, 0o777])
+def test_mode_is_0600_whatever_the_umask(hname, umask):
+    old = os.umask(umask)
+    try:
+        with shmring.Ring.create(hname, CAP) as ring:
+            assert stat.S_IMODE(os.stat(ring.path).st_mode) == 0o600
+            assert shmring.Ring.attach(hname).capacity == CAP
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o660, 0o666])
+def test_mode_is_honoured_whatever_the_umask(hname, mode):
+    old = os.umask(0o077)
+    try:
+        with shmring.Ring.create(hname, CAP, mode=mode) as ring:
+            assert stat.S_IMODE(os.stat(ring.path).st_mode) == mode
+    finally:
+        os.umask(old)
+
+
+# --- a full segment directory ------------------------------------------------
+
+@pytest.fixture
+def small_tmpfs(tmp_path, monkeypatch):
+    """A real 1 MiB tmpfs as the segment directory (needs mount rights)."""
+    mnt = tmp_path / "shm"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=1777", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    monkeypatch.setenv("SHMRING_DIR", str(mnt))
+    try:
+        yield str(mnt)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_directory_is_a_clear_oserror_at_create(small_tmpfs, hname):
+    size = (4 << 20) + 20480            # data area plus header and 128 slots
+    with pytest.raises(OSError) as info:
+        shmring.Ring.create(hname, 4 << 20)
+    e = info.value
+    assert e.errno == errno.ENOSPC
+    msg = str(e)
+    assert "--shm-size" in msg and str(size) in msg and small_tmpfs in msg, msg
+    assert not os.path.exists(os.path.join(small_tmpfs, "shmring." + hname))
+
+
+@pytest.mark.timeout(60)
+def test_reserved_pages_survive_a_full_directory(small_tmpfs, hname):
+    """Pages are reserved at create: filling the tmpfs afterwards must not
+    turn the first write into SIGBUS (a child process does the writing)."""
+    with shmring.Ring.create(hname, 1 << 19) as ring:
+        filler = os.path.join(small_tmpfs, "filler")
+        with open(filler, "wb") as f:
+            with pytest.raises(OSError) as info:
+                while True:
+                    f.write(b"\1" * 65536)
+                    f.flush()
+            assert info.value.errno == errno.ENOSPC
+        with pytest.raises(OSError, match="--shm-size"):
+            with ring_name() as other:
+                shmring.Ring.create(other, 1 << 16)
+        child = Child(f"""
+ring = shmring.Ring.attach({hname!r})
+c = ring.consumer()
+p = ring.producer()
+for i in range(40):                 # every page of the data area, twice over
+    p.send(bytes([i]) * 60000)
+    assert c.recv_bytes(timeout=1) == bytes([i]) * 60000
+say("ok")
+""")
+        try:
+            child.expect("ok", timeout=30)      # a SIGBUS would end it before this
+            assert child.wait() == 0
+        finally:
+            child.close()
+        assert ring.stats()["frames_received"] == 40
