@@ -1,0 +1,64 @@
+"""python -m stress [--seconds N] [--quick] [--only CHECK ...]
+
+Runs the lab's checks, prints one summary line per check, and exits
+non-zero on any violation.  docs/lab.md says what each check proves."""
+import argparse
+import sys
+import time
+
+from shmring import _core
+from stress import audit, model, scheduled, soak, tsan
+
+# name -> (share of the time budget, function(seconds, quick) -> (violations, summary))
+CHECKS = {
+    "model": (0, lambda s, q: model.check_models()),
+    "fences": (0, lambda s, q: audit.check_fences()),
+    "scheduled": (0.45, lambda s, q: run_scheduled(s, q)),
+    "soak": (0.15, lambda s, q: soak.soak(s, kills=False)),
+    "soak-kill": (0.2, lambda s, q: soak.soak(s, kills=True)),
+    "tsan": (0, lambda s, q: tsan.check_tsan()),
+}
+
+
+def run_scheduled(seconds, quick):
+    started = time.monotonic()
+    try:
+        n = scheduled.explore(seconds, 25 if quick else 2000)
+    except AssertionError as e:
+        return [str(e)], "failed; the shrunk scenario is above"
+    return [], f"{n} scenarios held ({time.monotonic() - started:.0f} s)"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m stress", description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="time budget for the timed checks (default 480, --quick 60)")
+    ap.add_argument("--quick", action="store_true", help="the short subset for .ci/run")
+    ap.add_argument("--only", nargs="+", choices=sorted(CHECKS), help="run only these checks")
+    args = ap.parse_args(argv)
+    if not _core.lab_enabled():
+        print("stress: shmring was built without pause points; "
+              "rebuild with SHMRING_LAB=1 (see docs/lab.md)", file=sys.stderr)
+        return 2
+    budget = args.seconds if args.seconds is not None else (60 if args.quick else 480)
+    names = args.only or [n for n in CHECKS if not (args.quick and n == "tsan")]
+    failed = []
+    for name in names:
+        share, check = CHECKS[name]
+        started = time.monotonic()
+        bad, summary = check(max(budget * share, 1), args.quick)
+        status = "FAIL" if bad else "ok"
+        print(f"{name:10} {status:4} {summary} [{time.monotonic() - started:.0f} s]", flush=True)
+        for line in bad:
+            print("    " + line.replace("\n", "\n    "), flush=True)
+        if bad:
+            failed.append(name)
+    if failed:
+        print(f"stress: FAILED: {', '.join(failed)}", flush=True)
+        return 1
+    print("stress: all checks passed", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
