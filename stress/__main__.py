@@ -13,17 +13,20 @@ from stress import audit, model, scheduled, soak, tsan
 CHECKS = {
     "model": (0, lambda s, q: model.check_models()),
     "fences": (0, lambda s, q: audit.check_fences()),
-    "scheduled": (0.45, lambda s, q: run_scheduled(s, q)),
+    "scheduled": (0.45, lambda s, q: run_scheduled(s, q, not NO_SHRINK)),
     "soak": (0.15, lambda s, q: soak.soak(s, kills=False)),
     "soak-kill": (0.2, lambda s, q: soak.soak(s, kills=True)),
     "tsan": (0, lambda s, q: tsan.check_tsan()),
 }
 
 
-def run_scheduled(seconds, quick):
+NO_SHRINK = False      # python -m stress.mutants needs only the first failure
+
+
+def run_scheduled(seconds, quick, shrink):
     started = time.monotonic()
     try:
-        n = scheduled.explore(seconds, 25 if quick else 2000)
+        n = scheduled.explore(seconds, 25 if quick else 2000, shrink)
     except AssertionError as e:
         return [str(e)], "failed; the shrunk scenario is above"
     return [], f"{n} scenarios held ({time.monotonic() - started:.0f} s)"
@@ -35,6 +38,8 @@ def main(argv=None):
                     help="time budget for the timed checks (default 480, --quick 60)")
     ap.add_argument("--quick", action="store_true", help="the short subset for .ci/run")
     ap.add_argument("--only", nargs="+", choices=sorted(CHECKS), help="run only these checks")
+    ap.add_argument("--no-shrink", action="store_true",
+                    help="report the first failing scenario without shrinking it")
     args = ap.parse_args(argv)
     if not _core.lab_enabled():
         print("stress: shmring was built without pause points; "
@@ -46,7 +51,7 @@ def main(argv=None):
     for name in names:
         share, check = CHECKS[name]
         started = time.monotonic()
-        bad, summary = check(max(budget * share, 1), args.quick)
+        bad, summary = check(max(budget * share, 1), args)
         status = "FAIL" if bad else "ok"
         print(f"{name:10} {status:4} {summary} [{time.monotonic() - started:.0f} s]", flush=True)
         for line in bad:

@@ -9,7 +9,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 import shmring
@@ -187,13 +187,15 @@ def replay(sc):
             run.close()
 
 
-def explore(seconds, max_examples):
+def explore(seconds, max_examples, shrink=True):
     """Run Hypothesis for up to `seconds`; raises AssertionError with the shrunk
     Scenario on a violation.  Returns how many scenarios ran."""
+    phases = list(Phase) if shrink else [Phase.explicit, Phase.reuse, Phase.generate]
     end = time.monotonic() + seconds
     ran = [0]
 
     @settings(max_examples=max_examples, deadline=None, database=None, print_blob=True,
+              phases=phases,
               suppress_health_check=list(HealthCheck))
     @given(scenarios())
     def scenario_holds(sc):
