@@ -9,24 +9,21 @@ import time
 from shmring import _core
 from stress import audit, model, scheduled, soak, tsan
 
-# name -> (share of the time budget, function(seconds, quick) -> (violations, summary))
+# name -> (share of the time budget, function(seconds, args) -> (violations, summary))
 CHECKS = {
-    "model": (0, lambda s, q: model.check_models()),
-    "fences": (0, lambda s, q: audit.check_fences()),
-    "scheduled": (0.45, lambda s, q: run_scheduled(s, q, not NO_SHRINK)),
-    "soak": (0.15, lambda s, q: soak.soak(s, kills=False)),
-    "soak-kill": (0.2, lambda s, q: soak.soak(s, kills=True)),
-    "tsan": (0, lambda s, q: tsan.check_tsan()),
+    "model": (0, lambda s, a: model.check_models()),
+    "fences": (0, lambda s, a: audit.check_fences()),
+    "scheduled": (0.45, lambda s, a: run_scheduled(s, a)),
+    "soak": (0.15, lambda s, a: soak.soak(s, kills=False)),
+    "soak-kill": (0.2, lambda s, a: soak.soak(s, kills=True)),
+    "tsan": (0, lambda s, a: tsan.check_tsan()),
 }
 
 
-NO_SHRINK = False      # python -m stress.mutants needs only the first failure
-
-
-def run_scheduled(seconds, quick, shrink):
+def run_scheduled(seconds, args):
     started = time.monotonic()
     try:
-        n = scheduled.explore(seconds, 25 if quick else 2000, shrink)
+        n = scheduled.explore(seconds, 150 if args.quick else 3000, not args.no_shrink)
     except AssertionError as e:
         return [str(e)], "failed; the shrunk scenario is above"
     return [], f"{n} scenarios held ({time.monotonic() - started:.0f} s)"
@@ -46,7 +43,7 @@ def main(argv=None):
               "rebuild with SHMRING_LAB=1 (see docs/lab.md)", file=sys.stderr)
         return 2
     budget = args.seconds if args.seconds is not None else (60 if args.quick else 480)
-    names = args.only or [n for n in CHECKS if not (args.quick and n == "tsan")]
+    names = args.only or list(CHECKS)
     failed = []
     for name in names:
         share, check = CHECKS[name]
