@@ -51,7 +51,9 @@ def scenarios(draw):
     n = draw(st.integers(1, 6))
     sizes = {i: draw(st.lists(size, min_size=1, max_size=6)) for i in range(1, n + 1)}
     base = draw(st.sampled_from(sorted(STARTS)))
-    back = draw(st.integers(0, 3 * capacity // 64)) * 64 if base != "0" else 0
+    back = 0 if base == "0" else draw(st.one_of(   # how far below 2^32 / 2^64 to start
+        st.sampled_from([64, capacity // 2, capacity - 64, capacity + 64]),
+        st.integers(0, 3 * capacity // 64).map(lambda k: k * 64)))
     schedule = draw(st.lists(st.tuples(st.integers(0, n), st.integers(1, 8)), max_size=12))
     kills = draw(st.dictionaries(st.integers(1, n), st.tuples(st.sampled_from(KILL_POINTS),
                                                              st.integers(1, 2)), max_size=2))
