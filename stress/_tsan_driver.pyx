@@ -47,7 +47,7 @@ def consume(consumer, uint32_t producers, uint32_t count, uint64_t max_frame):
     cdef ConsumerState *c = shmring.consumer_state(consumer)
     cdef Received r
     cdef uint32_t next_seq[MAX_PRODUCERS]
-    cdef uint32_t ident, seq, k
+    cdef uint32_t ident, seq, k, _
     cdef uint64_t i
     cdef long bad = 0
     if producers > MAX_PRODUCERS:
@@ -55,7 +55,7 @@ def consume(consumer, uint32_t producers, uint32_t count, uint64_t max_frame):
     for k in range(MAX_PRODUCERS):
         next_seq[k] = 0
     with nogil:
-        for k in range(producers * count):
+        for _ in range(producers * count):
             if not shmring.receive(c, 30.0, &r):
                 with gil:
                     raise TimeoutError("consumer: no frame for 30 s")

@@ -23,12 +23,12 @@ def check_fences():
     so = shmring._core.__file__
     source = os.path.join(os.path.dirname(so), "_core.pyx")
     with open(source) as f:
-        sites = len(re.findall(r"^\s*handshake_fence\(\)", f.read(), re.M))
+        sites = len(re.findall(r"^\s*handshake_fence\(\)", f.read(), re.MULTILINE))
     code = subprocess.run(["objdump", "-d", so], capture_output=True, text=True, check=True,
                           timeout=60).stdout
     barriers = len(BARRIER.findall(code))
     summary = f"{barriers} full barriers in {os.path.basename(so)} for {sites} handshake fences"
     if barriers < sites:
-        return [f"only {barriers} full barriers for {sites} handshake fences: "
-                "a fence was compiled out"], summary
+        return [(f"only {barriers} full barriers for {sites} handshake fences: "
+                 "a fence was compiled out")], summary
     return [], summary

@@ -51,7 +51,7 @@ def spawn(body, *args):
             os._exit(1)
         body(*args)
         code = 0
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - reported through the exit status
         traceback.print_exc()
     finally:
         sys.stdout.flush()

@@ -95,7 +95,7 @@ class Run:
         self.running.discard(i)
         self.seen[i] = self.ctl.arrivals(i)
         point = POINT_NAMES[self.ctl.point(i)]
-        self.trace.append(f"{'C' if i == CONSUMER else 'P%d' % i}@{point}")
+        self.trace.append(f"{'C' if i == CONSUMER else f'P{i}'}@{point}")
         key = (i, point)
         self.visits[key] = self.visits.get(key, 0) + 1
         if self.sc.kills.get(i) == (point, self.visits[key]):
@@ -167,8 +167,8 @@ def wait_drained(ring, exited):
         if progress != last:
             last, quiet_since = progress, now
         elif now - quiet_since > 2 * QUIET_ROUND:
-            return [f"liveness: no progress for two quiet rounds ({2 * QUIET_ROUND:.1f} s); "
-                    f"stats {s}"]
+            return [(f"liveness: no progress for two quiet rounds ({2 * QUIET_ROUND:.1f} s); "
+                     f"stats {s}")]
         if now > deadline:
             return [f"liveness: not drained after {DRAIN_DEADLINE} s; stats {s}"]
         time.sleep(0.005)

@@ -41,7 +41,8 @@ def build(dest, mutant=None, lab=False):
 
 
 def run_build(cmd, cwd, env):
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
     if proc.returncode:
         raise RuntimeError(f"build failed: {' '.join(cmd)}\n{proc.stdout[-2000:]}"
                            f"{proc.stderr[-4000:]}")
@@ -50,6 +51,7 @@ def run_build(cmd, cwd, env):
 def drive():
     """In the TSan process: threads of nogil producers and one consumer."""
     import _tsan_driver
+
     import shmring
     from stress import procs
     with procs.scratch_dir():
@@ -93,7 +95,7 @@ def check_tsan(mutant=None):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([dest, ROOT]), LD_PRELOAD=libtsan(),
                    TSAN_OPTIONS="halt_on_error=0 exitcode=66 report_signal_unsafe=0")
         proc = subprocess.run([sys.executable, "-c", "from stress.tsan import drive; drive()"],
-                              env=env, capture_output=True, text=True, timeout=600)
+                              env=env, capture_output=True, text=True, timeout=600, check=False)
     reports = proc.stderr.count("WARNING: ThreadSanitizer")
     ran = [ln for ln in proc.stdout.splitlines() if ln.startswith("LAB:")]
     summary = f"{ran[-1][5:] if ran else 'no run'}, {reports} TSan reports " \

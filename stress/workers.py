@@ -6,7 +6,6 @@ import time
 import zlib
 
 from shmring import Empty
-
 from stress.frames import frame_type, payload
 
 RECORD = struct.Struct("<IQI")      # type, length, crc32 of the frame as received
@@ -35,11 +34,11 @@ def produce_until_stopped(ring, control, i, sizes):
             if seq % 2 == 0:
                 p.send(data, type=frame_type(i, seq), timeout=SEND_TIMEOUT)
             else:
-                with p.reserve(n, type=frame_type(i, seq), timeout=SEND_TIMEOUT) as r:
-                    with memoryview(r) as view:
-                        view[:n // 2] = data[:n // 2]
-                        os.sched_yield()
-                        view[n // 2:] = data[n // 2:]
+                r = p.reserve(n, type=frame_type(i, seq), timeout=SEND_TIMEOUT)
+                with r, memoryview(r) as view:
+                    view[:n // 2] = data[:n // 2]
+                    os.sched_yield()
+                    view[n // 2:] = data[n // 2:]
             seq += 1
             control.set_sent(i, seq)
 

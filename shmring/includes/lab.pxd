@@ -19,7 +19,8 @@ cdef extern from * nogil:
     #include <unistd.h>
     #define SHMRING_LAB_BUILD 1
     typedef struct { uint32_t arrivals, point, grants; } shmring_lab_cell;
-    static void (*shmring_lab_hook)(int point) __attribute__((unused)) = 0;  /* set by SHMRING_LAB_ATTACH */
+    /* set by SHMRING_LAB_ATTACH */
+    static void (*shmring_lab_hook)(int point) __attribute__((unused)) = 0;
     static uint32_t *shmring_lab_free = 0;
     static shmring_lab_cell *shmring_lab_cell_p = 0;
     static uint32_t shmring_lab_used = 0;      /* grants consumed so far */
@@ -28,13 +29,16 @@ cdef extern from * nogil:
         shmring_lab_cell *c = shmring_lab_cell_p;
         struct timespec slice = {0, 20000000};
         long waited = 0;
-        if (__atomic_load_n(shmring_lab_free, __ATOMIC_ACQUIRE))  /* pairs with the coordinator's store of free */
+        /* pairs with the coordinator's store of free */
+        if (__atomic_load_n(shmring_lab_free, __ATOMIC_ACQUIRE))
             return;
         __atomic_store_n(&c->point, (uint32_t)point, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&c->arrivals, 1, __ATOMIC_RELEASE);  /* pairs with the coordinator's read of arrivals: point is visible first */
+        /* pairs with the coordinator's read of arrivals: point is visible first */
+        __atomic_fetch_add(&c->arrivals, 1, __ATOMIC_RELEASE);
         syscall(SYS_futex, &c->arrivals, FUTEX_WAKE, 1, NULL, NULL, 0);
-        while (__atomic_load_n(&c->grants, __ATOMIC_ACQUIRE) == shmring_lab_used  /* pairs with the coordinator's bump of grants */
-               && !__atomic_load_n(shmring_lab_free, __ATOMIC_ACQUIRE)) {  /* pairs with the coordinator's store of free */
+        /* pairs with the coordinator's bump of grants, and its store of free */
+        while (__atomic_load_n(&c->grants, __ATOMIC_ACQUIRE) == shmring_lab_used
+               && !__atomic_load_n(shmring_lab_free, __ATOMIC_ACQUIRE)) {
             syscall(SYS_futex, &c->grants, FUTEX_WAIT, shmring_lab_used, &slice, NULL, 0);
             if (++waited > 50 * 120)             /* no turn for two minutes: the lab is gone */
                 _exit(97);
@@ -43,7 +47,8 @@ cdef extern from * nogil:
     }
     #define SHMRING_PAUSE(point) do { if (shmring_lab_hook) shmring_lab_hook(point); } while (0)
     #define SHMRING_LAB_ATTACH(free_word, cell) \\
-        (shmring_lab_free = (uint32_t *)(free_word), shmring_lab_cell_p = (shmring_lab_cell *)(cell), \\
+        (shmring_lab_free = (uint32_t *)(free_word), \\
+         shmring_lab_cell_p = (shmring_lab_cell *)(cell), \\
          shmring_lab_used = 0, shmring_lab_hook = shmring_lab_turn, 1)
     #else
     #define SHMRING_LAB_BUILD 0
