@@ -52,16 +52,19 @@ def caught_by(mutant, checks, seconds):
                     capture_output=True, text=True, timeout=seconds * 4 + 300, check=False)
             bad = [] if proc.returncode == 0 else [first_violation(proc.stdout + proc.stderr)]
         if bad:
-            return check, bad[0].strip().splitlines()[0][:90]
+            return check, bad[0].strip().splitlines()[0].split("; stats")[0][:100]
     return None, ""
 
 
 def first_violation(output):
     """The first violation line the failed check printed."""
     lines = output.splitlines()
+    errors = [ln for ln in lines if ln.startswith("shmring.errors.")]
     for k in range(len(lines) - 1, -1, -1):
         if lines[k].strip().endswith("invariant violated:") and k + 1 < len(lines):
-            return lines[k + 1].strip()
+            why = lines[k + 1].strip()
+            return f"consumer died: {errors[-1][15:]}" if why.startswith("consumer died") \
+                and errors else why
     for line in lines:
         if line.startswith("    ") and not line.strip().startswith(("File", "^")):
             return line.strip()

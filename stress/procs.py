@@ -59,13 +59,19 @@ def spawn(body, *args):
         os._exit(code)
 
 
+_reaped = {}                        # pid -> exit status, so reaping twice is harmless
+
+
 def reap(pid, deadline):
     """Exit status of pid (negative: killed by that signal), or None if it is
     still running at the deadline."""
     while True:
+        if pid in _reaped:
+            return _reaped[pid]
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(status)
+            _reaped[pid] = os.waitstatus_to_exitcode(status)
+            continue
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.002)
@@ -78,4 +84,4 @@ def kill_all(pids):
             os.kill(pid, signal.SIGKILL)
     for pid in pids:
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+            _reaped[pid] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])

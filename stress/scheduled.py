@@ -128,7 +128,7 @@ class Run:
                 if i not in self.status:
                     self.poll_exit(i)
             return len(self.status) == len(self.sc.sizes)
-        return wait_drained(self.ring, exited)
+        return wait_drained(self.ring, exited, self.pids[CONSUMER])
 
     def finish(self):
         self.ctl.stop("consumer")
@@ -151,13 +151,17 @@ class Run:
         self.ctl.close()
 
 
-def wait_drained(ring, exited):
+def wait_drained(ring, exited, consumer):
     """Wait until every producer has exited (exited() polls) and the ring is
-    empty.  Violations if it stops making progress for two quiet rounds, or
-    does not drain by the deadline."""
+    empty.  Violations if the consumer process dies, if the ring stops making
+    progress for two quiet rounds, or if it does not drain by the deadline."""
     deadline = time.monotonic() + DRAIN_DEADLINE
     last, quiet_since = None, time.monotonic()
     while True:
+        code = procs.reap(consumer, 0)
+        if code is not None:
+            return [(f"consumer died with status {code} before the ring drained "
+                    "(its traceback is above)")]
         done = exited()
         s = ring.stats()
         if done and s["fill"] == 0:

@@ -64,7 +64,7 @@ def soak(seconds, kills, seed=None):
                     next_kill = time.monotonic() + rng.uniform(0.1, 0.5)
                 time.sleep(0.01)
             ctl.stop("producers")
-            bad = wait_drained(ring, exited)
+            bad = wait_drained(ring, exited, consumer)
             ctl.stop("consumer")
             code = procs.reap(consumer, time.monotonic() + 10)
             if code != 0:

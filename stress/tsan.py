@@ -102,7 +102,9 @@ def check_tsan(mutant=None):
               f"({time.monotonic() - started:.0f} s incl. build)"
     bad = []
     if reports or proc.returncode != 0:
+        races = [ln for ln in proc.stderr.splitlines() if ln.startswith("SUMMARY: ThreadSanitizer")]
         first = proc.stderr[proc.stderr.find("WARNING: ThreadSanitizer"):][:3000] if reports \
             else proc.stderr[-3000:]
-        bad.append(f"TSan run exited {proc.returncode} with {reports} reports:\n{first}")
+        bad.append(f"TSan run exited {proc.returncode} with {reports} reports: "
+                   f"{races[0].split(' in ')[-1] + ' races' if races else ''}\n{first}")
     return bad, summary
