@@ -54,6 +54,11 @@ def drive():
 
     import shmring
     from stress import procs
+    build_dir = os.path.dirname(_tsan_driver.__file__)
+    if os.path.dirname(os.path.dirname(shmring.__file__)) != build_dir:
+        # An uninstrumented core hides its atomics from TSan: every payload would "race".
+        print(f"LAB: imported {shmring.__file__}, not the TSan build in {build_dir}", flush=True)
+        os._exit(5)
     with procs.scratch_dir():
         ring = shmring.Ring.create(procs.unique_name("tsan"), CAPACITY)
         try:
@@ -95,7 +100,7 @@ def check_tsan(mutant=None):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([dest, ROOT]), LD_PRELOAD=libtsan(),
                    TSAN_OPTIONS="halt_on_error=0 exitcode=66 report_signal_unsafe=0")
         proc = subprocess.run([sys.executable, "-c", "from stress.tsan import drive; drive()"],
-                              env=env, capture_output=True, text=True, timeout=600, check=False)
+                              cwd=dest, env=env, capture_output=True, text=True, timeout=600, check=False)
     reports = proc.stderr.count("WARNING: ThreadSanitizer")
     ran = [ln for ln in proc.stdout.splitlines() if ln.startswith("LAB:")]
     summary = f"{ran[-1][5:] if ran else 'no run'}, {reports} TSan reports " \
