@@ -2,6 +2,8 @@
 
 SHMRING_DEBUG=1 compiles in C assertions and Cython's bounds checks.
 SHMRING_LAB=1 also compiles in the stress lab's pause points (stress/).
+SHMRING_MUTANT=name compiles a deliberately broken core (shmring/includes/
+mutants.pxd); only `python -m stress.mutants` should set it, in a scratch copy.
 """
 import os
 
@@ -14,6 +16,9 @@ LAB = os.environ.get("SHMRING_LAB") == "1"
 macros = [] if DEBUG or LAB else [("NDEBUG", "1")]
 if LAB:
     macros.append(("SHMRING_LAB", "1"))
+MUTANT = os.environ.get("SHMRING_MUTANT", "")
+if MUTANT:
+    macros.append((f"SHMRING_MUTANT_{MUTANT.upper()}", "1"))
 cflags = ["-O0", "-g"] if DEBUG else ["-O2"]
 cflags += os.environ.get("SHMRING_CFLAGS", "").split()
 ldflags = os.environ.get("SHMRING_LDFLAGS", "").split()

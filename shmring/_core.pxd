@@ -73,6 +73,7 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
                         int64_t deadline) noexcept nogil
 cdef void producer_commit(ProducerState *p) noexcept nogil
 cdef void producer_abort(ProducerState *p) noexcept nogil
+cdef void pause_mid_payload() noexcept nogil     # a lab pause point for _ring's copy
 
 cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil
 cdef void consumer_close(ConsumerState *c) noexcept nogil

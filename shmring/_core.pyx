@@ -11,10 +11,12 @@ from posix.time cimport clock_gettime, CLOCK_MONOTONIC, CLOCK_REALTIME, timespec
 from posix.unistd cimport read, close as c_close, getpid
 
 from shmring.includes.atomics cimport (
-    RELAXED, ACQUIRE, RELEASE, SEQ_CST, load64, store64, cas64, fetch_add64,
-    load32, store32, exchange32, fetch_add32, fence, cpu_relax)
+    RELAXED, ACQUIRE, RELEASE, load64, store64, cas64, fetch_add64,
+    load32, store32, exchange32, fetch_add32, cpu_relax)
 from shmring.includes.futex cimport FUTEX_WAIT, FUTEX_WAKE, SYS_futex, timespec, syscall
-from shmring.includes.lab cimport pause_point
+from shmring.includes.lab cimport LAB_BUILD, pause_point, lab_attach
+from shmring.includes.mutants cimport (
+    COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, tag_mismatch, no_room, handshake_fence)
 from shmring.layout cimport (
     SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, LINE, ALIGN,
     RECORD_HEADER, MIN_CAPACITY, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK)
@@ -31,6 +33,29 @@ cdef enum:
     P_BUSY = 3              # BUSY header written, payload not yet
     P_COMMIT = 4            # payload written, about to commit
     P_COMMITTED = 5         # committed, waiter not yet woken
+    P_PAYLOAD = 6           # half of send()'s payload copied
+    P_HEADER = 7            # consumer about to load a record's commit word
+    P_HEAD = 8              # consumer stored head, producers not yet woken
+    P_DATA_WAIT = 9         # consumer announced itself as waiter, not re-checked
+    P_SPACE_WAIT = 10       # producer announced itself as waiter, not re-checked
+
+LAB_POINTS = {"claim_cas": P_CLAIM_CAS, "claimed": P_CLAIMED, "busy": P_BUSY,
+              "payload": P_PAYLOAD, "commit": P_COMMIT, "committed": P_COMMITTED,
+              "header": P_HEADER, "head": P_HEAD, "data_wait": P_DATA_WAIT,
+              "space_wait": P_SPACE_WAIT}
+
+def lab_enabled():
+    """True in a lab build (SHMRING_LAB=1): pause points are compiled in."""
+    return bool(LAB_BUILD)
+
+def _lab_install(size_t free_word, size_t cell):
+    """Park this process at every pause point until the coordinator grants
+    a turn (stress/control.py owns the layout).  Lab builds only."""
+    if not lab_attach(<void *>free_word, <void *>cell):
+        raise RuntimeError("pause points are compiled out: rebuild with SHMRING_LAB=1")
+
+cdef void pause_mid_payload() noexcept nogil:
+    pause_point(P_PAYLOAD)
 
 cdef int64_t WAIT_SLICE_NS = 100_000_000    # wake to re-check liveness and signals
 cdef uint64_t PID_BITS = 24
@@ -272,7 +297,8 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
         cpu_relax()
     seq = load32(&h.space_seq, ACQUIRE)  # pairs with advance_head's release increment of space_seq
     store32(&h.space_waiting, 1, RELAXED)
-    fence(SEQ_CST)  # pairs with advance_head's fence: we see its head, or it sees our flag
+    pause_point(P_SPACE_WAIT)
+    handshake_fence()  # SEQ_CST; pairs with advance_head's fence: we see its head, or it sees our flag
     if has_room(p, need):
         return OK
     consumer = load64(&h.consumer, RELAXED)
@@ -303,9 +329,9 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
         if tail & (ALIGN - 1):
             return ERR_CORRUPT          # a header at tail would cross the mapping's end
         total = claim_total(v, tail, need)
-        if (tail - p.head_cache) + total > v.capacity:
+        if no_room(tail, p.head_cache, total, v.capacity):
             p.head_cache = load64(&h.head, ACQUIRE)  # pairs with advance_head's release store of head
-            if (tail - p.head_cache) + total > v.capacity:
+            if no_room(tail, p.head_cache, total, v.capacity):
                 if tail != load64(&h.tail, RELAXED):
                     tail = load64(&h.tail, RELAXED)
                     continue
@@ -326,7 +352,7 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
     if total != need:
         room = total - need
         rec = header_at(v, tail)
-        rec.length = room - RECORD_HEADER
+        rec.length = room - RECORD_HEADER - PAD_SHORT
         store64(&rec.commit, tag(v, tail) | PAD, RELEASE)  # pairs with poll's acquire load of commit
         tail += room
     rec = header_at(v, tail)
@@ -335,7 +361,7 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
     rec.slot = <uint16_t>p.slot
     rec.ndim = 0
     rec.flags = 0
-    store64(&rec.commit, tag(v, tail) | BUSY, RELEASE)  # pairs with recover_busy's acquire load of commit: slot and length come with BUSY
+    store64(&rec.commit, tag(v, tail) | CLAIM_STATE, RELEASE)  # pairs with recover_busy's acquire load of commit: slot and length come with BUSY
     pause_point(P_BUSY)
     p.res_pos = tail
     p.res_len = length
@@ -346,11 +372,11 @@ cdef void publish(ProducerState *p, uint64_t state) noexcept nogil:
     cdef RingView *v = &p.ring
     cdef SegmentHeader *h = v.hdr
     cdef Slot *s = &v.slots[p.slot]
-    store64(&header_at(v, p.res_pos).commit, tag(v, p.res_pos) | state, RELEASE)  # pairs with poll's acquire load of commit: the payload is visible first
+    store64(&header_at(v, p.res_pos).commit, tag(v, p.res_pos) | state, COMMIT_ORDER)  # pairs with poll's acquire load of commit: the payload is visible first
     store64(&s.intent_len, 0, RELEASE)  # pairs with recover_unwritten's acquire of intent_len: commit is visible first
     p.reserved = False
     pause_point(P_COMMITTED)
-    fence(SEQ_CST)  # pairs with wait_for_data's fence: we see its flag, or it sees our commit
+    handshake_fence()  # SEQ_CST; pairs with wait_for_data's fence: we see its flag, or it sees our commit
     if load32(&h.data_waiting, RELAXED) and exchange32(&h.data_waiting, 0, RELAXED):
         fetch_add32(&h.data_seq, 1, RELEASE)  # pairs with wait_for_data's acquire load of data_seq
         futex_wake(&h.data_seq, 1)
@@ -429,7 +455,8 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
         return OK
     c.head = pos
     store64(&h.head, pos, RELEASE)  # pairs with producer_claim's acquire load of head: our reads are done
-    fence(SEQ_CST)  # pairs with wait_for_space's fence: we see its flag, or it sees our head
+    pause_point(P_HEAD)
+    handshake_fence()  # SEQ_CST; pairs with wait_for_space's fence: we see its flag, or it sees our head
     if load32(&h.space_waiting, RELAXED) and exchange32(&h.space_waiting, 0, RELAXED):
         fetch_add32(&h.space_seq, 1, RELEASE)  # pairs with wait_for_space's acquire load of space_seq
         futex_wake(&h.space_seq, 0x7fffffff)
@@ -452,8 +479,9 @@ cdef int poll(ConsumerState *c, uint64_t *out) noexcept nogil:
             if pos == c.tail_cache:
                 return EMPTY
         rec = header_at(v, pos)
+        pause_point(P_HEADER)
         word = load64(&rec.commit, ACQUIRE)  # pairs with publish's release store of commit (and the BUSY/PAD stores in producer_claim)
-        if (word & ~<uint64_t>STATE_MASK) != tag(v, pos):
+        if tag_mismatch(word, tag(v, pos)):
             return PENDING
         state = word & STATE_MASK
         if state == BUSY:
@@ -572,7 +600,7 @@ cdef int check_stall(ConsumerState *c) noexcept nogil:
         c.stall_pos = c.cursor
         c.stall_since = now
         return PENDING
-    if now - c.stall_since < c.stall_ns:
+    if now - c.stall_since < c.stall_ns or not RECOVERY:
         return PENDING
     word = load64(&header_at(&c.ring, c.cursor).commit, ACQUIRE)  # pairs with producer_claim's release store of BUSY
     if (word & ~<uint64_t>STATE_MASK) == tag(&c.ring, c.cursor):
@@ -592,7 +620,8 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
         cpu_relax()
     seq = load32(&h.data_seq, ACQUIRE)  # pairs with publish's release increment of data_seq
     store32(&h.data_waiting, 1, RELAXED)
-    fence(SEQ_CST)  # pairs with publish's fence: we see its commit, or it sees our flag
+    pause_point(P_DATA_WAIT)
+    handshake_fence()  # SEQ_CST; pairs with publish's fence: we see its commit, or it sees our flag
     st = ready_checked(c)
     if st != PENDING:
         return st

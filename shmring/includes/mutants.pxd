@@ -1,0 +1,57 @@
+# Deliberately broken variants of the core, for the lab's mutation proof
+# (python -m stress.mutants, docs/lab.md).  setup.py turns SHMRING_MUTANT=name
+# into -DSHMRING_MUTANT_NAME; without one every macro below is the correct code.
+from libc.stdint cimport uint64_t
+
+cdef extern from * nogil:
+    """
+    #ifdef SHMRING_MUTANT_RELAXED_COMMIT        /* commit is a relaxed store */
+    #define SHMRING_COMMIT_ORDER __ATOMIC_RELAXED
+    #else
+    #define SHMRING_COMMIT_ORDER __ATOMIC_RELEASE
+    #endif
+
+    #ifdef SHMRING_MUTANT_COMMIT_EARLY          /* committed at claim, before the payload */
+    #define SHMRING_CLAIM_STATE 2
+    #else
+    #define SHMRING_CLAIM_STATE 1
+    #endif
+
+    #ifdef SHMRING_MUTANT_PAD_SHORT             /* wrap padding one 64-byte unit short */
+    #define SHMRING_PAD_SHORT 64
+    #else
+    #define SHMRING_PAD_SHORT 0
+    #endif
+
+    #ifdef SHMRING_MUTANT_NO_TAG_CHECK          /* stale headers are not told from fresh ones */
+    #define SHMRING_TAG_MISMATCH(word, tag) 0
+    #else
+    #define SHMRING_TAG_MISMATCH(word, tag) (((word) & ~(uint64_t)63) != (tag))
+    #endif
+
+    #ifdef SHMRING_MUTANT_LT_COMPARE            /* positions compared with <, not by difference */
+    #define SHMRING_NO_ROOM(tail, head, total, cap) ((tail) + (total) > (head) + (cap))
+    #else
+    #define SHMRING_NO_ROOM(tail, head, total, cap) ((tail) - (head) + (total) > (cap))
+    #endif
+
+    #ifdef SHMRING_MUTANT_NO_FENCE              /* the futex handshakes lose their fences */
+    #define SHMRING_HANDSHAKE_FENCE() __asm__ __volatile__("" ::: "memory")
+    #else
+    #define SHMRING_HANDSHAKE_FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+    #endif
+
+    #ifdef SHMRING_MUTANT_NO_RECOVERY           /* dead producers are never skipped */
+    #define SHMRING_RECOVERY 0
+    #else
+    #define SHMRING_RECOVERY 1
+    #endif
+    """
+    enum:
+        COMMIT_ORDER "SHMRING_COMMIT_ORDER"
+        CLAIM_STATE "SHMRING_CLAIM_STATE"
+        PAD_SHORT "SHMRING_PAD_SHORT"
+        RECOVERY "SHMRING_RECOVERY"
+    bint tag_mismatch "SHMRING_TAG_MISMATCH"(uint64_t word, uint64_t tag)
+    bint no_room "SHMRING_NO_ROOM"(uint64_t tail, uint64_t head, uint64_t total, uint64_t cap)
+    void handshake_fence "SHMRING_HANDSHAKE_FENCE"()

@@ -1,0 +1,1 @@
+"""The shmring memory-model test lab: python -m stress (see docs/lab.md)."""

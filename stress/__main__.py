@@ -1,0 +1,66 @@
+"""python -m stress [--seconds N] [--quick] [--only CHECK ...]
+
+Runs the lab's checks, prints one summary line per check, and exits
+non-zero on any violation.  docs/lab.md says what each check proves."""
+import argparse
+import sys
+import time
+
+from shmring import _core
+from stress import audit, model, scheduled, soak, tsan
+
+# name -> (share of the time budget, function(seconds, args) -> (violations, summary))
+CHECKS = {
+    "model": (0, lambda s, a: model.check_models()),
+    "fences": (0, lambda s, a: audit.check_fences()),
+    "scheduled": (0.45, lambda s, a: run_scheduled(s, a)),
+    "soak": (0.15, lambda s, a: soak.soak(s, kills=False)),
+    "soak-kill": (0.2, lambda s, a: soak.soak(s, kills=True)),
+    "tsan": (0, lambda s, a: tsan.check_tsan()),
+}
+
+
+def run_scheduled(seconds, args):
+    started = time.monotonic()
+    try:
+        n = scheduled.explore(seconds, 150 if args.quick else 3000, not args.no_shrink)
+    except AssertionError as e:
+        return [str(e)], "failed; the shrunk scenario is above"
+    return [], f"{n} scenarios held ({time.monotonic() - started:.0f} s)"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m stress", description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="time budget for the timed checks (default 480, --quick 60)")
+    ap.add_argument("--quick", action="store_true", help="the short subset for .ci/run")
+    ap.add_argument("--only", nargs="+", choices=sorted(CHECKS), help="run only these checks")
+    ap.add_argument("--no-shrink", action="store_true",
+                    help="report the first failing scenario without shrinking it")
+    args = ap.parse_args(argv)
+    if not _core.lab_enabled():
+        print("stress: shmring was built without pause points; "
+              "rebuild with SHMRING_LAB=1 (see docs/lab.md)", file=sys.stderr)
+        return 2
+    budget = args.seconds if args.seconds is not None else (60 if args.quick else 480)
+    names = args.only or list(CHECKS)
+    failed = []
+    for name in names:
+        share, check = CHECKS[name]
+        started = time.monotonic()
+        bad, summary = check(max(budget * share, 1), args)
+        status = "FAIL" if bad else "ok"
+        print(f"{name:10} {status:4} {summary} [{time.monotonic() - started:.0f} s]", flush=True)
+        for line in bad:
+            print("    " + line.replace("\n", "\n    "), flush=True)
+        if bad:
+            failed.append(name)
+    if failed:
+        print(f"stress: FAILED: {', '.join(failed)}", flush=True)
+        return 1
+    print("stress: all checks passed", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

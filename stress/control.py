@@ -1,0 +1,103 @@
+"""The coordinator's side of the pause-point control segment.
+
+The layout is the one shmring/includes/lab.pxd describes: a `free` word at
+offset 0 and one 64-byte cell per participant (arrivals, point, grants).  The
+lab adds two stop words at offsets 4 (producers) and 8 (the consumer), and a
+`sent` word at offset 12 of each cell (frames a producer has sent).  A
+participant reaching a pause point bumps arrivals and sleeps until grants
+moves; the coordinator grants one turn at a time and waits for the next
+arrival, so each turn runs a participant from one pause point to the next."""
+import ctypes
+import mmap
+import os
+import time
+
+from shmring import _core
+
+SYS_FUTEX = 202                     # x86_64
+FUTEX_WAIT, FUTEX_WAKE = 0, 1
+CELL = 64
+STOP = {"producers": 4, "consumer": 8}
+POINT_NAMES = {v: k for k, v in _core.LAB_POINTS.items()}
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class Control:
+    def __init__(self, path, participants):
+        self.size = CELL * (participants + 1)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, self.size)
+            self.map = mmap.mmap(fd, self.size)
+        finally:
+            os.close(fd)
+        os.unlink(path)                 # children inherit the mapping across fork
+        self._buf = ctypes.c_char.from_buffer(self.map)
+        self.base = ctypes.addressof(self._buf)
+
+    def _word(self, offset):
+        return ctypes.c_uint32.from_address(self.base + offset)
+
+    def _futex(self, offset, op, val, timeout=None):
+        ts = None
+        if timeout is not None:
+            ts = ctypes.byref(_Timespec(int(timeout), int(timeout % 1 * 1e9)))
+        _libc.syscall(SYS_FUTEX, ctypes.c_void_p(self.base + offset), op, val, ts, None, 0)
+
+    def cell(self, i):
+        return CELL * (i + 1)
+
+    def install(self, i):
+        """In participant i (a child): park at every pause point from now on."""
+        _core._lab_install(self.base, self.base + self.cell(i))
+
+    def arrivals(self, i):
+        return self._word(self.cell(i)).value
+
+    def point(self, i):
+        return self._word(self.cell(i) + 4).value
+
+    def grant(self, i):
+        """Let participant i run to its next pause point."""
+        off = self.cell(i) + 8
+        # An aligned 32-bit store (release on x86); pairs with shmring_lab_turn's acquire load of grants.
+        self._word(off).value += 1
+        self._futex(off, FUTEX_WAKE, 1)
+
+    def wait_arrival(self, i, seen, timeout):
+        """True once participant i's arrivals moved past seen, False at the timeout."""
+        deadline = time.monotonic() + timeout
+        while self.arrivals(i) == seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._futex(self.cell(i), FUTEX_WAIT, seen, min(left, 0.05))
+        return True
+
+    def set_sent(self, i, n):
+        self._word(self.cell(i) + 12).value = n     # read by the coordinator after we exit
+
+    def sent(self, i):
+        return self._word(self.cell(i) + 12).value
+
+    def stop(self, who):
+        """Tell "producers" or the "consumer" to finish."""
+        self._word(STOP[who]).value = 1
+
+    def stopped(self, who):
+        return self._word(STOP[who]).value != 0
+
+    def release_all(self, participants):
+        """Let every pause point pass from now on."""
+        # An aligned 32-bit store; pairs with shmring_lab_turn's acquire loads of free.
+        self._word(0).value = 1
+        for i in range(participants):
+            self._futex(self.cell(i) + 8, FUTEX_WAKE, 1)
+
+    def close(self):
+        del self._buf
+        self.map.close()

@@ -1,0 +1,216 @@
+"""Hypothesis-driven interleavings of real processes at the core's pause points.
+
+Hypothesis draws a whole Scenario up front; the coordinator replays its
+schedule one pause point at a time, kills producers where it says, lets
+everything run free to drain, and checks the invariants.  A failure shrinks
+to a short, readable Scenario."""
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, Phase, given, note, settings
+from hypothesis import strategies as st
+
+import shmring
+from stress import procs, workers
+from stress.control import POINT_NAMES, Control
+from stress.invariants import CLAIM_POINTS, Outcome, check
+
+CONSUMER = 0                    # participant 0; producers are 1..n
+STEP_WAIT = 0.3                 # a turn that reaches no pause point by then is blocked
+START_WAIT = 10.0
+DRAIN_DEADLINE = 60.0
+STALL = 0.2                     # the consumer's stall_timeout: dead claims are recovered after it
+QUIET_ROUND = 2 * STALL + 0.3   # liveness: progress within two quiet rounds
+KILL_POINTS = ("claim_cas", "claimed", "busy", "payload", "commit", "committed", "space_wait")
+STARTS = {"0": 0, "2^32": 1 << 32, "2^64": 1 << 64}
+
+
+@dataclass
+class Scenario:
+    capacity: int
+    start: str                  # "2^64-0x1c0" style: readable in a shrunk report
+    hold: int                   # frames the consumer holds before releasing them, newest first
+    sizes: dict                 # producer -> frame sizes, in order
+    schedule: list              # bursts (participant, turns); 0 is the consumer
+    kills: dict = field(default_factory=dict)  # producer -> (pause point, nth arrival there)
+
+    def start_pos(self):
+        base, _, back = self.start.partition("-")
+        return (STARTS[base] - int(back or "0", 16)) % (1 << 64)
+
+
+@st.composite
+def scenarios(draw):
+    capacity = draw(st.sampled_from([4096, 8192, 16384]))
+    max_frame = capacity // 2 - 64
+    size = st.one_of(
+        st.sampled_from([0, 1, 24, 64, capacity // 8 - 64, capacity // 4 - 64, max_frame]),
+        st.integers(0, max_frame))
+    n = draw(st.integers(1, 6))
+    sizes = {i: draw(st.lists(size, min_size=1, max_size=6)) for i in range(1, n + 1)}
+    base = draw(st.sampled_from(sorted(STARTS)))
+    back = 0 if base == "0" else draw(st.one_of(   # how far below 2^32 / 2^64 to start
+        st.sampled_from([64, capacity // 2, capacity - 64, capacity + 64]),
+        st.integers(0, 3 * capacity // 64).map(lambda k: k * 64)))
+    schedule = draw(st.lists(st.tuples(st.integers(0, n), st.integers(1, 8)), max_size=12))
+    kills = draw(st.dictionaries(st.integers(1, n), st.tuples(st.sampled_from(KILL_POINTS),
+                                                             st.integers(1, 2)), max_size=2))
+    return Scenario(capacity, f"{base}-{back:#x}" if back else base, draw(st.integers(1, 3)),
+                    sizes, schedule, kills)
+
+
+class Run:
+    """One replay of a Scenario: its processes and what they did."""
+
+    def __init__(self, sc, scratch):
+        self.sc = sc
+        self.ring = shmring.Ring.create(procs.unique_name(), sc.capacity, _start=sc.start_pos())
+        self.ctl = Control(os.path.join(scratch, "control"), len(sc.sizes) + 1)
+        self.out = os.path.join(scratch, "records")
+        self.pids = {}
+        self.seen = {}                      # participant -> arrivals already handled
+        self.running = set()                # granted a turn, not yet parked again
+        self.visits = {}                    # (producer, point) -> arrivals there
+        self.killed = {}                    # producer -> point
+        self.status = {}                    # participant -> exit status
+        self.trace = []
+
+    def start(self):
+        self.pids[CONSUMER] = procs.spawn(workers.consume, self.ring, self.ctl, CONSUMER,
+                                          self.out, self.sc.hold, STALL, True)
+        for i, sizes in self.sc.sizes.items():
+            self.pids[i] = procs.spawn(workers.produce, self.ring, self.ctl, i, sizes, True)
+        for i in self.pids:
+            self.seen[i] = 0
+            self.running.add(i)
+            self.settle(i, START_WAIT)
+
+    def settle(self, i, timeout):
+        """Wait for participant i to park at its next pause point or exit."""
+        if not self.ctl.wait_arrival(i, self.seen[i], timeout):
+            self.poll_exit(i)
+            return
+        self.running.discard(i)
+        self.seen[i] = self.ctl.arrivals(i)
+        point = POINT_NAMES[self.ctl.point(i)]
+        self.trace.append(f"{'C' if i == CONSUMER else f'P{i}'}@{point}")
+        key = (i, point)
+        self.visits[key] = self.visits.get(key, 0) + 1
+        if self.sc.kills.get(i) == (point, self.visits[key]):
+            os.kill(self.pids[i], signal.SIGKILL)
+            self.killed[i] = point
+            self.trace.append(f"kill P{i}")
+            self.poll_exit(i, time.monotonic() + START_WAIT)
+
+    def poll_exit(self, i, deadline=0):
+        status = procs.reap(self.pids[i], deadline)
+        if status is not None:
+            self.status[i] = status
+
+    def turn(self, i):
+        if i in self.status:
+            return
+        if i in self.running:               # blocked last time: give it a moment more
+            self.settle(i, STEP_WAIT)
+            if i in self.running or i in self.status:
+                return
+        self.ctl.grant(i)
+        self.running.add(i)
+        self.settle(i, STEP_WAIT)
+
+    def drain(self):
+        self.ctl.release_all(len(self.pids))
+
+        def exited():
+            for i in self.sc.sizes:
+                if i not in self.status:
+                    self.poll_exit(i)
+            return len(self.status) == len(self.sc.sizes)
+        return wait_drained(self.ring, exited, self.pids[CONSUMER])
+
+    def finish(self):
+        self.ctl.stop("consumer")
+        self.poll_exit(CONSUMER, time.monotonic() + START_WAIT)
+        bad = []
+        if self.status.get(CONSUMER) != 0:
+            bad.append(f"consumer ended with status {self.status.get(CONSUMER)}")
+            return bad
+        outcomes = {i: Outcome(self.ctl.sent(i), self.killed.get(i), self.status.get(i))
+                    for i in self.sc.sizes}
+        abandoned = sum(1 for p in self.killed.values() if p in CLAIM_POINTS)
+        return bad + check(workers.read_records(self.out),
+                           lambda i, seq: self.sc.sizes[i][seq], outcomes,
+                           self.ring.stats(), abandoned)
+
+    def close(self):
+        procs.kill_all([pid for i, pid in self.pids.items() if i not in self.status])
+        self.ring.unlink()
+        self.ring.close()
+        self.ctl.close()
+
+
+def wait_drained(ring, exited, consumer):
+    """Wait until every producer has exited (exited() polls) and the ring is
+    empty.  Violations if the consumer process dies, if the ring stops making
+    progress for two quiet rounds, or if it does not drain by the deadline."""
+    deadline = time.monotonic() + DRAIN_DEADLINE
+    last, quiet_since = None, time.monotonic()
+    while True:
+        code = procs.reap(consumer, 0)
+        if code is not None:
+            return [(f"consumer died with status {code} before the ring drained "
+                    "(its traceback is above)")]
+        done = exited()
+        s = ring.stats()
+        if done and s["fill"] == 0:
+            return []
+        now = time.monotonic()
+        progress = (s["frames_received"], s["head"], s["tail"], done)
+        if progress != last:
+            last, quiet_since = progress, now
+        elif now - quiet_since > 2 * QUIET_ROUND:
+            return [(f"liveness: no progress for two quiet rounds ({2 * QUIET_ROUND:.1f} s); "
+                     f"stats {s}")]
+        if now > deadline:
+            return [f"liveness: not drained after {DRAIN_DEADLINE} s; stats {s}"]
+        time.sleep(0.005)
+
+
+def replay(sc):
+    """Run one Scenario: (violations, trace of the turns taken)."""
+    with procs.scratch_dir() as scratch:
+        run = Run(sc, scratch)
+        try:
+            run.start()
+            for i, turns in sc.schedule:
+                for _ in range(turns):
+                    run.turn(i)
+            bad = run.drain()
+            return bad or run.finish(), " ".join(run.trace)
+        finally:
+            run.close()
+
+
+def explore(seconds, max_examples, shrink=True):
+    """Run Hypothesis for up to `seconds`; raises AssertionError with the shrunk
+    Scenario on a violation.  Returns how many scenarios ran."""
+    phases = list(Phase) if shrink else [Phase.explicit, Phase.reuse, Phase.generate]
+    end = time.monotonic() + seconds
+    ran = [0]
+
+    @settings(max_examples=max_examples, deadline=None, database=None, print_blob=True,
+              phases=phases,
+              suppress_health_check=list(HealthCheck))
+    @given(scenarios())
+    def scenario_holds(sc):
+        if time.monotonic() > end:
+            return
+        ran[0] += 1
+        bad, trace = replay(sc)
+        note(f"turns taken: {trace}")
+        assert not bad, "\n  ".join(["invariant violated:"] + bad)
+
+    scenario_holds()
+    return ran[0]
