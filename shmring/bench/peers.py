@@ -388,6 +388,7 @@ class IceoryxChannel(Channel):
     def open(self):
         import ctypes
         import iceoryx2 as iox2
+        iox2.set_log_level_from_env_or(iox2.LogLevel.Error)   # no "no config file" lines
         node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
         svc = (node.service_builder(iox2.ServiceName.new(self.service))
                .publish_subscribe(iox2.Slice[ctypes.c_uint8])
@@ -429,6 +430,7 @@ class IceoryxChannel(Channel):
     def close(self):
         """Our processes end with os._exit, so their nodes are left behind."""
         import iceoryx2 as iox2
+        iox2.set_log_level_from_env_or(iox2.LogLevel.Error)
         iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc).try_cleanup_dead_nodes()
 
 

@@ -108,11 +108,16 @@ def plot(records, path):
     for r in records:
         if r["msgs_per_s"] is not None and r["producers"] == 1:
             series.setdefault(f"{r['transport']} {r['mode']}", []).append(r)
-    for label, rs in series.items():
+    colors = plt.cm.tab20.colors
+    for i, (label, rs) in enumerate(series.items()):
         rs.sort(key=lambda r: r["size"])
         sizes = [r["size"] for r in rs]
-        ax1.plot(sizes, [r["gb_per_s"] for r in rs], marker="o", label=label)
-        ax2.plot(sizes, [r["cpu_s_per_gb"] for r in rs], marker="o", label=label)
+        ours = label.startswith("shmring")
+        style = {"label": label, "marker": "o" if ours else ".", "lw": 2.2 if ours else 1,
+                 "ls": "-" if ours else ":" if label.startswith("np.") else "--",
+                 "color": "black" if label.startswith("np.") else colors[i % len(colors)]}
+        ax1.plot(sizes, [r["gb_per_s"] for r in rs], **style)
+        ax2.plot(sizes, [r["cpu_s_per_gb"] for r in rs], **style)
     for ax, title in ((ax1, "throughput, GB/s (1 producer)"),
                       (ax2, "CPU seconds per GB, all processes (1 producer)")):
         ax.set_xscale("log")
