@@ -13,6 +13,7 @@
 #         --platform manylinux_2_28_x86_64 --platform any -d build/wheels \
 #         cython numpy setuptools
 # (build/ is git-ignored; about 20 MB).  It needs python3 with venv, and gcc.
+# PYTHON picks the interpreter (python3); PRODUCERS the counts (1,2,4,8,16).
 set -euo pipefail
 
 wheels=$(cd "${1:?usage: device.sh WHEELS_DIR}" && pwd)
@@ -25,7 +26,7 @@ echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d:
 echo "== $($py --version), $(gcc --version | head -1)"
 echo "== /dev/shm: $(df -h /dev/shm | tail -1)"
 $py -m venv "$venv"
-"$venv/bin/pip" install -q --no-index --find-links "$wheels" cython numpy setuptools
+"$venv/bin/pip" install -q -U --no-index --find-links "$wheels" cython numpy "setuptools>=77"
 
 cd "$root"
 [ -f README.md ] || { echo "shmring" > README.md; trap 'rm -f "$root/README.md"' EXIT; }
@@ -35,6 +36,6 @@ time "$venv/bin/python" setup.py -q build_ext --inplace -j "$(nproc)"
 # always measured.  websockets, pyzmq, faster-fifo and iceoryx2 are absent
 # offline and are skipped with a note.
 time PYTHONPATH="$root" XDG_CACHE_HOME="$(dirname "$venv")" "$venv/bin/python" -m shmring.bench \
-    --only "shmring,os.pipe,socketpair" --sizes 8294400,4096 --producers 1,2,4,8,16 \
+    --only "shmring,os.pipe,socketpair" --sizes 8294400,4096 --producers "${PRODUCERS:-1,2,4,8,16}" \
     --reps 3 --seconds 0.3 --no-checks --json "$out/scaling.json"
 echo "== wrote $out/scaling.json"
