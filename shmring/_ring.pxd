@@ -61,6 +61,7 @@ cdef class Consumer:
     cdef int enter(self) except -1
     cdef Frame next_frame(self, object timeout)
     cdef int give_back(self, uint64_t pos) except -1
+    cdef int take(self, uint64_t *pos, int64_t deadline) except -1     # batches
 
 cdef class Frame:
     cdef Consumer consumer

@@ -484,6 +484,46 @@ cdef class Producer:
     def __repr__(self):
         return f"<shmring.Producer slot={self.st.slot} of {self.seg.name!r}>"
 
+    # --- batches: many frames per call, for small frames ----------------------
+
+    def send_many(self, buffers, *, type=0, timeout=None):
+        """Copy each buffer of an iterable into the ring as its own frame, in
+        order.  timeout bounds the whole call.  Returns how many were sent:
+        all of them, unless the timeout ran out first."""
+        cdef Py_buffer buf
+        cdef uint32_t t = check_type(type)
+        cdef int64_t deadline = deadline_for(timeout)
+        cdef Py_ssize_t sent = 0
+        cdef int st, got
+        self.enter()
+        if self.st.reserved:
+            raise RingError("this producer has an open reservation: commit or abort it first")
+        for data in buffers:
+            try:
+                PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
+            except (BufferError, ValueError) as e:
+                raise ValueError(f"send_many() needs C-contiguous buffers ({e})") from None
+            try:
+                st = _core.producer_claim(&self.st, buf.len, t, NOWAIT)
+                if st == TIMEOUT and deadline != NOWAIT:
+                    self.busy = True
+                    try:
+                        with nogil:
+                            got = claim_until(&self.st, buf.len, t, deadline)
+                    finally:
+                        self.busy = False
+                    st = OK if got else TIMEOUT
+                if st == TIMEOUT:
+                    return sent
+                if st != OK:
+                    raise_producer_error(&self.st, st, buf.len)
+                memcpy(_core.payload_at(&self.st.ring, self.st.res_pos), buf.buf, buf.len)
+                _core.producer_commit(&self.st)
+            finally:
+                PyBuffer_Release(&buf)
+            sent += 1
+        return sent
+
 
 def _producer_in(ring, spin):
     """Unpickle a Producer: a fresh producer on the same ring."""
@@ -793,6 +833,66 @@ cdef class Consumer:
 
     def __reduce__(self):
         raise TypeError("a Consumer cannot be pickled: open one in the process that reads")
+
+    # --- batches: many frames per call, for small frames ----------------------
+
+    cdef int take(self, uint64_t *pos, int64_t deadline) except -1:
+        """Receive one record: 1, or 0 if none came before deadline."""
+        cdef int st = _core.consumer_receive(&self.st, pos, NOWAIT)
+        if st == TIMEOUT and deadline != NOWAIT:
+            self.busy = True
+            try:
+                with nogil:
+                    st = OK if receive_until(&self.st, pos, deadline) else TIMEOUT
+            finally:
+                self.busy = False
+        if st == TIMEOUT:
+            return 0
+        if st != OK:
+            raise_consumer_error(st)
+        return 1
+
+    def recv_many(self, Py_ssize_t max_frames, timeout=None):
+        """Up to max_frames frames, zero copy: waits as long as timeout for
+        the first, then takes only frames already committed.  An empty list
+        if the timeout runs out.  Release each frame as after recv();
+        dropping the list releases those still held."""
+        cdef uint64_t pos
+        cdef int64_t deadline = deadline_for(timeout)
+        cdef RecordHeader *rec
+        cdef Frame f
+        cdef list frames = []
+        if max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, not {max_frames}")
+        self.enter()
+        while len(frames) < max_frames and self.take(&pos, deadline if not frames else NOWAIT):
+            rec = _core.header_at(&self.st.ring, pos)
+            f = Frame.__new__(Frame)
+            f.consumer = self
+            f.pos = pos
+            f.data = _core.payload_at(&self.st.ring, pos)
+            f.length = self.st.delivered_length
+            f._type = rec.type
+            f.ndim = rec.ndim if rec.flags & 1 else RAW
+            frames.append(f)
+        return frames
+
+    def recv_bytes_many(self, Py_ssize_t max_frames, timeout=None):
+        """Like recv_many(), but each frame's contents as bytes, its space
+        released at once: the cheapest way to drain small frames."""
+        cdef uint64_t pos
+        cdef int64_t deadline = deadline_for(timeout)
+        cdef list out = []
+        if max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, not {max_frames}")
+        self.enter()
+        while len(out) < max_frames and self.take(&pos, deadline if not out else NOWAIT):
+            try:
+                out.append((<char *>_core.payload_at(&self.st.ring, pos))[:self.st.delivered_length])
+            finally:
+                if _core.consumer_release(&self.st, pos) != OK:
+                    raise_consumer_error(ERR_CORRUPT)
+        return out
 
 
 # --- Frame ------------------------------------------------------------------

@@ -1,0 +1,161 @@
+"""`python -m shmring bench`: shmring against the transports a user would
+otherwise pick, side by side in one run.  See docs/benchmarks.md."""
+import json
+import os
+import sys
+import time
+
+from shmring.bench import checks, measure, peers, report, rings
+
+SIZES = (64, 4096, 1 << 20, 8_294_400)
+SPIN = rings.SPIN
+
+
+def lineup():
+    """Every transport, baselines first.  Spin-mode shmring is measured for
+    latency only."""
+    return [
+        peers.Iceoryx2(), peers.WebSockets(), peers.Pipe(), peers.SocketPair(),
+        peers.MpQueue(), peers.MpPipe(), peers.FasterFifo(), peers.Zmq(),
+        rings.Shmring("send"), rings.Shmring("reserve"), rings.Shmring("batch"),
+        rings.ShmringNogil(),
+    ]
+
+
+def add_arguments(parser):
+    parser.add_argument("--quick", action="store_true",
+                        help="64 B and 8,294,400 B only, fewer repetitions: about a minute")
+    parser.add_argument("--json", metavar="FILE", help="write the records as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="plot throughput and CPU/GB (matplotlib)")
+    parser.add_argument("--only", metavar="NAMES",
+                        help="comma-separated transports to run (substrings, e.g. 'pipe,shmring')")
+    parser.add_argument("--sizes", metavar="BYTES", help="comma-separated frame sizes")
+    parser.add_argument("--producers", metavar="N", default="1,4", help="comma-separated counts")
+    parser.add_argument("--reps", type=int, help="repetitions per point (median, min, max)")
+    parser.add_argument("--seconds", type=float, help="target seconds per repetition")
+    parser.add_argument("--check", action="store_true", help="only the idle CPU and RSS checks")
+    parser.add_argument("--no-checks", action="store_true", help="skip the idle CPU and RSS checks")
+
+
+def latency_lineup(available):
+    """(peer, mode) pairs for 64-byte ping-pong: each baseline, and shmring's
+    send and nogil APIs in blocking and in spin mode."""
+    out = []
+    for peer in available:
+        if peer.name != "shmring":
+            out.append((peer, "ping-pong"))
+        elif peer.mode in ("send", "nogil"):
+            spinning = rings.Shmring("send", SPIN) if peer.mode == "send" \
+                else rings.ShmringNogil(SPIN)
+            spinning.missing()          # loads the already built module
+            out += [(peer, f"ping-pong {peer.mode} blocking"),
+                    (spinning, f"ping-pong {peer.mode} spin")]
+    return out
+
+
+def progress(text):
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\033[K{text}")
+    else:
+        sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def plan(args, available):
+    """(peer, size, producers) points to measure, one transport at a time:
+    iceoryx2 hangs when it runs after pyzmq in the same parent (cause not
+    found yet), so the lineup puts it first and its points come first."""
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else \
+        ([64, 8_294_400] if args.quick else list(SIZES))
+    counts = [int(n) for n in args.producers.split(",")]
+    points = [(None, size, 1) for size in sizes]        # np.copyto, the physical limit
+    for peer in available:
+        for size in sizes:
+            if peer.mode == "batch" and size > 4096:
+                continue                # a batch API is for small frames
+            for n in counts:
+                if peer.max_producers and n > peer.max_producers:
+                    continue
+                if n == 1 or size <= 4096 or not args.quick:
+                    points.append((peer, size, n))
+    return points
+
+
+def select(args):
+    wanted = [w.strip() for w in args.only.split(",")] if args.only else None
+    available, notes = [], []
+    for peer in lineup():
+        label = f"{peer.name} {peer.mode}"
+        if wanted and not any(w in label for w in wanted):
+            continue
+        reason = peer.missing()
+        if reason:
+            notes.append(f"skipped {peer.name}: {reason}")
+        else:
+            available.append(peer)
+    return available, notes
+
+
+def run(args):
+    reps = args.reps or (3 if args.quick else 5)
+    seconds = args.seconds or (0.05 if args.quick else 0.3)
+    pings = 2000 if args.quick else 20000
+    started = time.time()
+    records, extra, notes = [], {}, []
+    if not args.check:
+        available, skipped = select(args)
+        notes += skipped
+        for note in skipped:
+            print(note)
+        points = plan(args, available)
+        lat = latency_lineup(available)
+        total = len(points) + len(lat)
+        broken = set()                  # a transport that failed once is not retried
+        for i, (peer, size, n) in enumerate(points, 1):
+            if peer in broken:
+                continue
+            name = "np.copyto" if peer is None else f"{peer.name} {peer.mode}"
+            progress(f"[{i}/{total}] {name}, {size} B, {n} producer(s)")
+            rec = {"transport": "np.copyto" if peer is None else peer.name,
+                   "mode": "limit" if peer is None else peer.mode,
+                   "size": size, "producers": n, "p50_us": None, "p99_us": None}
+            try:
+                rec.update(measure.throughput(peer, size, n, reps, seconds))
+            except Exception as e:      # noqa: BLE001 - one transport's failure is a note
+                broken.add(peer)
+                notes.append(f"{name}, {size} B, {n} producer(s) failed: {type(e).__name__}: "
+                             f"{e}; its other points are skipped")
+                print(f"\n{notes[-1]}", file=sys.stderr)
+                continue
+            records.append(rec)
+        for i, (peer, mode) in enumerate(lat, len(points) + 1):
+            progress(f"[{i}/{total}] ping-pong {peer.name} {mode}")
+            rec = {"transport": peer.name, "mode": mode, "size": 64, "producers": 1,
+                   "msgs_per_s": None, "gb_per_s": None, "cpu_s_per_gb": None}
+            try:
+                rec.update(measure.latency(peer, 64, pings))
+            except Exception as e:      # noqa: BLE001 - one transport's failure is a note
+                notes.append(f"ping-pong {peer.name} {mode} failed: {type(e).__name__}: {e}")
+                print(f"\n{notes[-1]}", file=sys.stderr)
+                continue
+            records.append(rec)
+        progress("")
+    if args.check or not args.no_checks:
+        progress("idle CPU and RSS checks")
+        extra["idle"] = checks.idle_cpu(1.0)
+        extra["rss"] = checks.rss_flat(1_000_000)
+        progress("")
+    elapsed = time.time() - started
+    records.sort(key=lambda r: (r["msgs_per_s"] is None, r["size"]))   # stable: lineup order
+    print(report.table(records))
+    print(report.targets(records, extra))
+    for note in notes:
+        print(f"note: {note}")
+    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {elapsed:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"records": records, "checks": extra, "notes": notes, "cpus": os.cpu_count(),
+                       "seconds": elapsed}, f, indent=1)
+    if args.plot:
+        print(report.plot(records, args.plot))
+    return 0

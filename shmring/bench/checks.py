@@ -1,0 +1,89 @@
+"""Idle CPU and memory: a blocked side must not burn CPU, and RSS must stay
+flat while a million frames go through the zero-copy path."""
+import uuid
+
+import shmring
+from shmring.bench.harness import CTX, cpu_now, touch
+
+
+def rss_kb(pid="self"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc")
+
+
+def new_ring(capacity=1 << 20):
+    return shmring.Ring.create(f"bench-check-{uuid.uuid4().hex[:12]}", capacity)
+
+
+def idle_cpu(seconds=1.0):
+    """CPU seconds used over `seconds` by a consumer blocked on an empty ring
+    (blocking and spin mode) and by a producer blocked on a full one."""
+    ring = new_ring()
+    out = {}
+    try:
+        for spin in (0, 200_000):
+            with ring.consumer(spin=spin) as c:
+                c0 = cpu_now()
+                try:
+                    c.recv(timeout=seconds)
+                except shmring.Empty:
+                    pass
+                out[f"consumer_spin{spin}_cpu_s"] = cpu_now() - c0
+        with ring.producer() as p:
+            frame = b"x" * 4000
+            while p.send_many([frame] * 64, timeout=0) == 64:
+                pass                    # fill the ring; nobody consumes
+            c0 = cpu_now()
+            try:
+                p.send(frame, timeout=seconds)
+            except shmring.Full:
+                pass
+            out["producer_full_cpu_s"] = cpu_now() - c0
+    finally:
+        ring.close()
+        ring.unlink()
+    out["idle_seconds"] = seconds
+    return out
+
+
+def _produce(ring, frames, report):
+    with ring.producer() as p:
+        for i in range(frames):
+            if i == frames // 10:
+                report.send(rss_kb())
+            with p.reserve(64) as r:    # zero copy: write in place
+                mv = memoryview(r)
+                mv[0] = mv[63] = i & 0xff
+                mv.release()
+        report.send(rss_kb())
+
+
+def rss_flat(frames=1_000_000):
+    """RSS of the consumer (recv, touch, release) and the producer (reserve,
+    fill, commit) after the first 10% of frames and at the end, in kB."""
+    ring = new_ring()
+    rx, tx = CTX.Pipe(duplex=False)
+    proc = CTX.Process(target=_produce, args=(ring, frames, tx), daemon=True)
+    try:
+        with ring.consumer() as c:
+            proc.start()
+            for i in range(frames):
+                if i == frames // 10:
+                    c_start = rss_kb()
+                f = c.recv(timeout=30)
+                touch(f)
+                f.release()
+            c_end = rss_kb()
+        p_start, p_end = rx.recv(), rx.recv()
+        proc.join(10)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        ring.close()
+        ring.unlink()
+    return {"frames": frames, "consumer_rss_kb": [c_start, c_end],
+            "producer_rss_kb": [p_start, p_end],
+            "growth_kb": max(c_end - c_start, p_end - p_start)}

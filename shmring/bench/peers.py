@@ -1,0 +1,443 @@
+"""The baselines: what a user would otherwise pick.  Each is a Peer whose
+channel() makes a Channel; a peer whose package is missing says why."""
+import importlib
+import multiprocessing.connection
+import os
+import select
+import socket
+import struct
+import tempfile
+import time
+import uuid
+
+from shmring.bench.channel import Channel, Duplex
+from shmring.bench.harness import CTX, touch
+
+PREFIX = struct.Struct("<Q")
+
+
+class Peer:
+    name = ""
+    mode = "copy"
+    needs = ()                          # importable modules it requires
+    max_producers = None                # None: any number
+
+    def missing(self):
+        """None when usable, else the reason to skip it."""
+        for module in self.needs:
+            try:
+                importlib.import_module(module)
+            except Exception as e:      # noqa: BLE001 - any import failure skips it
+                return f"{module} not importable ({type(e).__name__}: {e}); pip install 'shmring[bench]'"
+        return None
+
+    def channel(self, producers, size):
+        raise NotImplementedError
+
+    def duplex(self, size):
+        return Duplex(self.channel(1, size), self.channel(1, size))
+
+
+# --- byte streams with a length prefix: os.pipe, socketpair -----------------
+
+class Stream(Channel):
+    """One stream per producer (writes to a shared pipe would interleave);
+    the consumer reads whichever is ready."""
+
+    def __init__(self, producers, size):
+        self.ends = [self.pair() for _ in range(producers)]
+
+    def consumer(self):
+        for r, w in self.ends:
+            self.close_end(w)
+        buf = bytearray(max(PREFIX.size, 1 << 16))
+        poller = None
+        if len(self.ends) > 1:
+            poller = select.poll()
+            for r, _ in self.ends:
+                poller.register(self.fileno(r), select.POLLIN)
+        return {"buf": buf, "poller": poller, "ready": [], "by_fd": {
+            self.fileno(r): r for r, _ in self.ends}}
+
+    def producer(self, index):
+        for i, (r, w) in enumerate(self.ends):
+            self.close_end(r)
+            if i != index:
+                self.close_end(w)
+        return self.ends[index][1]
+
+    def send(self, w, buf):
+        self.write_all(w, PREFIX.pack(len(buf)))
+        self.write_all(w, buf)
+
+    def recv(self, st):
+        if st["poller"] is None:
+            r = self.ends[0][0]
+        else:
+            if not st["ready"]:
+                st["ready"] = [fd for fd, _ in st["poller"].poll()]
+            r = st["by_fd"][st["ready"].pop()]
+        self.read_exact(r, st, PREFIX.size)
+        n = PREFIX.unpack_from(st["buf"])[0]
+        if n > len(st["buf"]):
+            st["buf"] = bytearray(n)
+        return self.read_exact(r, st, n)
+
+    def read_exact(self, r, st, n):
+        view = memoryview(st["buf"])[:n]
+        got = 0
+        while got < n:
+            k = self.read_into(r, view[got:])
+            if k == 0:
+                raise EOFError("peer closed")
+            got += k
+        return view
+
+    def close(self):
+        for r, w in self.ends:
+            self.close_end(r)
+            self.close_end(w)
+
+
+class PipeChannel(Stream):
+    pair = staticmethod(os.pipe)
+    fileno = staticmethod(lambda fd: fd)
+
+    @staticmethod
+    def close_end(fd):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+    @staticmethod
+    def write_all(fd, data):
+        with memoryview(data) as mv:
+            while mv:
+                mv = mv[os.write(fd, mv):]
+
+    @staticmethod
+    def read_into(fd, view):
+        return os.readv(fd, [view])
+
+
+class SocketChannel(Stream):
+    pair = staticmethod(lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))
+    fileno = staticmethod(lambda s: s.fileno())
+    close_end = staticmethod(lambda s: s.close())
+    write_all = staticmethod(lambda s, data: s.sendall(data))
+    read_into = staticmethod(lambda s, view: s.recv_into(view))
+
+
+class Pipe(Peer):
+    name = "os.pipe"
+
+    def channel(self, producers, size):
+        return PipeChannel(producers, size)
+
+
+class SocketPair(Peer):
+    name = "socketpair"
+
+    def channel(self, producers, size):
+        return SocketChannel(producers, size)
+
+
+# --- multiprocessing --------------------------------------------------------
+
+class MpPipeChannel(Channel):
+    def __init__(self, producers, size):
+        self.ends = [CTX.Pipe(duplex=False) for _ in range(producers)]
+
+    def consumer(self):
+        return {"conns": [r for r, _ in self.ends], "ready": []}
+
+    def producer(self, index):
+        return self.ends[index][1]
+
+    def send(self, w, buf):
+        w.send_bytes(buf)
+
+    def recv(self, st):
+        if len(st["conns"]) == 1:
+            return st["conns"][0].recv_bytes()
+        if not st["ready"]:
+            st["ready"] = multiprocessing.connection.wait(st["conns"])
+        return st["ready"].pop().recv_bytes()
+
+
+class MpPipe(Peer):
+    name = "mp.Pipe"
+
+    def channel(self, producers, size):
+        return MpPipeChannel(producers, size)
+
+
+class QueueChannel(Channel):
+    def __init__(self, queue):
+        self.queue = queue
+
+    def consumer(self):
+        return self.queue
+
+    def producer(self, index):
+        return self.queue
+
+    def send(self, q, buf):
+        q.put(buf)
+
+    def recv(self, q):
+        return q.get()
+
+
+
+class MpQueue(Peer):
+    name = "mp.Queue"
+
+    def channel(self, producers, size):
+        return QueueChannel(CTX.Queue())
+
+
+class FasterFifo(Peer):
+    name = "faster-fifo"
+    needs = ("faster_fifo",)
+
+    def channel(self, producers, size):
+        from faster_fifo import Queue
+        return QueueChannel(Queue(max_size_bytes=max(1 << 20, 4 * (size + 64))))
+
+
+# --- pyzmq ------------------------------------------------------------------
+
+class ZmqChannel(Channel):
+    def __init__(self, size):
+        import zmq  # noqa: F401 - imported before fork: children that import it first lost frames
+        self.path = os.path.join(tempfile.gettempdir(), f"shmring-bench-{uuid.uuid4().hex[:8]}")
+        self.copy = size < 65536        # pyzmq's advice: zero copy only for large frames
+
+    def consumer(self):
+        import zmq
+        sock = zmq.Context().socket(zmq.PULL)
+        sock.bind("ipc://" + self.path)
+        return sock
+
+    def producer(self, index):
+        import zmq
+        sock = zmq.Context().socket(zmq.PUSH)
+        sock.connect("ipc://" + self.path)
+        return sock
+
+    def send(self, sock, buf):
+        sock.send(buf, copy=self.copy)
+
+    def recv(self, sock):
+        return sock.recv() if self.copy else sock.recv(copy=False).buffer
+
+    def close(self):
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class Zmq(Peer):
+    name = "pyzmq ipc"
+    needs = ("zmq",)
+
+    def channel(self, producers, size):
+        return ZmqChannel(size)
+
+
+# --- websockets over loopback TCP -------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+WS_OPTIONS = {"max_size": None, "compression": None}   # no 1 MiB cap, no deflate
+
+
+class WsServer:
+    """An asyncio websockets server on its own thread, as a service would
+    run it; on_message runs on that thread for each message."""
+
+    def __init__(self, port, on_message):
+        import asyncio
+        import threading
+        from websockets.asyncio.server import serve
+        self.loop = asyncio.new_event_loop()
+        self.on_message = on_message
+
+        async def handler(ws):
+            async for msg in ws:
+                await self.on_message(ws, msg)
+
+        async def start():
+            return await serve(handler, "127.0.0.1", port, **WS_OPTIONS)
+
+        self.server = self.loop.run_until_complete(start())
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+
+class WsChannel(Channel):
+    """An asyncio server in the consumer, as the original service had; each
+    producer is a blocking client (websockets.sync)."""
+
+    def __init__(self):
+        self.port = free_port()
+
+    def consumer(self):
+        import threading
+        st = {"count": 0, "acc": 0, "total": float("inf"), "cond": threading.Condition()}
+
+        async def on_message(ws, msg):
+            st["acc"] += touch(msg)
+            st["count"] += 1
+            if st["count"] >= st["total"]:
+                with st["cond"]:
+                    st["cond"].notify()
+
+        WsServer(self.port, on_message)
+        return st
+
+    def producer(self, index):
+        from websockets.sync.client import connect
+        return connect(f"ws://127.0.0.1:{self.port}", **WS_OPTIONS)
+
+    def send(self, ws, buf):
+        ws.send(buf)
+
+    def drain(self, st, total):
+        st["total"] = total
+        with st["cond"]:
+            st["cond"].wait_for(lambda: st["count"] >= total)
+        return st["acc"]
+
+    def fill(self, ws, job):
+        super().fill(ws, job)
+        ws.close()
+
+
+class WsDuplex:
+    """Ping-pong over one connection: the echoer is the asyncio server."""
+
+    def __init__(self):
+        self.port = free_port()
+
+    def echo_setup(self):
+        import threading
+        done = threading.Event()
+
+        async def on_message(ws, msg):
+            await ws.send(msg)
+            if len(msg) == 1:
+                done.set()
+
+        WsServer(self.port, on_message)
+        return done
+
+    def echo(self, done, n):
+        done.wait()
+
+    def ping_setup(self):
+        from websockets.sync.client import connect
+        return connect(f"ws://127.0.0.1:{self.port}", **WS_OPTIONS)
+
+    def ping(self, ws, job):
+        import time
+        n, payload = job
+        times = []
+        for _ in range(n):
+            t = time.perf_counter_ns()
+            ws.send(payload)
+            ws.recv()
+            times.append(time.perf_counter_ns() - t)
+        ws.send(b"!")                   # tells the echoer to stop
+        ws.recv()
+        ws.close()
+        return times
+
+    def close(self):
+        pass
+
+
+class WebSockets(Peer):
+    name = "websockets"
+    needs = ("websockets.asyncio.server", "websockets.sync.client")
+
+    def channel(self, producers, size):
+        return WsChannel()
+
+    def duplex(self, size):
+        return WsDuplex()
+
+
+# --- iceoryx2: loaned samples over shared memory ----------------------------
+
+class IceoryxChannel(Channel):
+    """A publish-subscribe service of byte slices.  The Python bindings have
+    no blocking receive, so the consumer polls and naps between polls."""
+
+    def __init__(self, size):
+        self.service = f"shmring-bench/{uuid.uuid4().hex[:12]}"
+        self.size = size
+        self.depth = max(2, min(64, (32 << 20) // max(size, 1)))
+
+    def open(self):
+        import ctypes
+        import iceoryx2 as iox2
+        iox2.set_log_level_from_env_or(iox2.LogLevel.Error)   # no "no config file" lines
+        node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
+        svc = (node.service_builder(iox2.ServiceName.new(self.service))
+               .publish_subscribe(iox2.Slice[ctypes.c_uint8])
+               .max_publishers(2).subscriber_max_buffer_size(self.depth)
+               .history_size(0).enable_safe_overflow(False)
+               .open_or_create())
+        return iox2, node, svc
+
+    def consumer(self):
+        _, node, svc = self.open()
+        return node, svc, svc.subscriber_builder().create(), [None]
+
+    def producer(self, index):
+        import ctypes
+        iox2, node, svc = self.open()
+        pub = (svc.publisher_builder().initial_max_slice_len(self.size)
+               .backpressure_strategy(iox2.BackpressureStrategy.RetryUntilDelivered).create())
+        return node, svc, pub, ctypes.memmove
+
+    def send(self, state, buf):
+        node, svc, pub, memmove = state
+        if type(buf) is not bytes:
+            buf = bytes(buf)            # ctypes.memmove takes no memoryview
+        sample = pub.loan_slice_uninit(len(buf))    # a loaned sample, filled in place
+        memmove(sample.payload_ptr, buf, len(buf))
+        sample.assume_init().send()
+
+    def recv(self, state):
+        """A view of the sample, which is held until the next recv()."""
+        node, svc, sub, held = state
+        held[0] = None
+        while True:
+            sample = sub.receive()
+            if sample is not None:
+                held[0] = sample
+                return sample.payload().as_memory_view().cast("B")
+            time.sleep(20e-6)
+
+    def close(self):
+        """Our processes end with os._exit, so their nodes are left behind."""
+        import iceoryx2 as iox2
+        iox2.set_log_level_from_env_or(iox2.LogLevel.Error)
+        iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc).try_cleanup_dead_nodes()
+
+
+class Iceoryx2(Peer):
+    name = "iceoryx2"
+    needs = ("iceoryx2",)
+    max_producers = 1                   # with 4 publishers the first try hung; not solved yet
+
+    def channel(self, producers, size):
+        return IceoryxChannel(size)

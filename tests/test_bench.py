@@ -1,0 +1,60 @@
+"""The benchmark's plumbing (not its speed): records, skips and checks."""
+import argparse
+import json
+
+from shmring import bench
+from shmring.bench import checks, peers, report
+
+
+def parse(*argv):
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+class Absent(peers.Peer):
+    name = "absent"
+    needs = ("no_such_module_for_shmring_bench",)
+
+
+def test_tiny_run_writes_records_and_skips_a_missing_peer(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "lineup", lambda: [Absent(), peers.Pipe(),
+                                                  bench.rings.Shmring("send")])
+    out = tmp_path / "bench.json"
+    args = parse("--sizes", "64", "--producers", "1,2", "--reps", "2", "--seconds", "0.02",
+                 "--no-checks", "--json", str(out))
+    assert bench.run(args) == 0
+    printed = capsys.readouterr().out
+    assert "skipped absent: no_such_module_for_shmring_bench not importable" in printed
+    data = json.loads(out.read_text())
+    got = {(r["transport"], r["mode"], r["producers"]) for r in data["records"]}
+    assert ("os.pipe", "copy", 2) in got and ("shmring", "send", 2) in got
+    assert ("np.copyto", "limit", 1) in got
+    assert ("shmring", "ping-pong send spin", 1) in got
+    for r in data["records"]:
+        assert set(r) >= {"transport", "mode", "size", "producers", "msgs_per_s", "gb_per_s",
+                          "cpu_s_per_gb", "p50_us", "p99_us"}
+        if r["msgs_per_s"] is not None:
+            assert r["msgs_per_s_min"] <= r["msgs_per_s"] <= r["msgs_per_s_max"]
+            assert r["cpu_s_per_gb"] > 0
+        else:
+            assert 0 < r["p50_us"] <= r["p99_us"] <= r["p999_us"]
+    assert "| 64 B send msgs/s vs os.pipe |" in printed
+
+
+def test_targets_verdicts():
+    recs = [
+        {"transport": "os.pipe", "mode": "copy", "size": 64, "producers": 1, "msgs_per_s": 100},
+        {"transport": "shmring", "mode": "send", "size": 64, "producers": 1, "msgs_per_s": 150},
+        {"transport": "shmring", "mode": "batch", "size": 64, "producers": 1, "msgs_per_s": 2000},
+    ]
+    text = report.targets(recs, {})
+    assert "| 64 B send msgs/s vs os.pipe | 1.5 | >= 2 | FAIL |" in text
+    assert "| 64 B batch msgs/s vs os.pipe | 20 | >= 10 | PASS |" in text
+    assert "| 64 B nogil msgs/s vs os.pipe | - | >= 20 | not measured |" in text
+
+
+def test_idle_consumer_and_full_producer_use_no_cpu():
+    idle = checks.idle_cpu(0.3)
+    assert idle["consumer_spin0_cpu_s"] < 0.05
+    assert idle["producer_full_cpu_s"] < 0.05
