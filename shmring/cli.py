@@ -1,10 +1,15 @@
-"""The `shmring` command: demo, info."""
+"""The `shmring` command: demo, bench, info, ls, rm."""
 import argparse
 import datetime
 import sys
 
 import shmring
-from shmring import demo
+from shmring import bench, demo, segments
+
+
+def run_demo(args):
+    demo.run(args)
+    return 0
 
 
 def info(args):
@@ -23,13 +28,18 @@ def info(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="shmring", description=shmring.__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    demo.add_arguments(sub.add_parser("demo", help="stream frames from several processes"))
-    sub.add_parser("info", help="print a live ring's header and stats").add_argument("name")
+    command = sub.add_parser("demo", help="stream frames from several processes")
+    demo.add_arguments(command)
+    command.set_defaults(func=run_demo)
+    command = sub.add_parser("bench", help="compare shmring with sockets, pipes, queues, ...")
+    bench.add_arguments(command)
+    command.set_defaults(func=bench.run)
+    command = sub.add_parser("info", help="print a live ring's header and stats")
+    command.add_argument("name")
+    command.set_defaults(func=info)
+    segments.add_subcommands(sub)
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        demo.run(args)
-        return 0
-    return info(args)
+    return args.func(args)
 
 
 if __name__ == "__main__":
