@@ -163,14 +163,13 @@ def remove_ring(name, *, force=False, directory=None):
     consumer or any producer is alive, unless force; processes that have it
     mapped keep their mapping either way.  Returns the description it
     removed."""
-    from shmring._ring import segment_path      # validates the name
+    from shmring._ring import segment_path  # validates the name
     path = segment_path(name)
     if directory is not None:
         path = os.path.join(directory, os.path.basename(path))
     info = read_ring(path)
-    if info["error"] and info["error"].startswith("cannot open"):
-        if not os.path.lexists(path):
-            raise FileNotFoundError(2, f"no ring named {name!r}", path)
+    if info["error"] and info["error"].startswith("cannot open") and not os.path.lexists(path):
+        raise FileNotFoundError(2, f"no ring named {name!r}", path)
     if info["live"] and not force:
         who = []
         if info["creator_alive"]:

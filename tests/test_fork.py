@@ -1,9 +1,9 @@
 """fork(): a producer used in a forked child gets its own slot; a reservation
 opened before the fork can be committed only by the parent, once."""
 import pytest
+from _helpers_harden import children, hname  # noqa: F401
 
 import shmring
-from _helpers_harden import children, hname  # noqa: F401
 
 FORKER = """
 import ctypes

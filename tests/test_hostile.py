@@ -13,9 +13,10 @@ import sys
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, given, note, settings, strategies as st
+from _helpers_harden import ROOT, Child, ChildTimeout, hname  # noqa: F401
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
 
-from _helpers_harden import Child, ChildTimeout, ROOT, hname  # noqa: F401
 from shmring import segments as L
 
 SCRIBBLE = os.path.join(ROOT, "fuzz", "scribble.py")
@@ -161,8 +162,9 @@ def test_regressions(guard, key):
 @pytest.mark.timeout(30)
 def test_corruption_message_says_what_and_where(hname):
     """RingCorrupted names the position, head, tail and the header found."""
-    import shmring
     from _helpers_harden import Raw
+
+    import shmring
     with shmring.Ring.create(hname, 8192) as ring:
         c = ring.consumer()
         with ring.producer() as p:

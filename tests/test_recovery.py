@@ -8,9 +8,9 @@ import threading
 import time
 
 import pytest
+from _helpers_harden import Raw, children, hname, record_size, wait_until  # noqa: F401
 
 import shmring
-from _helpers_harden import Raw, children, hname, record_size, wait_until  # noqa: F401
 from shmring import segments as L
 
 CAP = 8192
@@ -182,7 +182,7 @@ def test_stopped_producer_is_never_skipped(hname, point):
                 assert bytes(f) == b"\xcd" * 200
         else:
             # Finish the claim by hand, as producer_claim and publish would.
-            _, pos, total = line.split()
+            pos = line.split()[1]
             pos = int(pos)
             raw = Raw(ring.path)
             try:

@@ -5,10 +5,10 @@ import stat
 import subprocess
 
 import pytest
+from _helpers_harden import Child, Raw, hname, ring_name  # noqa: F401
 
 import shmring
 from shmring import _ring
-from _helpers_harden import Child, Raw, hname, ring_name  # noqa: F401
 from shmring import segments as L
 
 CAP = 1 << 14
@@ -100,8 +100,7 @@ def test_attach_refuses_non_regular_file(hname, kind):
 def test_attach_to_another_users_ring_is_permission_error(ring_path):
     if os.geteuid() != 0:
         pytest.skip("needs root to run a child as another user")
-    name, path = ring_path
-
+    name, _ = ring_path
     # Python itself lives under /root here, so drop to nobody after start-up.
     child = Child(f"""
 os.setgid(65534)

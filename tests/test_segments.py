@@ -1,16 +1,15 @@
 """shmring.segments: listing rings and removing them (shmring ls / rm).
 Every test points SHMRING_DIR at its own directory, so it sees only its own
 segments."""
-import argparse
 import os
 import subprocess
 import sys
 
 import pytest
+from _helpers_harden import ROOT, children, unique_name
 
 import shmring
 from shmring import segments
-from _helpers_harden import ROOT, children, unique_name
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ import signal
 import time
 
 import pytest
+from _helpers_harden import children, hname, wait_until  # noqa: F401
 
 import shmring
-from _helpers_harden import children, hname, wait_until  # noqa: F401
 
 BLOCKED_CONSUMER = """
 ring = shmring.Ring.attach(NAME)
