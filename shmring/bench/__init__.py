@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-from shmring.bench import checks, measure, peers, report, rings
+from shmring.bench import checks, harness, measure, peers, report, rings
 
 SIZES = (64, 4096, 1 << 20, 8_294_400)
 SPIN = rings.SPIN
@@ -15,8 +15,8 @@ def lineup():
     """Every transport, baselines first.  Spin-mode shmring is measured for
     latency only."""
     return [
-        peers.Iceoryx2(), peers.WebSockets(), peers.Pipe(), peers.SocketPair(),
-        peers.MpQueue(), peers.MpPipe(), peers.FasterFifo(), peers.Zmq(),
+        peers.WebSockets(), peers.Pipe(), peers.SocketPair(), peers.MpQueue(),
+        peers.MpPipe(), peers.FasterFifo(), peers.Zmq(), peers.Iceoryx2(),
         rings.Shmring("send"), rings.Shmring("reserve"), rings.Shmring("batch"),
         rings.ShmringNogil(),
     ]
@@ -62,9 +62,7 @@ def progress(text):
 
 
 def plan(args, available):
-    """(peer, size, producers) points to measure, one transport at a time:
-    iceoryx2 hangs when it runs after pyzmq in the same parent (cause not
-    found yet), so the lineup puts it first and its points come first."""
+    """(peer, size, producers) points to measure, one transport at a time."""
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else \
         ([64, 8_294_400] if args.quick else list(SIZES))
     counts = [int(n) for n in args.producers.split(",")]
@@ -100,6 +98,7 @@ def run(args):
     reps = args.reps or (3 if args.quick else 5)
     seconds = args.seconds or (0.05 if args.quick else 0.3)
     pings = 2000 if args.quick else 20000
+    harness.TIMEOUT = 10.0 if args.quick else 30.0
     started = time.time()
     records, extra, notes = [], {}, []
     if not args.check:
