@@ -53,6 +53,20 @@ def latency_lineup(available):
     return out
 
 
+def check_records(extra):
+    """The idle CPU and RSS checks as records of the same shape, for --json."""
+    blank = {"producers": 1, "msgs_per_s": None, "gb_per_s": None, "cpu_s_per_gb": None,
+             "p50_us": None, "p99_us": None}
+    out = []
+    if "idle" in extra:
+        out.append({**blank, "transport": "shmring", "mode": "check idle cpu", "size": None,
+                    **extra["idle"]})
+    if "rss" in extra:
+        out.append({**blank, "transport": "shmring", "mode": "check rss", "size": 64,
+                    **extra["rss"]})
+    return out
+
+
 def progress(text):
     if sys.stderr.isatty():
         sys.stderr.write(f"\r\033[K{text}")
@@ -153,8 +167,7 @@ def run(args):
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {elapsed:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"records": records, "checks": extra, "notes": notes, "cpus": os.cpu_count(),
-                       "seconds": elapsed}, f, indent=1)
+            json.dump(records + check_records(extra), f, indent=1)
     if args.plot:
         print(report.plot(records, args.plot))
     return 0
