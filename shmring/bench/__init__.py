@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-from shmring.bench import checks, measure, peers, report, rings
+from shmring.bench import checks, harness, measure, peers, report, rings
 
 SIZES = (64, 4096, 1 << 20, 8_294_400)
 SPIN = rings.SPIN
@@ -15,8 +15,8 @@ def lineup():
     """Every transport, baselines first.  Spin-mode shmring is measured for
     latency only."""
     return [
-        peers.Iceoryx2(), peers.WebSockets(), peers.Pipe(), peers.SocketPair(),
-        peers.MpQueue(), peers.MpPipe(), peers.FasterFifo(), peers.Zmq(),
+        peers.WebSockets(), peers.Pipe(), peers.SocketPair(), peers.MpQueue(),
+        peers.MpPipe(), peers.FasterFifo(), peers.Zmq(), peers.Iceoryx2(),
         rings.Shmring("send"), rings.Shmring("reserve"), rings.Shmring("batch"),
         rings.ShmringNogil(),
     ]
@@ -53,6 +53,20 @@ def latency_lineup(available):
     return out
 
 
+def check_records(extra):
+    """The idle CPU and RSS checks as records of the same shape, for --json."""
+    blank = {"producers": 1, "msgs_per_s": None, "gb_per_s": None, "cpu_s_per_gb": None,
+             "p50_us": None, "p99_us": None}
+    out = []
+    if "idle" in extra:
+        out.append({**blank, "transport": "shmring", "mode": "check idle cpu", "size": None,
+                    **extra["idle"]})
+    if "rss" in extra:
+        out.append({**blank, "transport": "shmring", "mode": "check rss", "size": 64,
+                    **extra["rss"]})
+    return out
+
+
 def progress(text):
     if sys.stderr.isatty():
         sys.stderr.write(f"\r\033[K{text}")
@@ -62,9 +76,7 @@ def progress(text):
 
 
 def plan(args, available):
-    """(peer, size, producers) points to measure, one transport at a time:
-    iceoryx2 hangs when it runs after pyzmq in the same parent (cause not
-    found yet), so the lineup puts it first and its points come first."""
+    """(peer, size, producers) points to measure, one transport at a time."""
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else \
         ([64, 8_294_400] if args.quick else list(SIZES))
     counts = [int(n) for n in args.producers.split(",")]
@@ -100,6 +112,7 @@ def run(args):
     reps = args.reps or (3 if args.quick else 5)
     seconds = args.seconds or (0.05 if args.quick else 0.3)
     pings = 2000 if args.quick else 20000
+    harness.TIMEOUT = 10.0 if args.quick else 30.0
     started = time.time()
     records, extra, notes = [], {}, []
     if not args.check:
@@ -154,8 +167,7 @@ def run(args):
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {elapsed:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"records": records, "checks": extra, "notes": notes, "cpus": os.cpu_count(),
-                       "seconds": elapsed}, f, indent=1)
+            json.dump(records + check_records(extra), f, indent=1)
     if args.plot:
         print(report.plot(records, args.plot))
     return 0

@@ -6,6 +6,7 @@ import resource
 import time
 
 CTX = mp.get_context("fork")
+TIMEOUT = 30.0                          # seconds without a result before a run counts as hung
 
 
 def cpu_now():
@@ -49,7 +50,7 @@ def _worker(role, setup, work, arg, ready, barrier, results, finished):
         raise
 
 
-def run_processes(consumer, producers, timeout=30.0):
+def run_processes(consumer, producers):
     """consumer is (setup, work, arg); producers a list of the same.  The
     consumer is set up first (it may listen), then the producers.  Returns
     (seconds from the first start to the consumer's end, CPU seconds of all,
@@ -72,9 +73,9 @@ def run_processes(consumer, producers, timeout=30.0):
             barrier.abort()             # a setup failed: release the others
         while len(got) < len(procs):
             try:
-                got.append(results.get(timeout=timeout))
+                got.append(results.get(timeout=TIMEOUT))
             except queue.Empty:
-                raise TimeoutError(f"no result within {timeout:.0f} s") from None
+                raise TimeoutError(f"no result within {TIMEOUT:.0f} s") from None
             if isinstance(got[-1][-1], str):
                 raise RuntimeError(got[-1][-1])
             if got[-1][0] == "consumer":
