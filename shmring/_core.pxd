@@ -38,6 +38,7 @@ cdef struct ProducerState:
     uint64_t res_len
     bint reserved
     uint32_t spin           # polls before sleeping
+    uint64_t spun_for       # head_cache + 1 when we last spun
 
 cdef struct ConsumerState:
     RingView ring
@@ -48,6 +49,7 @@ cdef struct ConsumerState:
     uint64_t held           # delivered and not yet released
     uint64_t delivered_length   # validated length of the record just delivered
     uint32_t spin
+    uint64_t spun_for       # cursor + 1 when we last spun
     int64_t stall_ns        # a claim pending this long is checked for a dead owner
     uint64_t stall_pos
     int64_t stall_since

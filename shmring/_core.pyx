@@ -288,13 +288,15 @@ cdef bint has_room(ProducerState *p, uint64_t need) noexcept nogil:
 cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexcept nogil:
     """Sleep until head may have moved.  OK means "try again"."""
     cdef SegmentHeader *h = p.ring.hdr
-    cdef uint32_t seq, i
+    cdef uint32_t seq, _i
     cdef uint64_t consumer
     cdef int64_t timeout
-    for i in range(p.spin):
-        if has_room(p, need):
-            return OK
-        cpu_relax()
+    if p.spun_for != p.head_cache + 1:     # spin once per head, not every wait slice
+        p.spun_for = p.head_cache + 1
+        for _i in range(p.spin):
+            if has_room(p, need):
+                return OK
+            cpu_relax()
     seq = load32(&h.space_seq, ACQUIRE)  # pairs with advance_head's release increment of space_seq
     store32(&h.space_waiting, 1, RELAXED)
     pause_point(P_SPACE_WAIT)
@@ -610,14 +612,16 @@ cdef int check_stall(ConsumerState *c) noexcept nogil:
 cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
     """Sleep until a producer may have committed.  OK means "poll again"."""
     cdef SegmentHeader *h = c.ring.hdr
-    cdef uint32_t seq, i
+    cdef uint32_t seq, _i
     cdef int64_t timeout
     cdef int st
-    for i in range(c.spin):
-        st = ready_checked(c)
-        if st != PENDING:
-            return st
-        cpu_relax()
+    if c.spun_for != c.cursor + 1:         # spin once per record, not every wait slice
+        c.spun_for = c.cursor + 1
+        for _i in range(c.spin):
+            st = ready_checked(c)
+            if st != PENDING:
+                return st
+            cpu_relax()
     seq = load32(&h.data_seq, ACQUIRE)  # pairs with publish's release increment of data_seq
     store32(&h.data_waiting, 1, RELAXED)
     pause_point(P_DATA_WAIT)
