@@ -13,7 +13,7 @@ from stress.control import Control
 from stress.invariants import Outcome, check
 from stress.scheduled import STALL, wait_drained
 
-PRODUCERS = 4
+PRODUCERS = int(os.environ.get("STRESS_SOAK_PRODUCERS", "4"))   # more on a many-core machine
 CAPACITY = 16384
 MAX_PRODUCERS = 120             # ids fit the frame type; also bounds the kills
 
