@@ -25,7 +25,8 @@ def run_scheduled(seconds, args):
     try:
         n = scheduled.explore(seconds, 150 if args.quick else 3000, not args.no_shrink)
     except AssertionError as e:
-        return [str(e)], "failed; the shrunk scenario is above"
+        # Hypothesis attaches the (shrunk) falsifying scenario as exception notes.
+        return [str(e), *getattr(e, "__notes__", [])], "failed; the scenario is below"
     return [], f"{n} scenarios held ({time.monotonic() - started:.0f} s)"
 
 

@@ -201,6 +201,7 @@ def explore(seconds, max_examples, shrink=True):
     ran = [0]
 
     @settings(max_examples=max_examples, deadline=None, database=None, print_blob=True,
+              report_multiple_bugs=False,
               phases=phases,
               suppress_health_check=list(HealthCheck))
     @given(scenarios())
