@@ -26,10 +26,10 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import shmring  # noqa: E402
-from shmring import segments as L  # noqa: E402
+import shmring
+from shmring import segments as L
 
 CAP = 8192
 SEGMENT_SIZE = 20480 + CAP      # header and 128 slots, rounded to a page, + data
@@ -136,10 +136,8 @@ def build(name, ex):
             else:
                 state["held"].append(f)
     if ex.get("reserve") is not None:
-        try:
+        with contextlib.suppress(shmring.Full):
             state["res"] = p.reserve(ex["reserve"], timeout=0)
-        except shmring.Full:
-            pass
     return state
 
 
@@ -295,10 +293,8 @@ def drive(state, ex):
             with contextlib.suppress(shmring.RingError):
                 state["res"].abort()
         for k in range(4):
-            try:
+            with contextlib.suppress(shmring.Full, shmring.RingCorrupted, shmring.ConsumerGone):
                 p.send(b"z" * (k * 300), timeout=0.01)
-            except (shmring.Full, shmring.RingCorrupted, shmring.ConsumerGone):
-                pass
     return out
 
 

@@ -18,7 +18,7 @@ from shmring.includes.lab cimport LAB_BUILD, pause_point, lab_attach
 from shmring.includes.mutants cimport (
     COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, tag_mismatch, no_room, handshake_fence)
 from shmring.layout cimport (
-    SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, LINE, ALIGN,
+    SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, ALIGN,
     RECORD_HEADER, MIN_CAPACITY, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK)
 
 cdef extern from "<pthread.h>" nogil:
@@ -44,15 +44,18 @@ LAB_POINTS = {"claim_cas": P_CLAIM_CAS, "claimed": P_CLAIMED, "busy": P_BUSY,
               "header": P_HEADER, "head": P_HEAD, "data_wait": P_DATA_WAIT,
               "space_wait": P_SPACE_WAIT}
 
+
 def lab_enabled():
     """True in a lab build (SHMRING_LAB=1): pause points are compiled in."""
     return bool(LAB_BUILD)
+
 
 def _lab_install(size_t free_word, size_t cell):
     """Park this process at every pause point until the coordinator grants
     a turn (stress/control.py owns the layout).  Lab builds only."""
     if not lab_attach(<void *>free_word, <void *>cell):
         raise RuntimeError("pause points are compiled out: rebuild with SHMRING_LAB=1")
+
 
 cdef void pause_mid_payload() noexcept nogil:
     pause_point(P_PAYLOAD)
@@ -89,7 +92,7 @@ cdef uint64_t proc_starttime(int pid) noexcept nogil:
     cdef char path[64]
     cdef char buf[1024]
     cdef char *p
-    cdef int fd, field
+    cdef int fd, _field
     cdef long n
     snprintf(path, sizeof(path), "/proc/%d/stat", pid)
     fd = c_open(path, O_RDONLY | O_CLOEXEC)
@@ -106,7 +109,7 @@ cdef uint64_t proc_starttime(int pid) noexcept nogil:
     if p[2] == c'Z' or p[2] == c'X':
         return 0
     p += 2                              # field 3 (state); starttime is field 22
-    for field in range(3, 22):
+    for _field in range(3, 22):
         while p[0] != 0 and p[0] != c' ':
             p += 1
         if p[0] == 0:

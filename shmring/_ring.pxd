@@ -14,12 +14,14 @@ cdef class Segment:
     cdef RingView view
     cdef readonly str name
     cdef readonly str path
+
     @staticmethod
     cdef Segment map(int fd, uint64_t size, str name, str path)
 
 cdef class Ring:
     cdef Segment seg
     cdef bint closed
+
     @staticmethod
     cdef Ring wrap(Segment seg)
     cdef Segment live(self)
@@ -31,6 +33,7 @@ cdef class Producer:
     cdef unsigned long gen
     cdef bint busy
     cdef bint closed
+
     @staticmethod
     cdef Producer open(Ring ring, object spin)
     cdef int enter(self) except -1
@@ -45,6 +48,7 @@ cdef class Reservation:
     cdef bint open
     cdef object dtype
     cdef object shape
+
     @staticmethod
     cdef Reservation wrap(Producer producer, object dtype, object shape)
     cdef int finish(self, bint keep) except -1
@@ -56,6 +60,7 @@ cdef class Consumer:
     cdef unsigned long gen
     cdef bint busy
     cdef bint closed
+
     @staticmethod
     cdef Consumer open(Ring ring, object spin, object stall_timeout)
     cdef int enter(self) except -1

@@ -103,8 +103,8 @@ def _read_identity(int fd, str path, uint64_t size):
     which check failed; ring_view then re-checks everything it relies on."""
     if size < sizeof(SegmentHeader):
         raise IncompatibleRing(f"{path} is {size} bytes, too small for a shmring header")
-    raw = os.pread(fd, 40, 0)
-    magic, version, offset, capacity, max_frame = struct.unpack("=QIIQQ", raw[:32])
+    raw = os.pread(fd, 24, 0)
+    magic, version, offset, capacity = struct.unpack("=QIIQ", raw[:24])
     if magic == 0 and version == 0:
         raise IncompatibleRing(f"{path} is not initialized yet (or not a shmring segment)")
     if magic != MAGIC:

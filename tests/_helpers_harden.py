@@ -15,8 +15,6 @@ import textwrap
 import time
 import uuid
 
-import pytest
-
 from shmring import segments as L
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,12 +46,6 @@ def ring_name(tag="h"):
     finally:
         _remove(path)
         _remove(os.path.join(L.segment_dir(), L.PREFIX + name))
-
-
-@pytest.fixture
-def hname():
-    with ring_name() as name:
-        yield name
 
 
 def wait_until(pred, timeout, what="condition", interval=0.002):

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import uuid
 
@@ -20,10 +21,16 @@ def name():
     import shmring._ring
     n = f"test-{uuid.uuid4().hex[:12]}"
     yield n
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(shmring._ring.segment_path(n))
-    except FileNotFoundError:
-        pass
+
+
+@pytest.fixture
+def hname():
+    """The hardening tests' ring name (tests/_helpers_harden.py removes it)."""
+    from _helpers_harden import ring_name
+    with ring_name() as n:
+        yield n
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """send_many, recv_many and recv_bytes_many, across real processes."""
+import contextlib
 import multiprocessing as mp
 import os
 import uuid
@@ -15,10 +16,8 @@ def batch_ring():
     ring = shmring.Ring.create(name, 1 << 16)
     yield ring
     ring.close()
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(segment_path(name))
-    except FileNotFoundError:
-        pass
 
 
 def frames(n, start=0, tag=b""):

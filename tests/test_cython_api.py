@@ -61,6 +61,6 @@ def test_nogil_producer_and_consumer(pump, name):
 
 
 def test_nogil_errors_become_exceptions(pump, name):
-    with shmring.Ring.create(name, 4096) as ring, ring.producer() as producer:
-        with pytest.raises(shmring.FrameTooLarge):
-            pump.send_filled(producer, 1, ring.max_frame + 1)
+    with shmring.Ring.create(name, 4096) as ring, ring.producer() as producer, \
+            pytest.raises(shmring.FrameTooLarge):
+        pump.send_filled(producer, 1, ring.max_frame + 1)

@@ -1,7 +1,7 @@
 """fork(): a producer used in a forked child gets its own slot; a reservation
 opened before the fork can be committed only by the parent, once."""
 import pytest
-from _helpers_harden import children, hname  # noqa: F401
+from _helpers_harden import children
 
 import shmring
 

@@ -13,7 +13,7 @@ import sys
 import uuid
 
 import pytest
-from _helpers_harden import ROOT, Child, ChildTimeout, hname  # noqa: F401
+from _helpers_harden import ROOT, Child, ChildTimeout
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -21,7 +21,7 @@ from shmring import segments as L
 
 SCRIBBLE = os.path.join(ROOT, "fuzz", "scribble.py")
 sys.path.insert(0, os.path.join(ROOT, "fuzz"))
-import scribble  # noqa: E402
+import scribble
 
 EXAMPLE_DEADLINE = 15.0         # one example takes well under a second
 

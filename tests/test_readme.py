@@ -8,7 +8,8 @@ README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 
 
 def test_readme_example_runs(name, tmp_path):
-    text = open(README).read()
+    with open(README) as f:
+        text = f.read()
     (code,) = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
     assert len(code.splitlines()) <= 16
     script = tmp_path / "example.py"

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from _helpers_harden import Raw, children, hname, record_size, wait_until  # noqa: F401
+from _helpers_harden import Raw, children, record_size, wait_until
 
 import shmring
 from shmring import segments as L

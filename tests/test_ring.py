@@ -268,7 +268,7 @@ def test_out_of_order_release(name):
         assert bytes(frames[0]) == bytes(frame)
         frames[0].release()               # now the whole prefix is free
         assert ring.stats()["fill"] == 0
-        for i in range(4):
+        for _ in range(4):
             p.send(bytes([9]) * frame, timeout=0)
         assert c.held == 0
 

@@ -5,7 +5,7 @@ import stat
 import subprocess
 
 import pytest
-from _helpers_harden import Child, Raw, hname, ring_name  # noqa: F401
+from _helpers_harden import Child, Raw, ring_name
 
 import shmring
 from shmring import _ring
@@ -180,9 +180,8 @@ def test_reserved_pages_survive_a_full_directory(small_tmpfs, hname):
                     f.write(b"\1" * 65536)
                     f.flush()
             assert info.value.errno == errno.ENOSPC
-        with pytest.raises(OSError, match="--shm-size"):
-            with ring_name() as other:
-                shmring.Ring.create(other, 1 << 16)
+        with pytest.raises(OSError, match="--shm-size"), ring_name() as other:
+            shmring.Ring.create(other, 1 << 16)
         child = Child(f"""
 ring = shmring.Ring.attach({hname!r})
 c = ring.consumer()

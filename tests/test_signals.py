@@ -5,7 +5,7 @@ import signal
 import time
 
 import pytest
-from _helpers_harden import children, hname, wait_until  # noqa: F401
+from _helpers_harden import children, wait_until
 
 import shmring
 

@@ -30,9 +30,9 @@ def produce(shmring.Producer producer, Py_ssize_t count, const uint8_t[::1] payl
     cdef shmring.ProducerState *p = shmring.producer_state(producer)
     cdef uint8_t *data
     cdef uint64_t n = payload.shape[0]
-    cdef Py_ssize_t i
+    cdef Py_ssize_t _i
     with nogil:
-        for i in range(count):
+        for _i in range(count):
             shmring.claim(p, n, 0, -1.0, &data)
             memcpy(data, &payload[0], n)
             shmring.commit(p)
@@ -42,9 +42,9 @@ def consume(shmring.Consumer consumer, Py_ssize_t total):
     cdef shmring.ConsumerState *c = shmring.consumer_state(consumer)
     cdef shmring.Received r
     cdef uint64_t acc = 0
-    cdef Py_ssize_t i
+    cdef Py_ssize_t _i
     with nogil:
-        for i in range(total):
+        for _i in range(total):
             shmring.receive(c, -1.0, &r)
             acc += touch(r.data, r.length)
             shmring.release(c, r.pos)
@@ -56,9 +56,9 @@ def echo(shmring.Consumer rx, shmring.Producer tx, Py_ssize_t n):
     cdef shmring.ProducerState *p = shmring.producer_state(tx)
     cdef shmring.Received r
     cdef uint8_t *data
-    cdef Py_ssize_t i
+    cdef Py_ssize_t _i
     with nogil:
-        for i in range(n):
+        for _i in range(n):
             shmring.receive(c, -1.0, &r)
             shmring.claim(p, r.length, 0, -1.0, &data)
             memcpy(data, r.data, r.length)
@@ -67,9 +67,9 @@ def echo(shmring.Consumer rx, shmring.Producer tx, Py_ssize_t n):
 
 
 def ping(shmring.Producer tx, shmring.Consumer rx, Py_ssize_t n, const uint8_t[::1] payload):
+    """Round-trip times in ns."""
     if n == 0:
         return []
-    """Round-trip times in ns."""
     cdef shmring.ProducerState *p = shmring.producer_state(tx)
     cdef shmring.ConsumerState *c = shmring.consumer_state(rx)
     cdef shmring.Received r

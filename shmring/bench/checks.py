@@ -1,5 +1,6 @@
 """Idle CPU and memory: a blocked side must not burn CPU, and RSS must stay
 flat while a million frames go through the zero-copy path."""
+import contextlib
 import uuid
 
 import shmring
@@ -27,20 +28,16 @@ def idle_cpu(seconds=1.0):
         for spin in (0, 200_000):
             with ring.consumer(spin=spin) as c:
                 c0 = cpu_now()
-                try:
+                with contextlib.suppress(shmring.Empty):
                     c.recv(timeout=seconds)
-                except shmring.Empty:
-                    pass
                 out[f"consumer_spin{spin}_cpu_s"] = cpu_now() - c0
         with ring.producer() as p:
             frame = b"x" * 4000
             while p.send_many([frame] * 64, timeout=0) == 64:
                 pass                    # fill the ring; nobody consumes
             c0 = cpu_now()
-            try:
+            with contextlib.suppress(shmring.Full):
                 p.send(frame, timeout=seconds)
-            except shmring.Full:
-                pass
             out["producer_full_cpu_s"] = cpu_now() - c0
     finally:
         ring.close()

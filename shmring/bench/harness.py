@@ -45,7 +45,7 @@ def _worker(role, setup, work, arg, ready, barrier, results, finished):
         if role != "consumer":
             finished.wait(600)
         results.put((role, t0, t1, cpu_now() - c0, out))
-    except BaseException as e:     # noqa: BLE001 - report anything to the parent
+    except BaseException as e:
         results.put((role, 0.0, 0.0, 0.0, f"{type(e).__name__}: {e}"))
         raise
 

@@ -1,5 +1,6 @@
 """The baselines: what a user would otherwise pick.  Each is a Peer whose
 channel() makes a Channel; a peer whose package is missing says why."""
+import contextlib
 import importlib
 import multiprocessing.connection
 import os
@@ -48,7 +49,7 @@ class Stream(Channel):
         self.ends = [self.pair() for _ in range(producers)]
 
     def consumer(self):
-        for r, w in self.ends:
+        for _r, w in self.ends:
             self.close_end(w)
         buf = bytearray(max(PREFIX.size, 1 << 16))
         poller = None
@@ -105,10 +106,8 @@ class PipeChannel(Stream):
 
     @staticmethod
     def close_end(fd):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
 
     @staticmethod
     def write_all(fd, data):
@@ -233,10 +232,8 @@ class ZmqChannel(Channel):
         return sock.recv() if self.copy else sock.recv(copy=False).buffer
 
     def close(self):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 class Zmq(Peer):
@@ -265,6 +262,7 @@ class WsServer:
     def __init__(self, port, on_message):
         import asyncio
         import threading
+
         from websockets.asyncio.server import serve
         self.loop = asyncio.new_event_loop()
         self.on_message = on_message
@@ -392,6 +390,7 @@ class IceoryxChannel(Channel):
 
     def open(self):
         import ctypes
+
         import iceoryx2 as iox2
         iox2.set_log_level_from_env_or(iox2.LogLevel.Error)   # no "no config file" lines
         node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)

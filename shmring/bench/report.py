@@ -49,7 +49,8 @@ def ratio(a, b, key):
 def targets(records, checks):
     """Each target of issue 4: the measured ratio, the bound, and the verdict."""
     big = 8_294_400
-    rec = lambda t, m, s=None, p=1: find(records, t, m, s, p)   # noqa: E731
+    def rec(t, m, s=None, p=1):
+        return find(records, t, m, s, p)
     send = rec("shmring", "send", big)
     rows = [
         ("8.3 MB send CPU/GB vs websockets", ratio(send, rec("websockets", "copy", big),
