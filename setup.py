@@ -13,13 +13,14 @@ from setuptools import Extension, setup
 DEBUG = os.environ.get("SHMRING_DEBUG") == "1"
 LAB = os.environ.get("SHMRING_LAB") == "1"
 
-macros = [] if DEBUG or LAB else [("NDEBUG", "1")]
+macros = [] if DEBUG else [("NDEBUG", "1")]
 if LAB:
     macros.append(("SHMRING_LAB", "1"))
 MUTANT = os.environ.get("SHMRING_MUTANT", "")
 if MUTANT:
     macros.append((f"SHMRING_MUTANT_{MUTANT.upper()}", "1"))
-cflags = ["-O0", "-g"] if DEBUG else ["-O2"]
+# Python's own CFLAGS carry -DNDEBUG; a debug build must undo it for assert().
+cflags = ["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O2"]
 cflags += os.environ.get("SHMRING_CFLAGS", "").split()
 ldflags = os.environ.get("SHMRING_LDFLAGS", "").split()
 

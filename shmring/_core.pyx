@@ -14,6 +14,7 @@ from shmring.includes.atomics cimport (
     RELAXED, ACQUIRE, RELEASE, load64, store64, cas64, fetch_add64,
     load32, store32, exchange32, fetch_add32, cpu_relax)
 from shmring.includes.futex cimport FUTEX_WAIT, FUTEX_WAKE, SYS_futex, timespec, syscall
+from shmring.includes.debug cimport debug_assert
 from shmring.includes.lab cimport LAB_BUILD, pause_point, lab_attach
 from shmring.includes.mutants cimport (
     COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, tag_mismatch, no_room, handshake_fence)
@@ -377,6 +378,7 @@ cdef void publish(ProducerState *p, uint64_t state) noexcept nogil:
     cdef RingView *v = &p.ring
     cdef SegmentHeader *h = v.hdr
     cdef Slot *s = &v.slots[p.slot]
+    debug_assert(p.reserved and p.slot < v.nslots)
     store64(&header_at(v, p.res_pos).commit, tag(v, p.res_pos) | state, COMMIT_ORDER)  # pairs with poll's acquire load of commit: the payload is visible first
     store64(&s.intent_len, 0, RELEASE)  # pairs with recover_unwritten's acquire of intent_len: commit is visible first
     p.reserved = False
@@ -495,6 +497,7 @@ cdef int poll(ConsumerState *c, uint64_t *out) noexcept nogil:
         if not checked_size(c, pos, length):
             return ERR_CORRUPT
         c.cursor = pos + record_size(length)
+        debug_assert(c.cursor - c.head <= v.capacity)   # checked_size bounds it by tail
         if state == COMMITTED:
             if length > v.max_frame:
                 return ERR_CORRUPT
@@ -660,6 +663,7 @@ cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil:
     """Give a delivered record back.  Space returns in ring order: out of
     order, the record is only marked, and head moves when the prefix is free."""
     cdef RecordHeader *rec = header_at(&c.ring, pos)
+    debug_assert(c.held > 0 and pos - c.head < c.cursor - c.head and pos % 64 == 0)
     c.held -= 1
     store64(&rec.commit, tag(&c.ring, pos) | RELEASED, RELAXED)
     if pos != c.head:
