@@ -751,25 +751,14 @@ cdef class Consumer:
 
     cdef Frame next_frame(self, object timeout):
         cdef uint64_t pos
-        cdef int64_t deadline
-        cdef int st, got
-        cdef Frame f
-        cdef RecordHeader *rec
         self.enter()
-        st = _core.consumer_receive(&self.st, &pos, NOWAIT)
-        if st == TIMEOUT and timeout != 0:
-            deadline = deadline_for(timeout)
-            self.busy = True
-            try:
-                with nogil:
-                    got = receive_until(&self.st, &pos, deadline)
-            finally:
-                self.busy = False
-            st = OK if got else TIMEOUT
-        if st != OK:
-            raise_consumer_error(st, &self.st)
-        rec = _core.header_at(&self.st.ring, pos)
-        f = Frame.__new__(Frame)
+        if not self.take(&pos, deadline_for(timeout)):
+            raise_consumer_error(TIMEOUT)
+        return self.make_frame(pos)
+
+    cdef Frame make_frame(self, uint64_t pos):
+        cdef RecordHeader *rec = _core.header_at(&self.st.ring, pos)
+        cdef Frame f = Frame.__new__(Frame)
         f.consumer = self
         f.pos = pos
         f.data = _core.payload_at(&self.st.ring, pos)
@@ -849,7 +838,7 @@ cdef class Consumer:
         if st == TIMEOUT:
             return 0
         if st != OK:
-            raise_consumer_error(st)
+            raise_consumer_error(st, &self.st)
         return 1
 
     def recv_many(self, Py_ssize_t max_frames, timeout=None):
@@ -859,22 +848,12 @@ cdef class Consumer:
         dropping the list releases those still held."""
         cdef uint64_t pos
         cdef int64_t deadline = deadline_for(timeout)
-        cdef RecordHeader *rec
-        cdef Frame f
         cdef list frames = []
         if max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, not {max_frames}")
         self.enter()
         while len(frames) < max_frames and self.take(&pos, deadline if not frames else NOWAIT):
-            rec = _core.header_at(&self.st.ring, pos)
-            f = Frame.__new__(Frame)
-            f.consumer = self
-            f.pos = pos
-            f.data = _core.payload_at(&self.st.ring, pos)
-            f.length = self.st.delivered_length
-            f._type = rec.type
-            f.ndim = rec.ndim if rec.flags & 1 else RAW
-            frames.append(f)
+            frames.append(self.make_frame(pos))
         return frames
 
     def recv_bytes_many(self, Py_ssize_t max_frames, timeout=None):
