@@ -952,7 +952,11 @@ cdef class Frame:
         if self.exports:
             raise BufferError(f"{self.exports} view(s) of this frame are still alive; "
                               "delete them before release")
-        self.consumer.give_back(self.pos)
+        try:
+            self.consumer.give_back(self.pos)
+        except RingCorrupted:
+            self.released = True        # given back as far as a corrupted ring allows
+            raise
         self.released = True
 
     def __dealloc__(self):
