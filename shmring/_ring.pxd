@@ -38,6 +38,7 @@ cdef class Producer:
     cdef Producer open(Ring ring, object spin)
     cdef int enter(self) except -1
     cdef int claim_or_raise(self, uint64_t nbytes, object type, object timeout) except -1
+    cdef int claim_by(self, uint64_t nbytes, uint32_t type, int64_t deadline) except -1
 
 cdef class Reservation:
     cdef Producer producer

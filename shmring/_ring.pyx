@@ -375,25 +375,28 @@ cdef class Producer:
 
     cdef int claim_or_raise(self, uint64_t nbytes, object type, object timeout) except -1:
         cdef uint32_t t = check_type(type)
-        cdef int64_t deadline
-        cdef int st, got
         if self.st.reserved:
             raise RingError("this producer has an open reservation: commit or abort it first")
-        st = _core.producer_claim(&self.st, nbytes, t, NOWAIT)
-        if st == OK:
-            return 0
-        if st == TIMEOUT and timeout != 0:
-            deadline = deadline_for(timeout)
+        if not self.claim_by(nbytes, t, deadline_for(timeout)):
+            raise_producer_error(&self.st, TIMEOUT, nbytes)
+        return 0
+
+    cdef int claim_by(self, uint64_t nbytes, uint32_t type, int64_t deadline) except -1:
+        """Claim nbytes: 1, or 0 if no room came before deadline.  The first
+        try keeps the GIL; only a wait releases it."""
+        cdef int st = _core.producer_claim(&self.st, nbytes, type, NOWAIT)
+        if st == TIMEOUT and deadline != NOWAIT:
             self.busy = True
             try:
                 with nogil:
-                    got = claim_until(&self.st, nbytes, t, deadline)
+                    st = OK if claim_until(&self.st, nbytes, type, deadline) else TIMEOUT
             finally:
                 self.busy = False
-            if got:
-                return 0
-            st = TIMEOUT
-        raise_producer_error(&self.st, st, nbytes)
+        if st == TIMEOUT:
+            return 0
+        if st != OK:
+            raise_producer_error(&self.st, st, nbytes)
+        return 1
 
     def send(self, data, *, type=0, timeout=None):
         """Copy one frame into the ring.  data is any C-contiguous buffer.
@@ -494,7 +497,6 @@ cdef class Producer:
         cdef uint32_t t = check_type(type)
         cdef int64_t deadline = deadline_for(timeout)
         cdef Py_ssize_t sent = 0
-        cdef int st, got
         self.enter()
         if self.st.reserved:
             raise RingError("this producer has an open reservation: commit or abort it first")
@@ -504,19 +506,8 @@ cdef class Producer:
             except (BufferError, ValueError) as e:
                 raise ValueError(f"send_many() needs C-contiguous buffers ({e})") from None
             try:
-                st = _core.producer_claim(&self.st, buf.len, t, NOWAIT)
-                if st == TIMEOUT and deadline != NOWAIT:
-                    self.busy = True
-                    try:
-                        with nogil:
-                            got = claim_until(&self.st, buf.len, t, deadline)
-                    finally:
-                        self.busy = False
-                    st = OK if got else TIMEOUT
-                if st == TIMEOUT:
+                if not self.claim_by(buf.len, t, deadline):
                     return sent
-                if st != OK:
-                    raise_producer_error(&self.st, st, buf.len)
                 memcpy(_core.payload_at(&self.st.ring, self.st.res_pos), buf.buf, buf.len)
                 _core.producer_commit(&self.st)
             finally:
