@@ -147,6 +147,11 @@ cdef uint64_t self_owner() noexcept nogil:
         cached_owner = (start << PID_BITS) | (<uint64_t>pid & PID_MASK)
     return cached_owner
 
+def alive(uint64_t owner):
+    """Whether the process in an owner word still runs (for shmring ls)."""
+    return owner_alive(owner)
+
+
 cdef bint owner_alive(uint64_t owner) noexcept nogil:
     cdef uint64_t start
     if owner == 0:

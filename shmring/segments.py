@@ -15,6 +15,8 @@ import os
 import stat as _stat
 import struct
 
+from shmring._core import alive as owner_alive
+from shmring._ring import segment_dir
 from shmring.errors import RingError
 
 PREFIX = "shmring."
@@ -36,42 +38,10 @@ MAGIC = 0x31474E4952534D48
 VERSION = 1
 
 PID_MASK = (1 << 24) - 1
-START_MASK = (1 << 40) - 1
-
-
-def segment_dir():
-    """Where segments live: $SHMRING_DIR, else /dev/shm."""
-    return os.environ.get("SHMRING_DIR", "/dev/shm")
-
-
-def proc_starttime(pid):
-    """Start time of pid in clock ticks, or 0 if it is gone or a zombie
-    (the same rule as the ring's own check in _core.pyx)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read(1024)
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-    except OSError:
-        return None                     # cannot tell: treat as alive
-    rest = raw[raw.rfind(b")") + 2:].split()
-    if not rest or rest[0] in (b"Z", b"X") or len(rest) < 20:
-        return 0
-    return int(rest[19]) & START_MASK   # field 22; rest[0] is field 3
 
 
 def owner_pid(word):
     return (word & PID_MASK) or None
-
-
-def owner_alive(word):
-    """Whether the process recorded in an owner word still runs."""
-    if not word:
-        return False
-    start = proc_starttime(word & PID_MASK)
-    if start is None:
-        return True
-    return start != 0 and start == word >> 24
 
 
 def _u64(buf, off):
