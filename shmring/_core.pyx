@@ -9,6 +9,7 @@ from libc.string cimport memset, strrchr
 from posix.fcntl cimport open as c_open, O_RDONLY, O_CLOEXEC
 from posix.time cimport clock_gettime, CLOCK_MONOTONIC, CLOCK_REALTIME, timespec as c_timespec
 from posix.unistd cimport read, close as c_close, getpid
+from posix.signal cimport kill
 
 from shmring.includes.atomics cimport (
     RELAXED, ACQUIRE, RELEASE, load64, store64, cas64, fetch_add64,
@@ -81,6 +82,8 @@ cdef int64_t wall_ns() noexcept nogil:
 
 cdef int64_t deadline_after(double timeout) noexcept nogil:
     """NOWAIT for 0, FOREVER for a negative timeout, else an absolute time."""
+    if timeout != timeout:
+        return NOWAIT                   # NaN: never block rather than guess
     if timeout < 0 or timeout > 1e9:
         return FOREVER
     if timeout == 0:
@@ -98,7 +101,10 @@ cdef uint64_t proc_starttime(int pid) noexcept nogil:
     snprintf(path, sizeof(path), "/proc/%d/stat", pid)
     fd = c_open(path, O_RDONLY | O_CLOEXEC)
     if fd < 0:
-        return 0 if errno == ENOENT or errno == ESRCH else UNKNOWN_START
+        if errno != ENOENT and errno != ESRCH:
+            return UNKNOWN_START
+        # /proc may hide other users' processes (hidepid): only ESRCH is proof.
+        return 0 if kill(pid, 0) == -1 and errno == ESRCH else UNKNOWN_START
     n = read(fd, buf, sizeof(buf) - 1)
     c_close(fd)
     if n <= 0:
@@ -139,13 +145,15 @@ cdef uint64_t self_owner() noexcept nogil:
     global cached_owner
     cdef int pid
     cdef uint64_t start
-    if cached_owner == 0:
-        pid = getpid()
-        start = proc_starttime(pid)
-        if start == UNKNOWN_START:
-            start = 0
-        cached_owner = (start << PID_BITS) | (<uint64_t>pid & PID_MASK)
+    if cached_owner != 0:
+        return cached_owner
+    pid = getpid()
+    start = proc_starttime(pid)
+    if start == UNKNOWN_START:
+        return <uint64_t>pid & PID_MASK  # start 0: judged by the pid alone; retried next time
+    cached_owner = (start << PID_BITS) | (<uint64_t>pid & PID_MASK)
     return cached_owner
+
 
 def alive(uint64_t owner):
     """Whether the process in an owner word still runs (for shmring ls)."""
@@ -157,8 +165,8 @@ cdef bint owner_alive(uint64_t owner) noexcept nogil:
     if owner == 0:
         return False
     start = proc_starttime(<int>(owner & PID_MASK))
-    if start == UNKNOWN_START:
-        return True
+    if start == UNKNOWN_START or (start != 0 and owner >> PID_BITS == 0):
+        return True                     # cannot tell, or the owner's start was unknown
     return start != 0 and start == (owner >> PID_BITS)
 
 # --- futex ------------------------------------------------------------------
@@ -434,33 +442,35 @@ cdef void consumer_close(ConsumerState *c) noexcept nogil:
 cdef int checked_size(ConsumerState *c, uint64_t pos, uint64_t length) noexcept nogil:
     """The record at pos must lie inside the ring before the wrap and inside
     the claimed region; otherwise the segment was corrupted."""
-    cdef uint64_t size
+    cdef uint64_t size, tail
     if length > c.ring.capacity:
         return 0
     size = record_size(length)
     if size > c.ring.capacity - (pos & c.ring.mask):
         return 0
     if size > c.tail_cache - pos:
-        c.tail_cache = load64(&c.ring.hdr.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
-        if size > c.tail_cache - pos or c.tail_cache - pos > c.ring.capacity:
-            return 0
+        tail = load64(&c.ring.hdr.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
+        if size > tail - pos or tail - pos > c.ring.capacity:
+            return 0                    # and a bad tail is not cached
+        c.tail_cache = tail
     return 1
 
 cdef int advance_head(ConsumerState *c) noexcept nogil:
     """Move head past the released prefix and wake producers waiting for space."""
     cdef RingView *v = &c.ring
     cdef SegmentHeader *h = v.hdr
-    cdef uint64_t pos = c.head, word, state
+    cdef uint64_t pos = c.head, word, state, length
     cdef RecordHeader *rec
     while pos != c.cursor:
         rec = header_at(v, pos)
         word = load64(&rec.commit, RELAXED)
         state = word & STATE_MASK
-        if (word & ~<uint64_t>STATE_MASK) != tag(v, pos) or not checked_size(c, pos, rec.length):
+        length = rec.length             # read once: another process may change it
+        if (word & ~<uint64_t>STATE_MASK) != tag(v, pos) or not checked_size(c, pos, length):
             return ERR_CORRUPT
         if state != PAD and state != RELEASED:
             break
-        pos += record_size(rec.length)
+        pos += record_size(length)
         if pos - c.head > c.cursor - c.head:
             return ERR_CORRUPT
     if pos == c.head:

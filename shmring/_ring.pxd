@@ -33,6 +33,7 @@ cdef class Producer:
     cdef unsigned long gen
     cdef bint busy
     cdef bint closed
+    cdef object reservation     # weakref to the last Reservation
 
     @staticmethod
     cdef Producer open(Ring ring, object spin)
@@ -41,7 +42,9 @@ cdef class Producer:
     cdef int claim_by(self, uint64_t nbytes, uint32_t type, int64_t deadline) except -1
 
 cdef class Reservation:
+    cdef object __weakref__
     cdef Producer producer
+    cdef uint64_t pos
     cdef uint8_t *data
     cdef uint64_t length
     cdef unsigned long gen

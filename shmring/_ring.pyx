@@ -24,6 +24,7 @@ import re
 import secrets
 import stat as _stat
 import struct
+import weakref
 
 from shmring.errors import (
     RingError, Full, Empty, FrameTooLarge, IncompatibleRing, ConsumerExists,
@@ -367,9 +368,11 @@ cdef class Producer:
                             "give each thread its own producer")
         if self.gen != _core.generation():
             # A forked child: the slot and any open claim are the parent's.
+            spin = self.st.spin
             if _core.producer_open(&self.st, &self.seg.view) < 0:
                 self.closed = True
                 raise RingError("no free producer slot for the forked child")
+            self.st.spin = spin
             self.gen = _core.generation()
         return 0
 
@@ -462,11 +465,17 @@ cdef class Producer:
             r.array()[...] = arr
 
     def close(self):
-        """Give the producer slot back, aborting an open reservation."""
+        """Give the producer slot back, aborting an open reservation (whose
+        views must be gone: BufferError otherwise)."""
+        cdef Reservation r
         if self.closed:
             return
         if self.busy:
             raise RingError("producer is in use by another thread")
+        r = self.reservation() if self.reservation is not None else None
+        if r is not None and r.open and r.exports:
+            raise BufferError(f"{r.exports} view(s) of the open reservation are still alive; "
+                              "delete them before closing the producer")
         self.closed = True
         if self.gen == _core.generation():
             _core.producer_close(&self.st)
@@ -629,8 +638,10 @@ cdef class Reservation:
     cdef Reservation wrap(Producer producer, object dtype, object shape):
         cdef Reservation r = Reservation.__new__(Reservation)
         r.producer = producer
+        r.pos = producer.st.res_pos
         r.data = _core.payload_at(&producer.st.ring, producer.st.res_pos)
         r.length = producer.st.res_len
+        producer.reservation = weakref.ref(r)
         r.gen = producer.gen
         r.open = True
         r.dtype = dtype
@@ -668,6 +679,8 @@ cdef class Reservation:
             raise BufferError(f"{self.exports} view(s) of this reservation are still "
                               "alive; delete them before commit or abort")
         self.open = False
+        if p.closed or not p.st.reserved or p.st.res_pos != self.pos:
+            raise RingError("reservation is no longer open: its producer was closed")
         if keep:
             _core.producer_commit(&p.st)
         else:
@@ -701,7 +714,8 @@ cdef class Reservation:
     def __dealloc__(self):
         # Dropped while open: abort, so that the consumer is not held up.
         if self.open and self.gen == _core.generation() and self.producer is not None \
-                and self.producer.st.reserved and not self.producer.closed:
+                and self.producer.st.reserved and not self.producer.closed \
+                and self.producer.st.res_pos == self.pos:
             _core.producer_abort(&self.producer.st)
 
 
@@ -726,7 +740,7 @@ cdef class Consumer:
                                  f"(pid {c.seg.view.hdr.consumer & 0xffffff})")
         c.closed = False
         c.st.spin = spin
-        c.st.stall_ns = <int64_t>(stall_timeout * 1e9)
+        c.st.stall_ns = <int64_t>(min(stall_timeout, 1e9) * 1e9)
         c.gen = _core.generation()
         return c
 

@@ -371,3 +371,39 @@ def test_consumer_and_ring_are_not_misused(ring):
     c.close()
     with pytest.raises(shmring.RingError, match="closed"):
         c.recv(0)
+
+
+def test_reservation_dies_with_its_producer(ring):
+    with ring.consumer() as c:
+        p = ring.producer()
+        r = p.reserve(8)
+        view = memoryview(r)
+        with pytest.raises(BufferError):
+            p.close()                     # a live view could write into reused space
+        view.release()
+        p.close()                         # aborts the claim
+        with pytest.raises(shmring.RingError, match="no longer open"):
+            r.commit()
+        with ring.producer() as q:
+            stale = q.reserve(4)
+            stale.abort()
+            fresh = q.reserve(4)          # the stale object must not commit this one
+            with pytest.raises(shmring.RingError):
+                stale.commit()
+            memoryview(fresh)[:] = b"real"
+            fresh.commit()
+        assert c.recv_bytes(0) == b"real"
+        with pytest.raises(shmring.Empty):
+            c.recv(0)
+
+
+def test_owner_liveness():
+    import subprocess
+    import sys
+
+    from shmring import _core
+    assert _core.alive(os.getpid())       # start time unknown: judged by the pid
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not _core.alive(child.pid)
+    assert not _core.alive(0)
