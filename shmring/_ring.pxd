@@ -64,12 +64,14 @@ cdef class Consumer:
     cdef unsigned long gen
     cdef bint busy
     cdef bint closed
+    cdef list dropped           # frames dropped by other threads during recv()
 
     @staticmethod
     cdef Consumer open(Ring ring, object spin, object stall_timeout)
     cdef int enter(self) except -1
     cdef Frame next_frame(self, object timeout)
     cdef Frame make_frame(self, uint64_t pos)
+    cdef int release_dropped(self) except -1
     cdef int give_back(self, uint64_t pos) except -1
     cdef int take(self, uint64_t *pos, int64_t deadline) except -1     # batches
 

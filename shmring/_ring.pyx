@@ -733,6 +733,7 @@ cdef class Consumer:
         if not stall_timeout > 0:
             raise ValueError(f"stall_timeout must be > 0, not {stall_timeout!r}")
         c.closed = True
+        c.dropped = []
         c.seg = ring.live()
         c.ring = ring
         if _core.consumer_open(&c.st, &c.seg.view) < 0:
@@ -790,6 +791,13 @@ cdef class Consumer:
     def __next__(self):
         return self.next_frame(None)
 
+    cdef int release_dropped(self) except -1:
+        """Release the frames other threads dropped while recv() waited."""
+        while self.dropped:
+            if _core.consumer_release(&self.st, self.dropped.pop()) != OK:
+                raise_consumer_error(ERR_CORRUPT, &self.st)
+        return 0
+
     cdef int give_back(self, uint64_t pos) except -1:
         if self.closed or self.gen != _core.generation():
             return 0                    # the next consumer redelivers it
@@ -840,6 +848,7 @@ cdef class Consumer:
                     st = OK if receive_until(&self.st, pos, deadline) else TIMEOUT
             finally:
                 self.busy = False
+            self.release_dropped()
         if st == TIMEOUT:
             return 0
         if st != OK:
@@ -966,8 +975,13 @@ cdef class Frame:
 
     def __dealloc__(self):
         # Dropped unreleased: give the space back (views keep a frame alive).
-        if not self.released and self.consumer is not None and not self.consumer.closed \
-                and not self.consumer.busy and self.consumer.gen == _core.generation():
+        # While another thread waits in recv(), that thread releases it later.
+        if self.released or self.consumer is None or self.consumer.closed \
+                or self.consumer.gen != _core.generation():
+            return
+        if self.consumer.busy:
+            self.consumer.dropped.append(self.pos)
+        else:
             _core.consumer_release(&self.consumer.st, self.pos)
 
     def __enter__(self):

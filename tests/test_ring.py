@@ -407,3 +407,23 @@ def test_owner_liveness():
     child.wait()
     assert not _core.alive(child.pid)
     assert not _core.alive(0)
+
+
+def test_frame_dropped_while_another_thread_waits_is_released(ring):
+    import threading
+    import time
+    with ring.producer() as p, ring.consumer() as c:
+        p.send(b"x" * 1000)
+        frame = c.recv(0)
+        got = []
+        reader = threading.Thread(target=lambda: got.append(bytes(c.recv(timeout=30))))
+        reader.start()
+        deadline = time.monotonic() + 30
+        while ring.stats()["consumer_waits"] == 0:    # the reader sleeps in recv()
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        del frame                                     # dropped on this thread meanwhile
+        p.send(b"y")
+        reader.join(30)
+        assert got == [b"y"]
+        assert ring.stats()["fill"] == 0
