@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Scaling run for a many-core machine with no network: 1, 2, 4, 8 and 16
-# producers into one consumer, 8,294,400-byte and 4 KiB frames; prints
+# producers into one consumer, 64 B, 4 KiB and 8,294,400-byte frames; prints
 # frames/s, GB/s and CPU s/GB, and writes $OUT/scaling.json (or ./).
 #
 # Usage, from the repository root:
@@ -36,6 +36,6 @@ time "$venv/bin/python" setup.py -q build_ext --inplace -j "$(nproc)"
 # always measured.  websockets, pyzmq, faster-fifo and iceoryx2 are absent
 # offline and are skipped with a note.
 time PYTHONPATH="$root" XDG_CACHE_HOME="$(dirname "$venv")" "$venv/bin/python" -m shmring.bench \
-    --only "shmring,os.pipe,socketpair" --sizes 8294400,4096 --producers "${PRODUCERS:-1,2,4,8,16}" \
+    --only "shmring,os.pipe,socketpair" --sizes 64,4096,8294400 --producers "${PRODUCERS:-1,2,4,8,16}" \
     --reps 3 --seconds 0.3 --no-checks --json "$out/scaling.json"
 echo "== wrote $out/scaling.json"
