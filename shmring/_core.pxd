@@ -17,6 +17,7 @@ cdef enum Status:
 cdef enum:
     NOWAIT = 0              # deadline for "never block"
     FOREVER = 0x7fffffffffffffff
+    STREAM_MIN = 1 << 20    # nontemporal copies stream from this size up
 
 # What one process knows about a mapped ring.  The constants are copied from
 # the header once, after validation, and never re-read from shared memory.
@@ -68,6 +69,8 @@ cdef void ring_format(uint8_t *base, uint64_t capacity, uint64_t max_frame,
 cdef int ring_view(RingView *v, uint8_t *base, uint64_t size) noexcept nogil
 cdef RecordHeader *header_at(RingView *v, uint64_t pos) noexcept nogil
 cdef uint8_t *payload_at(RingView *v, uint64_t pos) noexcept nogil
+cdef void copy_payload(uint8_t *dst, const uint8_t *src, size_t n,
+                       bint nontemporal) noexcept nogil
 
 cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil
 cdef void producer_close(ProducerState *p) noexcept nogil

@@ -5,7 +5,8 @@ from libc.errno cimport errno, EINTR, ENOENT, ESRCH, ETIMEDOUT
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport strtoull
-from libc.string cimport memset, strrchr
+from libc.stdint cimport uintptr_t
+from libc.string cimport memcpy, memset, strrchr
 from posix.fcntl cimport open as c_open, O_RDONLY, O_CLOEXEC
 from posix.time cimport clock_gettime, CLOCK_MONOTONIC, CLOCK_REALTIME, timespec as c_timespec
 from posix.unistd cimport read, close as c_close, getpid
@@ -16,9 +17,11 @@ from shmring.includes.atomics cimport (
     load32, store32, exchange32, fetch_add32, cpu_relax)
 from shmring.includes.futex cimport FUTEX_WAIT, FUTEX_WAKE, SYS_futex, timespec, syscall
 from shmring.includes.debug cimport debug_assert
+from shmring.includes.stream cimport HAVE_STREAM, load128, stream128
 from shmring.includes.lab cimport LAB_BUILD, pause_point, lab_attach
 from shmring.includes.mutants cimport (
-    COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, tag_mismatch, no_room, handshake_fence)
+    COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, tag_mismatch, no_room, handshake_fence,
+    stream_fence)
 from shmring.layout cimport (
     SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, ALIGN,
     RECORD_HEADER, MIN_CAPACITY, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK)
@@ -209,6 +212,31 @@ cdef RecordHeader *header_at(RingView *v, uint64_t pos) noexcept nogil:
 
 cdef uint8_t *payload_at(RingView *v, uint64_t pos) noexcept nogil:
     return v.data + (pos & v.mask) + RECORD_HEADER
+
+cdef void copy_payload(uint8_t *dst, const uint8_t *src, size_t n,
+                       bint nontemporal) noexcept nogil:
+    """memcpy into the ring; with nontemporal, a copy of STREAM_MIN bytes or
+    more uses streaming stores, which skip the cache: they do not first read
+    each destination line (in a ring larger than the cache it is a lap old and
+    cold) and do not evict anyone's working set.  docs/usage.md says when
+    that pays."""
+    cdef size_t i = 0
+    # Lab builds stream every copy of a line or more, so that the soaks run
+    # the streaming path and its fence with frames of every size.
+    cdef size_t least = 64 if LAB_BUILD else STREAM_MIN
+    if not nontemporal or not HAVE_STREAM or n < least or <uintptr_t>dst % 16:
+        memcpy(dst, src, n)
+        return
+    while i + 64 <= n:
+        stream128(dst + i, load128(src + i))
+        stream128(dst + i + 16, load128(src + i + 16))
+        stream128(dst + i + 32, load128(src + i + 32))
+        stream128(dst + i + 48, load128(src + i + 48))
+        i += 64
+    memcpy(dst + i, src + i, n - i)
+    # Streaming stores are weakly ordered even on x86: fence them before the
+    # release store in producer_commit (paired with consumer_receive's acquire).
+    stream_fence()
 
 cdef void ring_format(uint8_t *base, uint64_t capacity, uint64_t max_frame,
                       uint32_t nslots, uint64_t secret, uint64_t start) noexcept nogil:

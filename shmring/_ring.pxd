@@ -33,10 +33,11 @@ cdef class Producer:
     cdef unsigned long gen
     cdef bint busy
     cdef bint closed
+    cdef readonly bint nontemporal
     cdef object reservation     # weakref to the last Reservation
 
     @staticmethod
-    cdef Producer open(Ring ring, object spin)
+    cdef Producer open(Ring ring, object spin, bint nontemporal)
     cdef int enter(self) except -1
     cdef int claim_or_raise(self, uint64_t nbytes, object type, object timeout) except -1
     cdef int claim_by(self, uint64_t nbytes, uint32_t type, int64_t deadline) except -1

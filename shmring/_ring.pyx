@@ -31,6 +31,7 @@ from shmring.errors import (
     ConsumerGone, RingCorrupted)
 
 cdef uint64_t COPY_WITHOUT_GIL = 64 * 1024   # larger copies let other threads run
+NONTEMPORAL_MIN = _core.STREAM_MIN          # a nontemporal producer streams from here up
 cdef uint8_t RAW = 0xff                      # Frame.ndim of a frame sent as bytes
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}\Z")
 # What dtype.str looks like for the dtypes send_array() accepts ('<f8', '|S3',
@@ -229,10 +230,11 @@ cdef class Ring:
         """Creation time, seconds since the epoch."""
         return self.seg.view.hdr.created_ns / 1e9
 
-    def producer(self, *, spin=0):
+    def producer(self, *, spin=0, nontemporal=False):
         """A new producer.  spin is how many times to poll for room before
-        sleeping; it trades CPU for latency."""
-        return Producer.open(self, spin)
+        sleeping; it trades CPU for latency.  nontemporal makes send() copy
+        frames of 1 MiB or more past the CPU cache (see docs/usage.md)."""
+        return Producer.open(self, spin, nontemporal)
 
     def consumer(self, *, spin=0, stall_timeout=1.0):
         """Become the ring's consumer (one live consumer per ring).  A claim
@@ -347,7 +349,7 @@ cdef class Producer:
         raise TypeError("use ring.producer()")
 
     @staticmethod
-    cdef Producer open(Ring ring, object spin):
+    cdef Producer open(Ring ring, object spin, bint nontemporal):
         cdef Producer p = Producer.__new__(Producer)
         p.closed = True                 # until it holds a slot
         p.seg = ring.live()
@@ -357,6 +359,7 @@ cdef class Producer:
                             f"{p.seg.name!r} are in use")
         p.closed = False
         p.st.spin = spin
+        p.nontemporal = nontemporal
         p.gen = _core.generation()
         return p
 
@@ -418,15 +421,16 @@ cdef class Producer:
             dst = _core.payload_at(&self.st.ring, self.st.res_pos)
             if LAB_BUILD:                   # lab builds copy in two halves, pausing between
                 half = buf.len // 2
-                memcpy(dst, buf.buf, half)
+                _core.copy_payload(dst, <uint8_t *>buf.buf, half, self.nontemporal)
                 _core.pause_mid_payload()
-                memcpy(dst + half, <uint8_t *>buf.buf + half, buf.len - half)
+                _core.copy_payload(dst + half, <uint8_t *>buf.buf + half, buf.len - half,
+                                   self.nontemporal)
             elif <uint64_t>buf.len < COPY_WITHOUT_GIL:
                 memcpy(dst, buf.buf, buf.len)
             else:
                 self.busy = True
                 with nogil:
-                    memcpy(dst, buf.buf, buf.len)
+                    _core.copy_payload(dst, <uint8_t *>buf.buf, buf.len, self.nontemporal)
                 self.busy = False
             _core.producer_commit(&self.st)
         finally:
@@ -491,7 +495,7 @@ cdef class Producer:
         self.close()
 
     def __reduce__(self):
-        return (_producer_in, (self.ring, self.st.spin))
+        return (_producer_in, (self.ring, self.st.spin, self.nontemporal))
 
     def __repr__(self):
         return f"<shmring.Producer slot={self.st.slot} of {self.seg.name!r}>"
@@ -517,7 +521,8 @@ cdef class Producer:
             try:
                 if not self.claim_by(buf.len, t, deadline):
                     return sent
-                memcpy(_core.payload_at(&self.st.ring, self.st.res_pos), buf.buf, buf.len)
+                _core.copy_payload(_core.payload_at(&self.st.ring, self.st.res_pos),
+                                   <uint8_t *>buf.buf, buf.len, self.nontemporal)
                 _core.producer_commit(&self.st)
             finally:
                 PyBuffer_Release(&buf)
@@ -525,9 +530,9 @@ cdef class Producer:
         return sent
 
 
-def _producer_in(ring, spin):
+def _producer_in(ring, spin, nontemporal):
     """Unpickle a Producer: a fresh producer on the same ring."""
-    return ring.producer(spin=spin)
+    return ring.producer(spin=spin, nontemporal=nontemporal)
 
 
 cdef object array_code(object dt, tuple shape):

@@ -5,7 +5,10 @@ and nothing dynamic on x86 can miss it reliably: without it a wakeup is lost
 only when two store buffers race within nanoseconds.  So the lab checks the
 binary: it counts the full barriers in the built _core and requires at least
 one per handshake_fence() call in the source (inlining may copy them, never
-remove them).  docs/model/wakeup.pml shows why each one is needed."""
+remove them).  docs/model/wakeup.pml shows why each one is needed.
+
+Likewise for the streaming copy: its stores are weakly ordered, and only the
+sfence after them keeps a commit from being seen before the payload."""
 import os
 import platform
 import re
@@ -14,6 +17,7 @@ import subprocess
 import shmring._core
 
 BARRIER = re.compile(r"\tmfence|\tlock or[lq]? +\$0x0,\(%rsp\)")
+SFENCE = re.compile(r"\tsfence")
 
 
 def check_fences():
@@ -23,12 +27,20 @@ def check_fences():
     so = shmring._core.__file__
     source = os.path.join(os.path.dirname(so), "_core.pyx")
     with open(source) as f:
-        sites = len(re.findall(r"^\s*handshake_fence\(\)", f.read(), re.MULTILINE))
+        text = f.read()
+    sites = len(re.findall(r"^\s*handshake_fence\(\)", text, re.MULTILINE))
+    stream_sites = len(re.findall(r"^\s*stream_fence\(\)", text, re.MULTILINE))
     code = subprocess.run(["objdump", "-d", so], capture_output=True, text=True, check=True,
                           timeout=60).stdout
     barriers = len(BARRIER.findall(code))
-    summary = f"{barriers} full barriers in {os.path.basename(so)} for {sites} handshake fences"
+    sfences = len(SFENCE.findall(code))
+    summary = (f"{barriers} full barriers in {os.path.basename(so)} for {sites} handshake "
+               f"fences, {sfences} sfence for {stream_sites} streaming copy")
+    bad = []
     if barriers < sites:
-        return [(f"only {barriers} full barriers for {sites} handshake fences: "
-                 "a fence was compiled out")], summary
-    return [], summary
+        bad.append(f"only {barriers} full barriers for {sites} handshake fences: "
+                   "a fence was compiled out")
+    if sfences < stream_sites:
+        bad.append(f"only {sfences} sfence for {stream_sites} streaming copies: "
+                   "a payload could be seen after its commit")
+    return bad, summary

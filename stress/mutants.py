@@ -24,6 +24,7 @@ MUTANTS = {
     "no_tag_check": ["scheduled", "soak"],
     "lt_compare": ["scheduled"],
     "no_fence": ["fences"],
+    "no_stream_fence": ["fences"],
     "no_recovery": ["scheduled", "soak-kill"],
 }
 

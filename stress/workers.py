@@ -26,7 +26,8 @@ def produce_until_stopped(ring, control, i, sizes):
     """Soak producer: cycle through sizes until the coordinator says stop.
     Odd frames go through reserve() and yield the CPU halfway through the
     fill, so that a SIGKILL often lands inside an open claim."""
-    with ring.producer() as p:
+    # Odd producers copy with streaming stores (every size, in a lab build).
+    with ring.producer(nontemporal=i % 2 == 1) as p:
         seq = 0
         while not control.stopped("producers"):
             n = sizes[seq % len(sizes)]

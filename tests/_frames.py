@@ -44,10 +44,10 @@ def die_with_parent():
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def produce(ring, producer, count, max_frame, timeout=30):
+def produce(ring, producer, count, max_frame, timeout=30, nontemporal=False):
     """Child process body: send count self-checking frames."""
     die_with_parent()
-    with ring.producer() as p:
+    with ring.producer(nontemporal=nontemporal) as p:
         for seq in range(count):
             n = frame_length(producer, seq, max_frame)
             p.send(frame_bytes(producer, seq, n), type=frame_type(producer, seq),

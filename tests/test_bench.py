@@ -58,3 +58,15 @@ def test_idle_consumer_and_full_producer_use_no_cpu():
     idle = checks.idle_cpu(0.3)
     assert idle["consumer_spin0_cpu_s"] < 0.05
     assert idle["producer_full_cpu_s"] < 0.05
+
+
+def test_streaming_comparison_prints_both_consumers_per_ring(capsys):
+    from shmring.bench import streaming
+    assert streaming.main(["--size", str(1 << 20), "--capacities", "1,4",
+                           "--gigabytes", "0.01", "--reps", "1"]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert rows[0].startswith("| 1 MiB | - | too small")
+    assert [r.split(" | ")[1] for r in rows[1:]] == ["touches", "reads all"]
+    for row in rows[1:]:
+        ratio = float(row.rstrip(" |").rsplit("| ", 1)[1])
+        assert ratio > 0

@@ -5,6 +5,7 @@ import os
 import sys
 import time
 
+from shmring._ring import NONTEMPORAL_MIN
 from shmring.bench import checks, harness, measure, peers, report, rings
 
 SIZES = (64, 4096, 1 << 20, 8_294_400)
@@ -17,7 +18,8 @@ def lineup():
     return [
         peers.WebSockets(), peers.Pipe(), peers.SocketPair(), peers.MpQueue(),
         peers.MpPipe(), peers.FasterFifo(), peers.Zmq(), peers.Iceoryx2(),
-        rings.Shmring("send"), rings.Shmring("reserve"), rings.Shmring("batch"),
+        rings.Shmring("send"), rings.Shmring("send-nt"), rings.Shmring("reserve"),
+        rings.Shmring("batch"),
         rings.ShmringNogil(),
     ]
 
@@ -85,6 +87,8 @@ def plan(args, available):
         for size in sizes:
             if peer.mode == "batch" and size > 4096:
                 continue                # a batch API is for small frames
+            if peer.mode == "send-nt" and size < NONTEMPORAL_MIN:
+                continue                # smaller copies are plain memcpy
             for n in counts:
                 if peer.max_producers and n > peer.max_producers:
                     continue

@@ -1,5 +1,6 @@
-"""shmring in the benchmark, measured four ways: send (one copy), reserve
-and fill in place (zero copy), the batch API, and the nogil Cython API."""
+"""shmring in the benchmark, measured five ways: send (one copy), send with
+streaming stores (send-nt), reserve and fill in place (zero copy), the batch
+API, and the nogil Cython API."""
 import uuid
 
 import shmring
@@ -46,6 +47,11 @@ class RingChannel(Channel):
     def close(self):
         self.ring.close()
         self.ring.unlink()
+
+
+class StreamingChannel(RingChannel):
+    def producer(self, index):
+        return self.ring.producer(spin=self.spin, nontemporal=True)
 
 
 class ReserveChannel(RingChannel):
@@ -105,7 +111,8 @@ class NogilDuplex(Duplex):
 
 
 class Shmring(Peer):
-    kinds = {"send": RingChannel, "reserve": ReserveChannel, "batch": BatchChannel}
+    kinds = {"send": RingChannel, "send-nt": StreamingChannel, "reserve": ReserveChannel,
+             "batch": BatchChannel}
 
     def __init__(self, mode, spin=0):
         self.mode = mode

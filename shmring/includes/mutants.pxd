@@ -41,6 +41,12 @@ cdef extern from * nogil:
     #define SHMRING_HANDSHAKE_FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
     #endif
 
+    #ifdef SHMRING_MUTANT_NO_STREAM_FENCE       /* streaming stores not fenced before commit */
+    #define SHMRING_STREAM_FENCE() __asm__ __volatile__("" ::: "memory")
+    #else
+    #define SHMRING_STREAM_FENCE() shmring_stream_fence()
+    #endif
+
     #ifdef SHMRING_MUTANT_NO_RECOVERY           /* dead producers are never skipped */
     #define SHMRING_RECOVERY 0
     #else
@@ -55,3 +61,4 @@ cdef extern from * nogil:
     bint tag_mismatch "SHMRING_TAG_MISMATCH"(uint64_t word, uint64_t tag)
     bint no_room "SHMRING_NO_ROOM"(uint64_t tail, uint64_t head, uint64_t total, uint64_t cap)
     void handshake_fence "SHMRING_HANDSHAKE_FENCE"()
+    void stream_fence "SHMRING_STREAM_FENCE"()     # includes/stream.pxd's sfence

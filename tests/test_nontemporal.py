@@ -1,0 +1,68 @@
+"""Producers that copy with streaming (non-temporal) stores: every byte and
+every frame boundary must come out as with memcpy.  Release builds stream
+copies of 1 MiB and up; debug+lab builds stream every copy of 64 B and up."""
+import multiprocessing
+import pickle
+
+import pytest
+from _frames import check, frame_bytes, produce
+
+import shmring
+from shmring._ring import NONTEMPORAL_MIN
+
+MiB = 1 << 20
+M = NONTEMPORAL_MIN                 # the sizes straddle the release build's cut
+SIZES = [0, 1, 15, 63, 64, 65, 4095, M - 1, M, M + 1, M + 63, 3 * M + 17]
+
+
+def unaligned(data):
+    """data at an odd address, so the copy's loads cannot assume alignment."""
+    buf = bytearray(len(data) + 1)
+    buf[1:] = data
+    return memoryview(buf)[1:]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_send_copies_every_byte(name, size):
+    data = frame_bytes(1, size, size)
+    with shmring.Ring.create(name, 8 * MiB) as ring, \
+            ring.producer(nontemporal=True) as p, ring.consumer() as c:
+        p.send(unaligned(data), type=7)
+        p.send(b"next")             # the frame after starts where it should
+        with c.recv(0) as frame:
+            assert frame.type == 7 and bytes(frame) == data
+        assert c.recv_bytes(0) == b"next"
+
+
+def test_send_many_copies_every_byte(name):
+    frames = [frame_bytes(2, n, n) for n in SIZES]
+    with shmring.Ring.create(name, 16 * MiB) as ring, \
+            ring.producer(nontemporal=True) as p, ring.consumer() as c:
+        assert p.send_many([unaligned(f) for f in frames]) == len(frames)
+        assert c.recv_bytes_many(len(frames)) == frames
+
+
+def test_the_setting_is_visible_and_survives_pickling(name):
+    with shmring.Ring.create(name, MiB) as ring, ring.producer() as plain, \
+            ring.producer(nontemporal=True) as streaming:
+        assert not plain.nontemporal and streaming.nontemporal
+        with pickle.loads(pickle.dumps(streaming)) as copy:
+            assert copy.nontemporal and copy is not streaming
+
+
+def test_streaming_producers_in_processes_never_tear_a_frame(name):
+    producers, count = 3, 40
+    fork = multiprocessing.get_context("fork")
+    with shmring.Ring.create(name, 4 * MiB) as ring, ring.consumer() as consumer:
+        procs = [fork.Process(target=produce, args=(ring, i, count, ring.max_frame),
+                              kwargs={"nontemporal": True}) for i in range(producers)]
+        for proc in procs:
+            proc.start()
+        next_seq = {}
+        for _ in range(producers * count):
+            with consumer.recv(timeout=60) as frame:
+                check(frame, ring.max_frame, next_seq)
+        for proc in procs:
+            proc.join(60)
+            assert proc.exitcode == 0
+        assert next_seq == {i: count for i in range(producers)}
