@@ -464,9 +464,21 @@ cdef class Producer:
     def send_array(self, arr, *, type=0, timeout=None):
         """Send a numpy array so that its dtype and shape travel with it.
         Any strides are fine: the one copy goes straight into the ring."""
+        cdef Py_buffer buf
         arr = numpy().asarray(arr)
         with self.reserve_array(arr.shape, arr.dtype, type=type, timeout=timeout) as r:
-            r.array()[...] = arr
+            if not (self.nontemporal and arr.flags.c_contiguous):
+                r.array()[...] = arr
+                return
+            PyObject_GetBuffer(arr, &buf, PyBUF_SIMPLE)
+            try:
+                self.busy = True
+                with nogil:
+                    _core.copy_payload(_core.payload_at(&self.st.ring, self.st.res_pos),
+                                       <uint8_t *>buf.buf, buf.len, True)
+                self.busy = False
+            finally:
+                PyBuffer_Release(&buf)
 
     def close(self):
         """Give the producer slot back, aborting an open reservation (whose

@@ -4,6 +4,7 @@ copies of 1 MiB and up; debug+lab builds stream every copy of 64 B and up."""
 import multiprocessing
 import pickle
 
+import numpy as np
 import pytest
 from _frames import check, frame_bytes, produce
 
@@ -40,6 +41,20 @@ def test_send_many_copies_every_byte(name):
             ring.producer(nontemporal=True) as p, ring.consumer() as c:
         assert p.send_many([unaligned(f) for f in frames]) == len(frames)
         assert c.recv_bytes_many(len(frames)) == frames
+
+
+@pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "strided"])
+def test_send_array_copies_every_element(name, strided):
+    base = np.arange(2 * (M // 4 + 3), dtype=np.float32).reshape(2, -1)
+    arr = base[:, ::2] if strided else base
+    with shmring.Ring.create(name, 8 * MiB) as ring, \
+            ring.producer(nontemporal=True) as p, ring.consumer() as c:
+        p.send_array(arr, type=3)
+        with c.recv(0) as frame:
+            got = frame.array()
+            assert frame.type == 3 and got.dtype == arr.dtype
+            np.testing.assert_array_equal(got, arr)
+            del got
 
 
 def test_the_setting_is_visible_and_survives_pickling(name):
