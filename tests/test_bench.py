@@ -47,8 +47,14 @@ def test_targets_verdicts():
         {"transport": "os.pipe", "mode": "copy", "size": 64, "producers": 1, "msgs_per_s": 100},
         {"transport": "shmring", "mode": "send", "size": 64, "producers": 1, "msgs_per_s": 150},
         {"transport": "shmring", "mode": "batch", "size": 64, "producers": 1, "msgs_per_s": 2000},
+        {"transport": "socketpair", "mode": "copy", "size": 8_294_400, "producers": 1,
+         "cpu_s_per_gb": 1.0},
+        {"transport": "shmring", "mode": "send-nt", "size": 8_294_400, "producers": 1,
+         "cpu_s_per_gb": 0.4},
     ]
     text = report.targets(recs, {})
+    assert "| 8.3 MB send-nt CPU/GB vs socketpair | 0.4 | <= 0.5 | PASS |" in text
+    assert "| 8.3 MB send CPU/GB vs socketpair | - | <= 0.5 | not measured |" in text
     assert "| 64 B send msgs/s vs os.pipe | 1.5 | >= 2 | FAIL |" in text
     assert "| 64 B batch msgs/s vs os.pipe | 20 | >= 10 | PASS |" in text
     assert "| 64 B nogil msgs/s vs os.pipe | - | >= 20 | not measured |" in text
