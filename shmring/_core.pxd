@@ -17,7 +17,7 @@ cdef enum Status:
 cdef enum:
     NOWAIT = 0              # deadline for "never block"
     FOREVER = 0x7fffffffffffffff
-    STREAM_MIN = 1 << 20    # nontemporal copies stream from this size up
+    STREAM_MIN = 1 << 20    # nontemporal copies stream from this size up (release builds)
 
 # What one process knows about a mapped ring.  The constants are copied from
 # the header once, after validation, and never re-read from shared memory.
@@ -69,6 +69,7 @@ cdef void ring_format(uint8_t *base, uint64_t capacity, uint64_t max_frame,
 cdef int ring_view(RingView *v, uint8_t *base, uint64_t size) noexcept nogil
 cdef RecordHeader *header_at(RingView *v, uint64_t pos) noexcept nogil
 cdef uint8_t *payload_at(RingView *v, uint64_t pos) noexcept nogil
+cdef size_t stream_threshold() noexcept nogil
 cdef void copy_payload(uint8_t *dst, const uint8_t *src, size_t n,
                        bint nontemporal) noexcept nogil
 

@@ -213,18 +213,31 @@ cdef RecordHeader *header_at(RingView *v, uint64_t pos) noexcept nogil:
 cdef uint8_t *payload_at(RingView *v, uint64_t pos) noexcept nogil:
     return v.data + (pos & v.mask) + RECORD_HEADER
 
+# Lab builds stream every aligned copy of a line or more, so that the soaks
+# run the streaming path and its fence with frames of every size.
+cdef size_t STREAM_LEAST = 64 if LAB_BUILD else STREAM_MIN
+cdef uint64_t streamed = 0          # copies that took the streaming path
+
+cdef size_t stream_threshold() noexcept nogil:
+    """The smallest copy a nontemporal producer streams; 0 where the CPU
+    has no streaming stores (it then always copies with memcpy)."""
+    return STREAM_LEAST if HAVE_STREAM else 0
+
+
+def streamed_copies():
+    """How many copies this process has streamed (for tests)."""
+    return load64(&streamed, RELAXED)
+
+
 cdef void copy_payload(uint8_t *dst, const uint8_t *src, size_t n,
                        bint nontemporal) noexcept nogil:
-    """memcpy into the ring; with nontemporal, a copy of STREAM_MIN bytes or
+    """memcpy into the ring; with nontemporal, a copy of STREAM_LEAST bytes or
     more uses streaming stores, which skip the cache: they do not first read
     each destination line (in a ring larger than the cache it is a lap old and
     cold) and do not evict anyone's working set.  docs/usage.md says when
     that pays."""
     cdef size_t i = 0
-    # Lab builds stream every copy of a line or more, so that the soaks run
-    # the streaming path and its fence with frames of every size.
-    cdef size_t least = 64 if LAB_BUILD else STREAM_MIN
-    if not nontemporal or not HAVE_STREAM or n < least or <uintptr_t>dst % 16:
+    if not nontemporal or not HAVE_STREAM or n < STREAM_LEAST or <uintptr_t>dst % 16:
         memcpy(dst, src, n)
         return
     while i + 64 <= n:
@@ -234,9 +247,9 @@ cdef void copy_payload(uint8_t *dst, const uint8_t *src, size_t n,
         stream128(dst + i + 48, load128(src + i + 48))
         i += 64
     memcpy(dst + i, src + i, n - i)
-    # Streaming stores are weakly ordered even on x86: fence them before the
-    # release store in producer_commit (paired with consumer_receive's acquire).
-    stream_fence()
+    # Streaming stores are weakly ordered even on x86, so they need their own fence:
+    stream_fence()  # orders them before publish's release store, which poll's acquire load pairs with
+    fetch_add64(&streamed, 1, RELAXED)    # a statistic: orders nothing
 
 cdef void ring_format(uint8_t *base, uint64_t capacity, uint64_t max_frame,
                       uint32_t nslots, uint64_t secret, uint64_t start) noexcept nogil:

@@ -31,7 +31,8 @@ from shmring.errors import (
     ConsumerGone, RingCorrupted)
 
 cdef uint64_t COPY_WITHOUT_GIL = 64 * 1024   # larger copies let other threads run
-NONTEMPORAL_MIN = _core.STREAM_MIN          # a nontemporal producer streams from here up
+# A nontemporal producer streams copies from this size up (None: it cannot).
+NONTEMPORAL_MIN = _core.stream_threshold() or None
 cdef uint8_t RAW = 0xff                      # Frame.ndim of a frame sent as bytes
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}\Z")
 # What dtype.str looks like for the dtypes send_array() accepts ('<f8', '|S3',
@@ -232,8 +233,9 @@ cdef class Ring:
 
     def producer(self, *, spin=0, nontemporal=False):
         """A new producer.  spin is how many times to poll for room before
-        sleeping; it trades CPU for latency.  nontemporal makes send() copy
-        frames of 1 MiB or more past the CPU cache (see docs/usage.md)."""
+        sleeping; it trades CPU for latency.  nontemporal makes send(),
+        send_many() and send_array() copy frames of 1 MiB or more past the
+        CPU cache (see docs/usage.md)."""
         return Producer.open(self, spin, nontemporal)
 
     def consumer(self, *, spin=0, stall_timeout=1.0):
@@ -420,7 +422,7 @@ cdef class Producer:
             self.claim_or_raise(buf.len, type, timeout)
             dst = _core.payload_at(&self.st.ring, self.st.res_pos)
             if LAB_BUILD:                   # lab builds copy in two halves, pausing between
-                half = buf.len // 2
+                half = (buf.len // 2) & ~63     # on a line, so that both halves can stream
                 _core.copy_payload(dst, <uint8_t *>buf.buf, half, self.nontemporal)
                 _core.pause_mid_payload()
                 _core.copy_payload(dst + half, <uint8_t *>buf.buf + half, buf.len - half,
@@ -467,7 +469,8 @@ cdef class Producer:
         cdef Py_buffer buf
         arr = numpy().asarray(arr)
         with self.reserve_array(arr.shape, arr.dtype, type=type, timeout=timeout) as r:
-            if not (self.nontemporal and arr.flags.c_contiguous):
+            if not (self.nontemporal and arr.flags.c_contiguous and NONTEMPORAL_MIN is not None
+                    and arr.nbytes >= NONTEMPORAL_MIN):
                 r.array()[...] = arr
                 return
             PyObject_GetBuffer(arr, &buf, PyBUF_SIMPLE)
@@ -542,7 +545,7 @@ cdef class Producer:
         return sent
 
 
-def _producer_in(ring, spin, nontemporal):
+def _producer_in(ring, spin, nontemporal=False):
     """Unpickle a Producer: a fresh producer on the same ring."""
     return ring.producer(spin=spin, nontemporal=nontemporal)
 

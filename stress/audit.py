@@ -8,7 +8,9 @@ one per handshake_fence() call in the source (inlining may copy them, never
 remove them).  docs/model/wakeup.pml shows why each one is needed.
 
 Likewise for the streaming copy: its stores are weakly ordered, and only the
-sfence after them keeps a commit from being seen before the payload."""
+sfence after them keeps a commit from being seen before the payload.  The
+audit requires copy_payload to hold streaming stores (movntdq) and an sfence
+after the last of them."""
 import os
 import platform
 import re
@@ -18,6 +20,7 @@ import shmring._core
 
 BARRIER = re.compile(r"\tmfence|\tlock or[lq]? +\$0x0,\(%rsp\)")
 SFENCE = re.compile(r"\tsfence")
+COPY_PAYLOAD = re.compile(r"<__pyx_f_7shmring_5_core_copy_payload>:\n(.*?)(?:\n\n|\Z)", re.DOTALL)
 
 
 def check_fences():
@@ -43,4 +46,10 @@ def check_fences():
     if sfences < stream_sites:
         bad.append(f"only {sfences} sfence for {stream_sites} streaming copies: "
                    "a payload could be seen after its commit")
+    copy = COPY_PAYLOAD.search(code)
+    body = copy.group(1) if copy else ""
+    if "movntdq" not in body:
+        bad.append("copy_payload has no streaming stores (movntdq): the copy never streams")
+    elif body.rfind("sfence") < body.rfind("movntdq"):
+        bad.append("copy_payload has no sfence after its last streaming store")
     return bad, summary

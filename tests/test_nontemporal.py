@@ -1,6 +1,7 @@
 """Producers that copy with streaming (non-temporal) stores: every byte and
-every frame boundary must come out as with memcpy.  Release builds stream
-copies of 1 MiB and up; debug+lab builds stream every copy of 64 B and up."""
+every frame boundary must come out as with memcpy, and the copies that
+should stream must.  Release builds stream copies of 1 MiB and up; debug+lab
+builds stream every aligned copy of 64 B and up."""
 import multiprocessing
 import pickle
 
@@ -9,11 +10,17 @@ import pytest
 from _frames import check, frame_bytes, produce
 
 import shmring
+from shmring import _core
 from shmring._ring import NONTEMPORAL_MIN
 
 MiB = 1 << 20
-M = NONTEMPORAL_MIN                 # the sizes straddle the release build's cut
+THRESHOLD = NONTEMPORAL_MIN                 # None: this CPU has no streaming stores
+M = THRESHOLD or MiB
 SIZES = [0, 1, 15, 63, 64, 65, 4095, M - 1, M, M + 1, M + 63, 3 * M + 17]
+
+
+def streams(n):
+    return THRESHOLD is not None and n >= THRESHOLD
 
 
 def unaligned(data):
@@ -28,7 +35,9 @@ def test_send_copies_every_byte(name, size):
     data = frame_bytes(1, size, size)
     with shmring.Ring.create(name, 8 * MiB) as ring, \
             ring.producer(nontemporal=True) as p, ring.consumer() as c:
+        before = _core.streamed_copies()
         p.send(unaligned(data), type=7)
+        assert (_core.streamed_copies() > before) == streams(size)
         p.send(b"next")             # the frame after starts where it should
         with c.recv(0) as frame:
             assert frame.type == 7 and bytes(frame) == data
@@ -39,8 +48,21 @@ def test_send_many_copies_every_byte(name):
     frames = [frame_bytes(2, n, n) for n in SIZES]
     with shmring.Ring.create(name, 16 * MiB) as ring, \
             ring.producer(nontemporal=True) as p, ring.consumer() as c:
+        before = _core.streamed_copies()
         assert p.send_many([unaligned(f) for f in frames]) == len(frames)
+        assert _core.streamed_copies() - before == sum(map(streams, SIZES))
         assert c.recv_bytes_many(len(frames)) == frames
+
+
+def test_a_plain_producer_never_streams(name):
+    with shmring.Ring.create(name, 8 * MiB) as ring, ring.producer() as p, \
+            ring.consumer() as c:
+        before = _core.streamed_copies()
+        p.send(bytes(3 * M))
+        p.send_many([bytes(M)] * 2)
+        p.send_array(np.zeros(M, np.uint8))
+        assert _core.streamed_copies() == before
+        assert [len(c.recv_bytes(0)) for _ in range(4)] == [3 * M, M, M, M]
 
 
 @pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "strided"])
@@ -49,7 +71,9 @@ def test_send_array_copies_every_element(name, strided):
     arr = base[:, ::2] if strided else base
     with shmring.Ring.create(name, 8 * MiB) as ring, \
             ring.producer(nontemporal=True) as p, ring.consumer() as c:
+        before = _core.streamed_copies()
         p.send_array(arr, type=3)
+        assert (_core.streamed_copies() > before) == (streams(arr.nbytes) and not strided)
         with c.recv(0) as frame:
             got = frame.array()
             assert frame.type == 3 and got.dtype == arr.dtype

@@ -87,7 +87,7 @@ def plan(args, available):
         for size in sizes:
             if peer.mode == "batch" and size > 4096:
                 continue                # a batch API is for small frames
-            if peer.mode == "send-nt" and size < NONTEMPORAL_MIN:
+            if peer.mode == "send-nt" and (NONTEMPORAL_MIN is None or size < NONTEMPORAL_MIN):
                 continue                # smaller copies are plain memcpy
             for n in counts:
                 if peer.max_producers and n > peer.max_producers:

@@ -16,6 +16,8 @@ cdef extern from * nogil:
     typedef struct { unsigned char b[16]; } shmring_v128;
     #define shmring_load128(p) (*(const shmring_v128 *)(p))
     #define shmring_stream128(p, v) (*(shmring_v128 *)(p) = (v))
+    /* never reached (callers check HAVE_STREAM); like _mm_sfence, it orders
+       the stores above before publish's release store of the commit word */
     #define shmring_stream_fence() __atomic_thread_fence(__ATOMIC_SEQ_CST)
     #endif
     """
