@@ -60,6 +60,20 @@ def test_nogil_producer_and_consumer(pump, name):
         assert pump.sum_frames(consumer, 1, 0.0) == (0, 0, 0)
 
 
+@pytest.mark.parametrize("nontemporal", [False, True])
+def test_nogil_copy_payload_streams_on_request(pump, name, nontemporal):
+    from shmring import _core
+    from shmring._ring import NONTEMPORAL_MIN
+    payload = bytes(range(256)) * (3 * (1 << 20) // 256) + b"tail"
+    with shmring.Ring.create(name, 16 << 20) as ring, ring.producer() as producer, \
+            ring.consumer() as consumer:
+        before = _core.streamed_copies()
+        assert pump.send_copies(producer, payload, 3, nontemporal) == 3
+        streamed = _core.streamed_copies() - before
+        assert streamed == (3 if nontemporal and NONTEMPORAL_MIN else 0)
+        assert [consumer.recv_bytes(0) for _ in range(3)] == [payload] * 3
+
+
 def test_nogil_errors_become_exceptions(pump, name):
     with shmring.Ring.create(name, 4096) as ring, ring.producer() as producer, \
             pytest.raises(shmring.FrameTooLarge):

@@ -20,6 +20,22 @@ def send_filled(shmring.Producer producer, int count, uint64_t nbytes):
     return count
 
 
+def send_copies(shmring.Producer producer, const uint8_t[::1] payload, int count,
+                bint nontemporal):
+    """Send count copies of payload; with nontemporal, large copies bypass
+    the cache as a nontemporal Producer's do (docs/usage.md)."""
+    cdef shmring.ProducerState *p = shmring.producer_state(producer)
+    cdef uint8_t *data
+    cdef uint64_t n = payload.shape[0]
+    cdef int i
+    with nogil:
+        for i in range(count):
+            shmring.claim(p, n, i, -1.0, &data)
+            shmring.copy_payload(data, &payload[0] if n else NULL, n, nontemporal)
+            shmring.commit(p)
+    return count
+
+
 def sum_frames(shmring.Consumer consumer, int count, double timeout):
     """Receive up to count frames; return (frames, byte sum, type sum)."""
     cdef shmring.ConsumerState *c = shmring.consumer_state(consumer)
