@@ -2,10 +2,9 @@
 """The ring algorithms.  docs/design.md explains the protocol; each acquire
 and release below names the operation it pairs with."""
 from libc.errno cimport errno, EINTR, ENOENT, ESRCH, ETIMEDOUT
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport strtoull
-from libc.stdint cimport uintptr_t
 from libc.string cimport memcpy, memset, strrchr
 from posix.fcntl cimport open as c_open, O_RDONLY, O_CLOEXEC
 from posix.time cimport clock_gettime, CLOCK_MONOTONIC, CLOCK_REALTIME, timespec as c_timespec
