@@ -9,7 +9,12 @@
 #   cdef Received r
 #   with nogil:
 #       if shmring.receive(c, timeout, &r): ...read r.data[:r.length]...; shmring.release(c, r.pos)
-from shmring._core cimport ProducerState, ConsumerState, copy_payload
+#
+# timeout: 0 never waits, shmring.FOREVER (INFINITY) waits forever.
+from shmring._core cimport ProducerState, ConsumerState, Received, copy_payload
 from shmring._ring cimport (
-    Ring, Producer, Consumer, Frame, Received,
+    Ring, Producer, Consumer, Frame,
     producer_state, consumer_state, claim, commit, abort, receive, release)
+
+cdef extern from "<math.h>":
+    const double FOREVER "INFINITY"

@@ -1,13 +1,14 @@
 # The ring algorithms: nogil functions on plain structs, no Python objects.
 # _ring.pyx wraps them in the Python API and translates their status codes.
+# The hot layout helpers are inline here, so that _ring calls them without a
+# cross-module call.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
-from shmring.layout cimport SegmentHeader, Slot, RecordHeader
+from shmring.layout cimport SegmentHeader, Slot, RecordHeader, ALIGN, RECORD_HEADER, STATE_MASK
 
 cdef enum Status:
     OK = 0
     EMPTY = 1               # nothing claimed beyond the cursor
     PENDING = 2             # claimed, not committed yet
-    NO_ROOM = 3             # the claim does not fit before head
     TIMEOUT = 4
     INTERRUPTED = 5         # a wait slice ended: check signals, call again
     ERR_TOO_LARGE = -1
@@ -15,8 +16,9 @@ cdef enum Status:
     ERR_CONSUMER_GONE = -3
 
 cdef enum:
+    PID_BITS = 24           # an owner word is (start time << PID_BITS) | pid
     NOWAIT = 0              # deadline for "never block"
-    FOREVER = 0x7fffffffffffffff
+    NO_DEADLINE = 0x7fffffffffffffff
     STREAM_MIN = 1 << 20    # nontemporal copies stream from this size up (release builds)
 
 # What one process knows about a mapped ring.  The constants are copied from
@@ -31,12 +33,21 @@ cdef struct RingView:
     uint64_t max_frame
     uint32_t nslots
 
+# A delivered record, as the consumer validated it.  Also the C API's
+# receive() result (`shmring.Received`).
+cdef struct Received:
+    uint64_t pos            # hand back to release()
+    const uint8_t *data
+    uint64_t length
+    uint32_t type
+
 cdef struct ProducerState:
     RingView ring
     uint32_t slot
     uint64_t head_cache
-    uint64_t res_pos        # the open reservation's record position
-    uint64_t res_len
+    uint64_t res_pos        # the open reservation: its record position,
+    uint8_t *res_data       # its payload,
+    uint64_t res_len        # and its payload length
     bint reserved
     uint32_t spin           # polls before sleeping
     uint64_t spun_for       # head_cache + 1 when we last spun
@@ -48,27 +59,41 @@ cdef struct ConsumerState:
     uint64_t head           # our copy: we are head's only writer
     uint64_t tail_cache
     uint64_t held           # delivered and not yet released
-    uint64_t delivered_length   # validated length of the record just delivered
     uint32_t spin
     uint64_t spun_for       # cursor + 1 when we last spun
     int64_t stall_ns        # a claim pending this long is checked for a dead owner
     uint64_t stall_pos
     int64_t stall_since
+    uint32_t in_use         # _ring's guard: 0, or which caller holds the state
+    uint32_t dropped        # frames _ring queued for release while the state was in use
+    void *wrapper           # _ring's Consumer object, which owns this state
 
 cdef int64_t now_ns() noexcept nogil
-cdef int64_t deadline_after(double timeout) noexcept nogil
 cdef uint64_t self_owner() noexcept nogil
 cdef unsigned long generation() noexcept nogil
 cdef bint owner_alive(uint64_t owner) noexcept nogil
-cdef uint64_t record_size(uint64_t length) noexcept nogil
 cdef uint64_t max_frame_for(uint64_t capacity) noexcept nogil
 cdef uint64_t data_offset_for(uint32_t nslots) noexcept nogil
+
+cdef inline object owner_pid(uint64_t owner):
+    """The pid in an owner word; None for a free word."""
+    return (owner & ((1 << PID_BITS) - 1)) or None
+
+cdef inline uint64_t record_size(uint64_t length) noexcept nogil:
+    return (length + RECORD_HEADER + ALIGN - 1) & ~<uint64_t>(ALIGN - 1)
+
+cdef inline uint64_t tag(RingView *v, uint64_t pos) noexcept nogil:
+    return (pos ^ v.secret) & ~<uint64_t>STATE_MASK
+
+cdef inline RecordHeader *header_at(RingView *v, uint64_t pos) noexcept nogil:
+    return <RecordHeader *>(v.data + (pos & v.mask))
+
+cdef inline uint8_t *payload_at(RingView *v, uint64_t pos) noexcept nogil:
+    return v.data + (pos & v.mask) + RECORD_HEADER
 
 cdef void ring_format(uint8_t *base, uint64_t capacity, uint64_t max_frame,
                       uint32_t nslots, uint64_t secret, uint64_t start) noexcept nogil
 cdef int ring_view(RingView *v, uint8_t *base, uint64_t size) noexcept nogil
-cdef RecordHeader *header_at(RingView *v, uint64_t pos) noexcept nogil
-cdef uint8_t *payload_at(RingView *v, uint64_t pos) noexcept nogil
 cdef size_t stream_threshold() noexcept nogil
 cdef void copy_payload(uint8_t *dst, const uint8_t *src, size_t n,
                        bint nontemporal) noexcept nogil
@@ -79,10 +104,8 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
                         int64_t deadline) noexcept nogil
 cdef void producer_commit(ProducerState *p) noexcept nogil
 cdef void producer_abort(ProducerState *p) noexcept nogil
-cdef void pause_mid_payload() noexcept nogil     # a lab pause point for _ring's copy
 
 cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil
 cdef void consumer_close(ConsumerState *c) noexcept nogil
-cdef int consumer_receive(ConsumerState *c, uint64_t *pos,
-                          int64_t deadline) noexcept nogil
+cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil
 cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil

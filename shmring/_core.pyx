@@ -5,7 +5,7 @@ from libc.errno cimport errno, EINTR, ENOENT, ESRCH, ETIMEDOUT
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport strtoull
-from libc.string cimport memcpy, memset, strrchr
+from libc.string cimport memcpy, memset, strrchr, strstr
 from posix.fcntl cimport open as c_open, O_RDONLY, O_CLOEXEC
 from posix.time cimport clock_gettime, CLOCK_MONOTONIC, CLOCK_REALTIME, timespec as c_timespec
 from posix.unistd cimport read, close as c_close, getpid
@@ -37,7 +37,7 @@ cdef enum:
     P_BUSY = 3              # BUSY header written, payload not yet
     P_COMMIT = 4            # payload written, about to commit
     P_COMMITTED = 5         # committed, waiter not yet woken
-    P_PAYLOAD = 6           # half of send()'s payload copied
+    P_PAYLOAD = 6           # half of a payload copied (copy_payload)
     P_HEADER = 7            # consumer about to load a record's commit word
     P_HEAD = 8              # consumer stored head, producers not yet woken
     P_DATA_WAIT = 9         # consumer announced itself as waiter, not re-checked
@@ -61,12 +61,8 @@ def _lab_install(size_t free_word, size_t cell):
         raise RuntimeError("pause points are compiled out: rebuild with SHMRING_LAB=1")
 
 
-cdef void pause_mid_payload() noexcept nogil:
-    pause_point(P_PAYLOAD)
-
 cdef int64_t WAIT_SLICE_NS = 100_000_000    # wake to re-check liveness and signals
-cdef uint64_t PID_BITS = 24
-cdef uint64_t PID_MASK = (1 << 24) - 1
+cdef uint64_t PID_MASK = (1 << PID_BITS) - 1
 cdef uint64_t START_MASK = (1 << 40) - 1
 cdef uint64_t UNKNOWN_START = <uint64_t>-1
 
@@ -82,19 +78,29 @@ cdef int64_t wall_ns() noexcept nogil:
     clock_gettime(CLOCK_REALTIME, &ts)
     return <int64_t>ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 
-cdef int64_t deadline_after(double timeout) noexcept nogil:
-    """NOWAIT for 0, FOREVER for a negative timeout, else an absolute time."""
-    if timeout != timeout:
-        return NOWAIT                   # NaN: never block rather than guess
-    if timeout < 0 or timeout > 1e9:
-        return FOREVER
-    if timeout == 0:
-        return NOWAIT
-    return now_ns() + <int64_t>(timeout * 1e9)
+cdef bint group_has_threads(int pid) noexcept nogil:
+    """Whether a zombie thread-group leader still has live threads: a leader
+    that called pthread_exit shows Z while its process runs on."""
+    cdef char path[64]
+    cdef char buf[4096]
+    cdef char *p
+    cdef int fd
+    cdef long n
+    snprintf(path, sizeof(path), "/proc/%d/status", pid)
+    fd = c_open(path, O_RDONLY | O_CLOEXEC)
+    if fd < 0:
+        return False
+    n = read(fd, buf, sizeof(buf) - 1)
+    c_close(fd)
+    if n <= 0:
+        return False
+    buf[n] = 0
+    p = strstr(buf, "\nThreads:")
+    return p != NULL and strtoull(p + 9, NULL, 10) > 1
 
 cdef uint64_t proc_starttime(int pid) noexcept nogil:
-    """Start time of pid in clock ticks; 0 if it is gone or a zombie, and
-    UNKNOWN_START if /proc cannot tell (then it is assumed alive)."""
+    """Start time of pid in clock ticks; 0 if its thread group is gone or a
+    zombie, and UNKNOWN_START if /proc cannot tell (then it is assumed alive)."""
     cdef char path[64]
     cdef char buf[1024]
     cdef char *p
@@ -115,7 +121,7 @@ cdef uint64_t proc_starttime(int pid) noexcept nogil:
     p = strrchr(buf, c')')             # the command name may hold ')' itself
     if p == NULL or p[1] == 0 or p[2] == 0:
         return UNKNOWN_START
-    if p[2] == c'Z' or p[2] == c'X':
+    if (p[2] == c'Z' or p[2] == c'X') and not group_has_threads(pid):
         return 0
     p += 2                              # field 3 (state); starttime is field 22
     for _field in range(3, 22):
@@ -162,6 +168,11 @@ def alive(uint64_t owner):
     return owner_alive(owner)
 
 
+def pid_of(uint64_t owner):
+    """The pid in an owner word; None for a free word (for shmring ls)."""
+    return owner_pid(owner)
+
+
 cdef bint owner_alive(uint64_t owner) noexcept nogil:
     cdef uint64_t start
     if owner == 0:
@@ -191,9 +202,6 @@ cdef int64_t slice_until(int64_t deadline) noexcept nogil:
 
 # --- layout -----------------------------------------------------------------
 
-cdef uint64_t record_size(uint64_t length) noexcept nogil:
-    return (length + RECORD_HEADER + ALIGN - 1) & ~<uint64_t>(ALIGN - 1)
-
 cdef uint64_t max_frame_for(uint64_t capacity) noexcept nogil:
     # With padding at the wrap a record of size s always fits once
     # 2*s - 64 <= capacity; capacity/2 keeps that bound simple.
@@ -202,15 +210,6 @@ cdef uint64_t max_frame_for(uint64_t capacity) noexcept nogil:
 cdef uint64_t data_offset_for(uint32_t nslots) noexcept nogil:
     cdef uint64_t end = sizeof(SegmentHeader) + <uint64_t>nslots * sizeof(Slot)
     return (end + 4095) & ~<uint64_t>4095
-
-cdef inline uint64_t tag(RingView *v, uint64_t pos) noexcept nogil:
-    return (pos ^ v.secret) & ~<uint64_t>STATE_MASK
-
-cdef RecordHeader *header_at(RingView *v, uint64_t pos) noexcept nogil:
-    return <RecordHeader *>(v.data + (pos & v.mask))
-
-cdef uint8_t *payload_at(RingView *v, uint64_t pos) noexcept nogil:
-    return v.data + (pos & v.mask) + RECORD_HEADER
 
 # Lab builds stream every aligned copy of a line or more, so that the soaks
 # run the streaming path and its fence with frames of every size.
@@ -230,7 +229,21 @@ def streamed_copies():
 
 cdef void copy_payload(uint8_t *dst, const uint8_t *src, size_t n,
                        bint nontemporal) noexcept nogil:
-    """memcpy into the ring; with nontemporal, a copy of STREAM_LEAST bytes or
+    """Fill a claimed payload: every copy into the ring goes through here.
+    Lab builds copy in two halves with a pause point between, split on a line
+    so that both halves can stream."""
+    cdef size_t half
+    if not LAB_BUILD:
+        copy_span(dst, src, n, nontemporal)
+        return
+    half = (n // 2) & ~<size_t>63
+    copy_span(dst, src, half, nontemporal)
+    pause_point(P_PAYLOAD)
+    copy_span(dst + half, src + half, n - half, nontemporal)
+
+cdef void copy_span(uint8_t *dst, const uint8_t *src, size_t n,
+                    bint nontemporal) noexcept nogil:
+    """memcpy; with nontemporal, a copy of STREAM_LEAST bytes or
     more uses streaming stores, which skip the cache: they do not first read
     each destination line (in a ring larger than the cache it is a lap old and
     cold) and do not evict anyone's working set.  docs/usage.md says when
@@ -423,6 +436,7 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
     store64(&rec.commit, tag(v, tail) | CLAIM_STATE, RELEASE)  # pairs with recover_busy's acquire load of commit: slot and length come with BUSY
     pause_point(P_BUSY)
     p.res_pos = tail
+    p.res_data = payload_at(v, tail)
     p.res_len = length
     p.reserved = True
     return OK
@@ -509,7 +523,9 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
         if (word & ~<uint64_t>STATE_MASK) != tag(v, pos) or not checked_size(c, pos, length):
             return ERR_CORRUPT
         if state != PAD and state != RELEASED:
-            break
+            if c.held == 0:
+                return ERR_CORRUPT      # a record behind the cursor that nobody holds:
+            break                       # a claim judged dead committed after all
         pos += record_size(length)
         if pos - c.head > c.cursor - c.head:
             return ERR_CORRUPT
@@ -525,7 +541,7 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
         fetch_add64(&h.consumer_wakeups, 1, RELAXED)
     return OK
 
-cdef int poll(ConsumerState *c, uint64_t *out) noexcept nogil:
+cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
     """Deliver the record at the cursor, skipping padding."""
     cdef RingView *v = &c.ring
     cdef SegmentHeader *h = v.hdr
@@ -557,10 +573,12 @@ cdef int poll(ConsumerState *c, uint64_t *out) noexcept nogil:
             if length > v.max_frame:
                 return ERR_CORRUPT
             c.held += 1
-            c.delivered_length = length
             store64(&h.received_frames, h.received_frames + 1, RELAXED)
             store64(&h.received_bytes, h.received_bytes + length, RELAXED)
-            out[0] = pos
+            out.pos = pos
+            out.data = payload_at(v, pos)
+            out.length = length
+            out.type = rec.type
             return OK
         if state != PAD and state != RELEASED:
             return ERR_CORRUPT
@@ -696,12 +714,12 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
     store64(&h.consumer_waits, h.consumer_waits + 1, RELAXED)
     return futex_wait(&h.data_seq, seq, timeout)
 
-cdef int consumer_receive(ConsumerState *c, uint64_t *pos, int64_t deadline) noexcept nogil:
+cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil:
     """Deliver the next committed record.  Returns OK, TIMEOUT, INTERRUPTED
     (call again with the same deadline) or ERR_CORRUPT."""
     cdef int st
     while True:
-        st = poll(c, pos)
+        st = poll(c, out)
         if st == PENDING:
             st = check_stall(c)
             if st == OK:
@@ -723,6 +741,6 @@ cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil:
         return ERR_CORRUPT              # a scribbled length moved head past a held frame
     c.held -= 1
     store64(&rec.commit, tag(&c.ring, pos) | RELEASED, RELAXED)
-    if pos != c.head:
+    if pos != c.head and c.held != 0:
         return OK
-    return advance_head(c)
+    return advance_head(c)          # with nothing held, head must reach the cursor

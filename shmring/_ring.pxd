@@ -1,12 +1,7 @@
-# The Python classes, and the nogil C API other extensions cimport.
+# The Python classes, and the nogil C API other extensions cimport.  The
+# implementation is _ring.pyx and the .pxi files it includes.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
-from shmring._core cimport RingView, ProducerState, ConsumerState
-
-cdef struct Received:
-    uint64_t pos            # hand back to release()
-    const uint8_t *data
-    uint64_t length
-    uint32_t type
+from shmring._core cimport RingView, ProducerState, ConsumerState, Received
 
 cdef class Segment:
     cdef uint8_t *base
@@ -31,22 +26,23 @@ cdef class Producer:
     cdef Segment seg
     cdef readonly Ring ring
     cdef unsigned long gen
-    cdef bint busy
+    cdef bint busy              # inside a call that released the GIL
     cdef bint closed
     cdef readonly bint nontemporal
     cdef object reservation     # weakref to the last Reservation
 
     @staticmethod
-    cdef Producer open(Ring ring, object spin, bint nontemporal)
-    cdef int enter(self) except -1
-    cdef int claim_or_raise(self, uint64_t nbytes, object type, object timeout) except -1
-    cdef int claim_by(self, uint64_t nbytes, uint32_t type, int64_t deadline) except -1
+    cdef Producer open(Ring ring, uint32_t spin, bint nontemporal)
+    cdef int ensure_usable(self) except -1
+    cdef int open_record(self, uint64_t nbytes, uint32_t type, int64_t deadline,
+                         bint must) except -1
+    cdef int copy_in(self, object data, uint32_t type, int64_t deadline, bint must) except -1
+    cdef int fill(self, const uint8_t *src, size_t n) except -1
 
 cdef class Reservation:
     cdef object __weakref__
     cdef Producer producer
     cdef uint64_t pos
-    cdef uint8_t *data
     cdef uint64_t length
     cdef unsigned long gen
     cdef int exports
@@ -56,6 +52,7 @@ cdef class Reservation:
 
     @staticmethod
     cdef Reservation wrap(Producer producer, object dtype, object shape)
+    cdef int check_own(self) except -1
     cdef int finish(self, bint keep) except -1
 
 cdef class Consumer:
@@ -63,18 +60,18 @@ cdef class Consumer:
     cdef Segment seg
     cdef readonly Ring ring
     cdef unsigned long gen
-    cdef bint busy
     cdef bint closed
-    cdef list dropped           # frames dropped by other threads during recv()
+    cdef bint corrupted         # a dropped frame's release found corruption
+    cdef list dropped           # frames dropped while a call held the state
 
     @staticmethod
-    cdef Consumer open(Ring ring, object spin, object stall_timeout)
-    cdef int enter(self) except -1
-    cdef Frame next_frame(self, object timeout)
-    cdef Frame make_frame(self, uint64_t pos)
+    cdef Consumer open(Ring ring, uint32_t spin, double stall_timeout)
+    cdef int begin(self) except -1
+    cdef int end(self) except -1
     cdef int release_dropped(self) except -1
+    cdef int next_record(self, Received *r, int64_t deadline) except -1
     cdef int give_back(self, uint64_t pos) except -1
-    cdef int take(self, uint64_t *pos, int64_t deadline) except -1     # batches
+    cdef bytes copy_out(self, Received *r)
 
 cdef class Frame:
     cdef Consumer consumer
@@ -85,12 +82,14 @@ cdef class Frame:
     cdef uint8_t ndim
     cdef int exports
     cdef bint released
+    cdef bint release_unviewed  # left a `with` block while viewed
     cdef int check(self) except -1
-    cdef tuple array_meta(self, object np)
+    cdef void drop(self) noexcept
 
 # --- the Cython API: claim, commit, receive and release without the GIL. ---
-# Each returns 1 on success, 0 when the timeout ran out (timeout < 0 waits
-# forever, 0 never waits), and -1 with a shmring exception set.
+# Each returns 1 on success, 0 when the timeout ran out (0 never waits,
+# INFINITY waits forever; negative or NaN raises ValueError), and -1 with a
+# shmring exception set.
 cdef ProducerState *producer_state(Producer producer) except NULL
 cdef ConsumerState *consumer_state(Consumer consumer) except NULL
 cdef int claim(ProducerState *p, uint64_t nbytes, uint32_t type, double timeout,

@@ -181,7 +181,7 @@ def test_corruption_message_says_what_and_where(hname):
             raw.close()
         with pytest.raises(shmring.RingCorrupted,
                            match=r"consumer at position 0 .*head 0, tail 40960, "
-                                 r"capacity 8192; record header there: commit 0x[0-9a-f]+ "
+                                 r"capacity 8192, 0 frame\(s\) held; record header there: commit 0x[0-9a-f]+ "
                                  r"\(position tag matches, state 2\), length 10"):
             c.recv(timeout=1)
         c.close()

@@ -164,7 +164,8 @@ def test_full_directory_is_a_clear_oserror_at_create(small_tmpfs, hname):
     e = info.value
     assert e.errno == errno.ENOSPC
     msg = str(e)
-    assert "--shm-size" in msg and str(size) in msg and small_tmpfs in msg, msg
+    assert str(size) in msg and small_tmpfs in msg, msg
+    assert "Docker" not in msg, msg         # SHMRING_DIR is elsewhere: not Docker's /dev/shm
     assert not os.path.exists(os.path.join(small_tmpfs, "shmring." + hname))
 
 
@@ -180,7 +181,7 @@ def test_reserved_pages_survive_a_full_directory(small_tmpfs, hname):
                     f.write(b"\1" * 65536)
                     f.flush()
             assert info.value.errno == errno.ENOSPC
-        with pytest.raises(OSError, match="--shm-size"), ring_name() as other:
+        with pytest.raises(OSError, match="no room"), ring_name() as other:
             shmring.Ring.create(other, 1 << 16)
         child = Child(f"""
 ring = shmring.Ring.attach({hname!r})

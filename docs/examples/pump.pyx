@@ -14,7 +14,7 @@ def send_filled(shmring.Producer producer, int count, uint64_t nbytes):
     cdef int i
     with nogil:
         for i in range(count):
-            shmring.claim(p, nbytes, i, -1.0, &data)     # waits for room: always 1
+            shmring.claim(p, nbytes, i, shmring.FOREVER, &data)  # waits for room: always 1
             memset(data, i % 256, nbytes)
             shmring.commit(p)
     return count
@@ -30,7 +30,7 @@ def send_copies(shmring.Producer producer, const uint8_t[::1] payload, int count
     cdef int i
     with nogil:
         for i in range(count):
-            shmring.claim(p, n, i, -1.0, &data)
+            shmring.claim(p, n, i, shmring.FOREVER, &data)
             shmring.copy_payload(data, &payload[0] if n else NULL, n, nontemporal)
             shmring.commit(p)
     return count

@@ -33,7 +33,7 @@ def produce(shmring.Producer producer, Py_ssize_t count, const uint8_t[::1] payl
     cdef Py_ssize_t _i
     with nogil:
         for _i in range(count):
-            shmring.claim(p, n, 0, -1.0, &data)
+            shmring.claim(p, n, 0, shmring.FOREVER, &data)
             memcpy(data, &payload[0], n)
             shmring.commit(p)
 
@@ -45,7 +45,7 @@ def consume(shmring.Consumer consumer, Py_ssize_t total):
     cdef Py_ssize_t _i
     with nogil:
         for _i in range(total):
-            shmring.receive(c, -1.0, &r)
+            shmring.receive(c, shmring.FOREVER, &r)
             acc += touch(r.data, r.length)
             shmring.release(c, r.pos)
     return acc
@@ -59,8 +59,8 @@ def echo(shmring.Consumer rx, shmring.Producer tx, Py_ssize_t n):
     cdef Py_ssize_t _i
     with nogil:
         for _i in range(n):
-            shmring.receive(c, -1.0, &r)
-            shmring.claim(p, r.length, 0, -1.0, &data)
+            shmring.receive(c, shmring.FOREVER, &r)
+            shmring.claim(p, r.length, 0, shmring.FOREVER, &data)
             memcpy(data, r.data, r.length)
             shmring.commit(p)
             shmring.release(c, r.pos)
@@ -82,10 +82,10 @@ def ping(shmring.Producer tx, shmring.Consumer rx, Py_ssize_t n, const uint8_t[:
     with nogil:
         for i in range(n):
             t = now_ns()
-            shmring.claim(p, size, 0, -1.0, &data)
+            shmring.claim(p, size, 0, shmring.FOREVER, &data)
             memcpy(data, &payload[0], size)
             shmring.commit(p)
-            shmring.receive(c, -1.0, &r)
+            shmring.receive(c, shmring.FOREVER, &r)
             shmring.release(c, r.pos)
             times[i] = now_ns() - t
     return out.tolist()

@@ -33,6 +33,9 @@ cdef extern from * nogil:
     uint32_t load32 "__atomic_load_n"(uint32_t *p, int order)
     void store32 "__atomic_store_n"(uint32_t *p, uint32_t v, int order)
     uint32_t exchange32 "__atomic_exchange_n"(uint32_t *p, uint32_t v, int order)
+    bint cas32 "__atomic_compare_exchange_n"(
+        uint32_t *p, uint32_t *expected, uint32_t desired, bint weak,
+        int success, int failure)
     uint32_t fetch_add32 "__atomic_fetch_add"(uint32_t *p, uint32_t v, int order)
 
     void fence "__atomic_thread_fence"(int order)

@@ -1,0 +1,150 @@
+# Segment files and their mappings: naming, creating (O_EXCL, mode, pages
+# reserved up front), attaching (identity checked with messages that say
+# which check failed), and unmapping when the last user goes.
+
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}\Z")
+
+
+def segment_dir():
+    """Where segments live: $SHMRING_DIR, else /dev/shm."""
+    return os.environ.get("SHMRING_DIR", "/dev/shm")
+
+
+def segment_path(name, directory=None):
+    """The segment file of the ring called name, in directory (default
+    segment_dir())."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"bad ring name {name!r}: use 1-200 of A-Z a-z 0-9 . _ -, "
+            "not starting with '.'")
+    return os.path.join(segment_dir() if directory is None else directory, "shmring." + name)
+
+
+cdef class Segment:
+    """One mapping of a segment file.  Rings, producers, consumers and frames
+    share it; it is unmapped when the last of them goes."""
+
+    @staticmethod
+    cdef Segment map(int fd, uint64_t size, str name, str path):
+        cdef Segment seg = Segment.__new__(Segment)
+        cdef void *addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        if addr == MAP_FAILED:
+            raise OSError(errno.ENOMEM, f"cannot map {path} ({size} bytes)")
+        seg.base = <uint8_t *>addr
+        seg.size = size
+        seg.name = name
+        seg.path = path
+        return seg
+
+    def __dealloc__(self):
+        if self.base != NULL:
+            munmap(self.base, self.size)
+
+
+cdef Segment create_segment(str name, uint64_t capacity, uint64_t max_frame, int mode,
+                            uint32_t producers, uint64_t start):
+    """Create, size and format a new segment; the file is removed again if any
+    step fails.  The arguments were validated by Ring.create."""
+    cdef Segment seg
+    path = segment_path(name)
+    size = _core.data_offset_for(producers) + capacity
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)             # the umask must not decide who can read frames
+        reserve_pages(fd, size, path)
+        seg = Segment.map(fd, size, name, path)
+        _core.ring_format(seg.base, capacity, max_frame, producers,
+                          int.from_bytes(secrets.token_bytes(8), "little"), start)
+        if _core.ring_view(&seg.view, seg.base, size) != OK:
+            raise RingCorrupted(f"{path} failed validation right after creation")
+    except BaseException:
+        os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
+    return seg
+
+
+cdef Segment attach_segment(str name, object directory):
+    """Map an existing segment after checking that it is a ring we can read."""
+    cdef Segment seg
+    path = segment_path(name, directory)
+    fd = open_segment(path)
+    try:
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
+            raise IncompatibleRing(f"{path} is not a regular file")
+        check_identity(fd, path, st.st_size)
+        seg = Segment.map(fd, st.st_size, name, path)
+    finally:
+        os.close(fd)
+    if _core.ring_view(&seg.view, seg.base, seg.size) != OK:
+        raise IncompatibleRing(f"{path} failed header validation")
+    return seg
+
+
+cdef object open_segment(str path):
+    """Open an existing segment for attach, with errors that say why."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise IncompatibleRing(f"{path} is a symbolic link; shmring does not follow "
+                                   "links in the segment directory") from None
+        if e.errno in (errno.EISDIR, errno.ENXIO):
+            raise IncompatibleRing(f"{path} is not a regular file") from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            try:
+                st = os.lstat(path)
+                who = f"owned by uid {st.st_uid} with mode {_stat.S_IMODE(st.st_mode):04o}"
+            except OSError:
+                who = "not accessible"
+            raise PermissionError(
+                e.errno, f"cannot attach to {path}: it is {who} and this process runs as "
+                f"uid {os.geteuid()}; create rings with mode= for other users", path) from None
+        raise
+
+
+cdef check_identity(int fd, str path, uint64_t size):
+    """Check what a foreign segment claims to be, with messages that say
+    which check failed; ring_view then re-checks everything it relies on."""
+    if size < sizeof(SegmentHeader):
+        raise IncompatibleRing(f"{path} is {size} bytes, too small for a shmring header")
+    raw = os.pread(fd, 24, 0)
+    magic, version, offset, capacity = struct.unpack("=QIIQ", raw[:24])
+    if magic == 0 and version == 0:
+        raise IncompatibleRing(f"{path} is not initialized yet (or not a shmring segment)")
+    if magic != MAGIC:
+        raise IncompatibleRing(f"{path} is not a shmring segment (bad magic {magic:#x})")
+    if version != VERSION:
+        raise IncompatibleRing(
+            f"{path} has layout version {version}; this shmring reads version {VERSION}")
+    if capacity < MIN_CAPACITY or capacity & (capacity - 1):
+        raise IncompatibleRing(f"{path} has an invalid capacity {capacity}")
+    if offset + capacity != size:
+        raise IncompatibleRing(
+            f"{path} is {size} bytes but its header describes {offset + capacity}")
+
+
+cdef reserve_pages(int fd, uint64_t size, str path):
+    """Give the segment its pages now, so a full tmpfs fails here with a clear
+    error instead of SIGBUS on first touch."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            os.ftruncate(fd, size)
+            return
+        if e.errno in (errno.ENOSPC, errno.EFBIG):
+            where = os.path.dirname(path)
+            hint = ("Docker's default /dev/shm is 64 MB: raise it with --shm-size, "
+                    if where == "/dev/shm" else "free space there, ")
+            raise OSError(
+                e.errno, f"no room for a {size}-byte ring in {where} "
+                f"({os.strerror(e.errno)}).  {hint}or pick a smaller capacity", path) from None
+        raise
+
+
+def _attach_in(name, directory):
+    """Unpickle a Ring: attach by name, in the directory it was created in."""
+    return Ring.wrap(attach_segment(name, directory))
