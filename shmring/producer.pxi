@@ -243,7 +243,6 @@ cdef class Reservation:
             raise RingError("this reservation was made before fork, in the parent; "
                             "only the parent can use it")
         if p.closed or not p.st.reserved or p.st.res_pos != self.pos:
-            self.open = False
             raise RingError("reservation is no longer open: its producer was closed")
         return 0
 

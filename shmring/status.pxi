@@ -30,6 +30,8 @@ cdef int raise_status(int st, ProducerState *p=NULL, ConsumerState *c=NULL,
     if st == PRODUCER_BUSY:
         raise RingError("producer is in use by another thread; give each thread its own producer")
     if st == ERR_CORRUPT and c != NULL:
+        if c.wrapper != NULL:
+            (<Consumer>c.wrapper).corrupted = True  # every later call says so too
         raise RingCorrupted("the ring's shared memory holds impossible values; "
                             "it cannot be trusted any more" + consumer_detail(c))
     if st == ERR_CORRUPT:

@@ -78,3 +78,41 @@ def test_nogil_errors_become_exceptions(pump, name):
     with shmring.Ring.create(name, 4096) as ring, ring.producer() as producer, \
             pytest.raises(shmring.FrameTooLarge):
         pump.send_filled(producer, 1, ring.max_frame + 1)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan")])
+def test_nogil_negative_or_nan_timeout_is_a_value_error(pump, name, bad):
+    with shmring.Ring.create(name, 4096) as ring, ring.producer() as producer, \
+            ring.consumer() as consumer:
+        producer.send(b"waiting")
+        with pytest.raises(ValueError, match="timeout"):
+            pump.sum_frames(consumer, 1, bad)
+        assert consumer.held == 0 and ring.stats()["frames_received"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_frame_dropped_while_a_nogil_receive_waits_is_released_after_it(pump, name):
+    """A Python Frame of the same consumer collected while a C receive()
+    waits must not touch the consumer's state under it: its release waits
+    for the C call to end."""
+    import time
+    with shmring.Ring.create(name, 8192) as ring, ring.producer() as producer:
+        consumer = ring.consumer()
+        producer.send(b"held by Python")
+        frame = consumer.recv(0)
+        result = {}
+        reader = threading.Thread(
+            target=lambda: result.update(got=pump.sum_frames(consumer, 1, 30.0)))
+        reader.start()
+        deadline = time.monotonic() + 30
+        while ring.stats()["consumer_waits"] == 0:      # the C call sleeps in receive()
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        head = ring.stats()["head"]
+        del frame                                       # collected while C holds the state
+        assert ring.stats()["head"] == head
+        producer.send(b"\1")
+        reader.join(30)
+        assert result["got"] == (1, 1, 0)
+        assert ring.stats()["fill"] == 0 and consumer.held == 0
+        consumer.close()

@@ -77,3 +77,33 @@ def test_fork_with_open_reservation(hname):
         st = ring.stats()
         assert st["fill"] == 0 and st["frames_abandoned"] == 0 and st["frames_aborted"] == 0
         c.close()
+
+
+FORK_VIEW = """
+ring = shmring.Ring.attach(NAME)
+p = ring.producer()
+r = p.reserve(5)
+pid = os.fork()
+if pid == 0:
+    try:
+        memoryview(r)[:] = b"CHILD"
+        os._exit(1)
+    except shmring.RingError:
+        os._exit(0)
+_, status = os.waitpid(pid, 0)
+say("child", status)
+memoryview(r)[:] = b"PARNT"
+r.commit()
+say("done")
+"""
+
+
+@pytest.mark.timeout(30)
+def test_forked_child_gets_no_view_of_the_parents_reservation(hname):
+    with shmring.Ring.create(hname, 8192) as ring, children() as spawn:
+        c = ring.consumer()
+        proc = spawn(FORK_VIEW.replace("NAME", repr(hname)))
+        assert proc.expect("child") == "child 0"        # the child's view was refused
+        proc.expect("done")
+        assert c.recv_bytes(timeout=5) == b"PARNT"
+        c.close()

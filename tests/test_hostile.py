@@ -185,3 +185,72 @@ def test_corruption_message_says_what_and_where(hname):
                                  r"\(position tag matches, state 2\), length 10"):
             c.recv(timeout=1)
         c.close()
+
+
+@pytest.mark.timeout(30)
+def test_late_commit_behind_the_cursor_is_an_error_not_a_stall(hname):
+    """A claim skipped as dead (here: its header scribbled to padding) whose
+    producer commits after all leaves a committed record behind the cursor
+    that nobody holds.  Head cannot pass it: that must be RingCorrupted,
+    never producers Full and the consumer Empty for ever."""
+    from _helpers_harden import Raw
+
+    import shmring
+    with shmring.Ring.create(hname, 8192) as ring, ring.producer() as p:
+        c = ring.consumer()
+        p.send(b"held")
+        late = p.reserve(100)
+        held = c.recv(0)
+        raw = Raw(ring.path)
+        try:
+            pos = ring.stats()["tail"] - 192            # the claim's record
+            raw.put64(raw.record(pos), raw.tag(pos) | 3)    # PAD: what recovery writes
+        finally:
+            raw.close()
+        with pytest.raises(shmring.Empty):
+            c.recv(0)                                   # the cursor passes the "padding"
+        late.commit()                                   # the producer was alive after all
+        with pytest.raises(shmring.RingCorrupted, match="0 frame"):
+            held.release()
+        with pytest.raises(shmring.RingCorrupted):
+            c.recv(0)
+
+
+@pytest.mark.timeout(120)
+def test_recv_bytes_many_says_where_the_ring_broke():
+    """A record whose length changes between delivery and release (a hostile
+    process scribbling during the copy) fails the release; the error must say
+    where the consumer stood, as every other RingCorrupted does.  The
+    scribbler must land inside the copy, so a late one gets another try."""
+    from _helpers_harden import children, ring_name
+
+    import shmring
+    size = 24 << 20                                     # a long copy: a wide window
+    with children() as spawn:
+        scribbler = spawn("""
+from _helpers_harden import Raw
+while True:
+    raw = Raw(hear())
+    say("ready")
+    while raw.u64(L.OFF_RECEIVED_FRAMES) == 0:  # delivered: now scribble
+        pass
+    raw.put64(raw.record(0, 8), 1 << 40)
+    raw.close()
+    say("done")
+""", env={"PYTHONPATH": os.path.dirname(__file__)})
+        for _attempt in range(5):
+            with ring_name() as name, shmring.Ring.create(name, 64 << 20) as ring:
+                c = ring.consumer()
+                scribbler.tell(ring.path)
+                scribbler.expect("ready")
+                with ring.producer() as p:
+                    p.send(bytes(size))
+                try:
+                    c.recv_bytes_many(1, timeout=5)
+                except shmring.RingCorrupted as e:
+                    assert "consumer at position" in str(e)
+                    scribbler.expect("done")
+                    return
+                scribbler.expect("done")
+                c.close()
+        raise AssertionError("the scribbler never landed inside the copy in 5 tries")

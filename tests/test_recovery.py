@@ -388,3 +388,56 @@ def test_random_kills_lose_nothing_from_survivors(hname):
         assert st["frames_abandoned"] <= kills
         assert st["fill"] == 0, st
         c.close()
+
+
+LEADER_EXITS = """
+import ctypes, threading
+ring = shmring.Ring.attach(NAME)
+
+def worker():
+    c = ring.consumer() if ROLE == "consumer" else None
+    p = ring.producer()
+    r = p.reserve(5)                    # a claim held by a live thread
+    memoryview(r)[:] = b"alive"
+    say("ready")
+    hear()
+    r.commit()
+    say("committed")
+    hear()
+    os._exit(0)
+
+threading.Thread(target=worker).start()
+ctypes.CDLL(None).pthread_exit(None)    # the main thread (the group leader) exits first
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("role", ["producer", "consumer"])
+def test_process_whose_main_thread_exited_is_alive(hname, role):
+    """/proc shows the leader of such a process as a zombie; its producers'
+    claims must not be abandoned, nor its consumer replaced."""
+    from shmring import _core
+    with shmring.Ring.create(hname, 8192) as ring, children() as spawn:
+        child = spawn(LEADER_EXITS.replace("NAME", repr(hname)).replace("ROLE", repr(role)))
+        child.expect("ready")
+        with open(f"/proc/{child.pid}/stat") as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        raw = Raw(ring.path)
+        try:
+            owner = raw.u64(L.OFF_CONSUMER if role == "consumer"
+                            else raw.slot(raw.slot_of_pid(child.pid)))
+        finally:
+            raw.close()
+        assert _core.alive(owner)
+        if role == "consumer":
+            with pytest.raises(shmring.ConsumerExists):
+                ring.consumer()
+        else:
+            with ring.consumer(stall_timeout=0.2) as c:
+                with pytest.raises(shmring.Empty):
+                    c.recv(timeout=1.0)         # five stall timeouts: the claim is kept
+                assert ring.stats()["frames_abandoned"] == 0
+                child.tell()
+                child.expect("committed")
+                assert c.recv_bytes(timeout=5) == b"alive"
+        child.tell()

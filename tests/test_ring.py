@@ -427,3 +427,74 @@ def test_frame_dropped_while_another_thread_waits_is_released(ring):
         reader.join(30)
         assert got == [b"y"]
         assert ring.stats()["fill"] == 0
+
+
+def test_closed_producers_reservation_gives_no_view(ring):
+    """After close() the claim is gone and the space may be a later frame's:
+    no new view, array or commit may reach it."""
+    with ring.consumer() as c:
+        p = ring.producer()
+        r = p.reserve(8)
+        p.close()
+        for use in (memoryview, lambda r: r.array(), lambda r: r.commit()):
+            with pytest.raises(shmring.RingError, match="no longer open"):
+                use(r)
+        with ring.producer() as q:
+            q.send(b"another producer's frame")
+        with pytest.raises(shmring.RingError):
+            memoryview(r)
+        assert c.recv_bytes(0) == b"another producer's frame"
+
+
+@pytest.mark.parametrize("opener", [lambda r: r.producer(spin=-1), lambda r: r.consumer(spin=-1),
+                                    lambda r: r.consumer(stall_timeout=-1)])
+def test_bad_argument_takes_no_slot(name, opener):
+    """Arguments are validated before the slot or consumer word is taken,
+    even while the exception (and its traceback) is alive."""
+    with shmring.Ring.create(name, 4096, producers=1) as ring:
+        with pytest.raises(ValueError) as info:
+            opener(ring)
+        assert info.value is not None
+        ring.producer().close()
+        ring.consumer().close()
+
+
+@pytest.mark.parametrize("bad", [-1, -0.5, float("nan"), float("-inf")])
+def test_negative_or_nan_timeout_is_a_value_error(ring, bad):
+    with ring.producer() as p, ring.consumer() as c:
+        calls = [lambda: p.send(b"x", timeout=bad), lambda: p.reserve(1, timeout=bad),
+                 lambda: p.send_many([b"x"], timeout=bad),
+                 lambda: p.reserve_array(1, "u1", timeout=bad),
+                 lambda: c.recv(timeout=bad), lambda: c.recv_bytes(timeout=bad),
+                 lambda: c.recv_many(2, timeout=bad), lambda: c.recv_bytes_many(2, timeout=bad)]
+        for call in calls:
+            with pytest.raises(ValueError, match="timeout"):
+                call()
+        assert ring.stats()["tail"] == ring.stats()["head"]      # nothing was claimed
+
+
+def test_infinite_timeout_waits_for_a_frame(ring):
+    import threading
+    with ring.producer() as p, ring.consumer() as c:
+        got = []
+        reader = threading.Thread(target=lambda: got.append(c.recv_bytes(timeout=float("inf"))))
+        reader.start()
+        p.send(b"late")
+        reader.join(30)
+        assert got == [b"late"]
+
+
+def test_unpickling_leaves_the_segment_directory_alone(tmp_path, monkeypatch):
+    import pickle
+    import uuid
+    monkeypatch.setenv("SHMRING_DIR", str(tmp_path))
+    ring = shmring.Ring.create(f"test-{uuid.uuid4().hex[:12]}", 4096)
+    data = pickle.dumps(ring)
+    monkeypatch.delenv("SHMRING_DIR")
+    try:
+        other = pickle.loads(data)
+        assert other.path == ring.path
+        assert "SHMRING_DIR" not in os.environ
+        assert _ring.segment_dir() == "/dev/shm"
+    finally:
+        ring.unlink()

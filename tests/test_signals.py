@@ -88,3 +88,42 @@ def test_sigint_interrupts_producer_blocked_on_full_ring(hname):
         assert st["fill"] == 0 and st["frames_abandoned"] == 0
         child.tell()
         c.close()
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.timeout(30)
+def test_frames_dropped_during_an_interrupted_wait_are_released(name):
+    """A frame dropped on another thread while recv() waits is queued for
+    that recv(); when the wait ends with an exception (Ctrl-C, here a signal
+    handler raising), the frame must still go back to the ring."""
+    import os
+    import threading
+
+    def interrupt(signum, frame):
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    try:
+        with shmring.Ring.create(name, 8192) as ring, ring.producer() as p, \
+                ring.consumer() as c:
+            p.send(b"x" * 1000)
+            box = [c.recv(0)]
+
+            def dropper():
+                wait_until(lambda: ring.stats()["consumer_waits"] > 0, 10, "recv() to sleep")
+                box.pop()                       # the last reference: dropped here
+                os.kill(os.getpid(), signal.SIGUSR1)
+            thread = threading.Thread(target=dropper)
+            thread.start()
+            with pytest.raises(Interrupted):
+                c.recv(timeout=20)
+            thread.join(10)
+            assert c.held == 0
+            assert ring.stats()["fill"] == 0
+            p.send(b"y" * 4000, timeout=0)      # a frame of max_frame fits again
+            assert c.recv_bytes(0) == b"y" * 4000
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
