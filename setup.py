@@ -34,7 +34,4 @@ directives = {"language_level": 3}
 if DEBUG:
     directives.update(boundscheck=True, wraparound=True, initializedcheck=True)
 
-setup(
-    ext_modules=cythonize(extensions, compiler_directives=directives,
-                          compile_time_env={"SHMRING_LAB": LAB}),
-)
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))

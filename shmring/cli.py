@@ -1,45 +1,105 @@
-"""The `shmring` command: demo, bench, info, ls, rm."""
+"""The `shmring` command: demo, bench, info, ls, rm.  Every subcommand is
+wired here; an error is one line on stderr and exit status 1."""
 import argparse
 import datetime
+import json
 import sys
 
 import shmring
 from shmring import bench, demo, segments
+from shmring._ring import segment_dir
 
 
-def run_demo(args):
+def cmd_demo(args):
     demo.run(args)
     return 0
 
 
-def info(args):
+def cmd_info(args):
     ring = shmring.Ring.attach(args.name)
-    stats = ring.stats()
     created = datetime.datetime.fromtimestamp(ring.created, datetime.timezone.utc)
     print(f"ring       {ring.name}\npath       {ring.path}\n"
-          f"capacity   {ring.capacity}\nmax_frame  {ring.max_frame}\n"
-          f"producers  up to {ring.producer_slots}\n"
+          f"slots      {ring.producer_slots} (producers open at once, at most)\n"
           f"creator    pid {ring.creator_pid}, {created:%Y-%m-%d %H:%M:%S} UTC")
-    for key, value in stats.items():
+    for key, value in ring.stats().items():
         print(f"{key:<17}{value}")
     return 0
 
 
+def _fmt_size(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or n % 1024:
+            return f"{n}{unit}"
+        n //= 1024
+    return f"{n}TiB"
+
+
+def _pid(pid, alive):
+    return "-" if pid is None else f"{pid}{'' if alive else '(dead)'}"
+
+
+def cmd_ls(args):
+    rings = segments.list_rings()
+    if args.json:
+        print(json.dumps(rings, indent=2))
+        return 0
+    if not rings:
+        print(f"no rings in {segment_dir()}")
+        return 0
+    print(f"{'NAME':24} {'CAPACITY':>9} {'FILL':>9} {'CREATOR':>13} {'CONSUMER':>13} "
+          f"{'PRODUCERS':>9} {'ABANDONED':>9} STATE")
+    for r in rings:
+        if r["error"]:
+            print(f"{r['name']:24} {'-':>9} {'-':>9} {'-':>13} {'-':>13} {'-':>9} {'-':>9} "
+                  f"bad: {r['error']}")
+            continue
+        users = f"{sum(p['alive'] for p in r['producers'])}/{len(r['producers'])}"
+        print(f"{r['name']:24} {_fmt_size(r['capacity']):>9} {_fmt_size(r['fill']):>9} "
+              f"{_pid(r['creator_pid'], r['creator_alive']):>13} "
+              f"{_pid(r['consumer_pid'], r['consumer_alive']):>13} "
+              f"{users:>9} {r['abandoned_frames']:>9} "
+              f"{'stale' if r['stale'] else 'live'}")
+    return 0
+
+
+def cmd_rm(args):
+    try:
+        segments.remove_ring(args.name, force=args.force)
+    except shmring.RingError as e:
+        raise shmring.RingError(f"{e}; --force removes it anyway") from None
+    return 0
+
+
+def parser():
+    ap = argparse.ArgumentParser(prog="shmring", description=shmring.__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="stream frames from several processes")
+    demo.add_arguments(p)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("bench", help="compare shmring with sockets, pipes, queues, ...")
+    bench.add_arguments(p)
+    p.set_defaults(func=bench.run)
+    p = sub.add_parser("info", help="print a ring's header and counters")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("ls", help="list rings, their users and stale segments")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_ls)
+    p = sub.add_parser("rm", help="remove a ring (refused while it is in use)")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true",
+                   help="remove even while live processes use it")
+    p.set_defaults(func=cmd_rm)
+    return ap
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="shmring", description=shmring.__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    command = sub.add_parser("demo", help="stream frames from several processes")
-    demo.add_arguments(command)
-    command.set_defaults(func=run_demo)
-    command = sub.add_parser("bench", help="compare shmring with sockets, pipes, queues, ...")
-    bench.add_arguments(command)
-    command.set_defaults(func=bench.run)
-    command = sub.add_parser("info", help="print a live ring's header and stats")
-    command.add_argument("name")
-    command.set_defaults(func=info)
-    segments.add_subcommands(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (shmring.RingError, OSError, ValueError) as e:
+        print(f"shmring {args.command}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Operating rings from outside: list the segments in the segment directory
-and remove them.  `shmring ls` and `shmring rm` (see add_subcommands) are
-thin wrappers over list_rings() and remove_ring().
+and remove them.  `shmring ls` and `shmring rm` (shmring/cli.py) are thin
+wrappers over list_rings() and remove_ring().
 
 Everything here reads segments read-only and never trusts them: a listing
 must work on foreign, truncated or corrupted files, so the header is parsed
@@ -16,6 +16,7 @@ import stat as _stat
 import struct
 
 from shmring._core import alive as owner_alive
+from shmring._core import pid_of as owner_pid
 from shmring._ring import segment_dir
 from shmring.errors import RingError
 
@@ -36,13 +37,6 @@ SLOT_BYTES, SLOT_ABORTED, SLOT_FULL_WAITS = 32, 40, 48
 RECORD_HEADER = 64
 MAGIC = 0x31474E4952534D48
 VERSION = 1
-
-PID_MASK = (1 << 24) - 1
-
-
-def owner_pid(word):
-    return (word & PID_MASK) or None
-
 
 def _u64(buf, off):
     return struct.unpack_from("=Q", buf, off)[0]
@@ -147,69 +141,6 @@ def remove_ring(name, *, force=False, directory=None):
         if info["consumer_alive"]:
             who.append(f"consumer pid {info['consumer_pid']}")
         who += [f"producer pid {p['pid']}" for p in info["producers"] if p["alive"]]
-        raise RingError(f"ring {name!r} is in use ({', '.join(who)}); "
-                        "use --force (force=True) to remove it anyway")
+        raise RingError(f"ring {name!r} is in use ({', '.join(who)})")
     os.unlink(path)
     return info
-
-
-# --- the command line -------------------------------------------------------
-
-def _fmt_size(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or n % 1024:
-            return f"{n}{unit}"
-        n //= 1024
-    return f"{n}TiB"
-
-
-def _pid(pid, alive):
-    return "-" if pid is None else f"{pid}{'' if alive else '(dead)'}"
-
-
-def cmd_ls(args):
-    rings = list_rings()
-    if getattr(args, "json", False):
-        import json
-        print(json.dumps(rings, indent=2))
-        return 0
-    if not rings:
-        print(f"no rings in {segment_dir()}")
-        return 0
-    print(f"{'NAME':24} {'CAPACITY':>9} {'FILL':>9} {'CREATOR':>13} {'CONSUMER':>13} "
-          f"{'PRODUCERS':>9} {'ABANDONED':>9} STATE")
-    for r in rings:
-        if r["error"]:
-            print(f"{r['name']:24} {'-':>9} {'-':>9} {'-':>13} {'-':>13} {'-':>9} {'-':>9} "
-                  f"bad: {r['error']}")
-            continue
-        users = f"{sum(p['alive'] for p in r['producers'])}/{len(r['producers'])}"
-        print(f"{r['name']:24} {_fmt_size(r['capacity']):>9} {_fmt_size(r['fill']):>9} "
-              f"{_pid(r['creator_pid'], r['creator_alive']):>13} "
-              f"{_pid(r['consumer_pid'], r['consumer_alive']):>13} "
-              f"{users:>9} {r['abandoned_frames']:>9} "
-              f"{'stale' if r['stale'] else 'live'}")
-    return 0
-
-
-def cmd_rm(args):
-    try:
-        remove_ring(args.name, force=args.force)
-    except (RingError, FileNotFoundError, ValueError) as e:
-        print(f"shmring rm: {e}", file=__import__("sys").stderr)
-        return 1
-    return 0
-
-
-def add_subcommands(subparsers):
-    """Register `ls` and `rm` on an argparse subparsers object.  Each sets
-    func=handler; the handler takes the parsed args and returns the exit
-    status."""
-    p = subparsers.add_parser("ls", help="list rings, their users and stale segments")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_ls)
-    p = subparsers.add_parser("rm", help="remove a ring (refused while it is in use)")
-    p.add_argument("name")
-    p.add_argument("--force", action="store_true",
-                   help="remove even while live processes use it")
-    p.set_defaults(func=cmd_rm)

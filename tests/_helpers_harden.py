@@ -211,7 +211,7 @@ class Raw:
 
     def slot_of_pid(self, pid, nslots=128):
         for i in range(nslots):
-            if self.u64(self.slot(i)) & L.PID_MASK == pid:
+            if L.owner_pid(self.u64(self.slot(i))) == pid:
                 return i
         raise AssertionError(f"pid {pid} owns no producer slot")
 

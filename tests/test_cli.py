@@ -57,7 +57,17 @@ def test_info(name):
         p.send(b"x" * 10)
         result = shmring_cmd("info", name)
         assert result.returncode == 0, result.stderr
-        assert "capacity   8192" in result.stdout
+        assert re.search(r"^capacity\s+8192$", result.stdout, re.M)
         assert re.search(r"frames_committed\s+1\b", result.stdout)
         assert re.search(rf"creator    pid {os.getpid()}\b", result.stdout)
-    assert shmring_cmd("info", "no-such-ring-here").returncode != 0
+        keys = [line.split()[0] for line in result.stdout.splitlines()]
+        assert len(keys) == len(set(keys)), "a field printed twice"
+
+
+@pytest.mark.parametrize("args", [("info", "no-such-ring-here"), ("info", "bad/name"),
+                                  ("rm", "no-such-ring-here")])
+def test_cli_errors_are_one_line(args):
+    result = shmring_cmd(*args)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"shmring {args[0]}: ")

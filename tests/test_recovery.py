@@ -59,7 +59,7 @@ else:
     u64 = lambda off: struct.unpack_from("=Q", m, off)[0]
     put = lambda off, v: struct.pack_into("=Q", m, off, v & 0xFFFFFFFFFFFFFFFF)
     slot = next(i for i in range(128)
-                if u64(L.HEADER_SIZE + i * L.SLOT_SIZE) & L.PID_MASK == os.getpid())
+                if L.owner_pid(u64(L.HEADER_SIZE + i * L.SLOT_SIZE)) == os.getpid())
     s = L.HEADER_SIZE + slot * L.SLOT_SIZE
     cap = u64(L.OFF_CAPACITY)
     tail = u64(L.OFF_TAIL)

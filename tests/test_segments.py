@@ -116,20 +116,10 @@ hear()
 
 
 def run_cli(segdir, *args):
-    """The subcommands through argparse, as main's shmring/cli.py wires them;
-    through `python -m shmring` once that exists."""
+    """`python -m shmring` with the segment directory set."""
     env = dict(os.environ, SHMRING_DIR=segdir, PYTHONPATH=ROOT)
-    if os.path.exists(os.path.join(ROOT, "shmring", "__main__.py")):
-        cmd = [sys.executable, "-m", "shmring", *args]
-    else:
-        cmd = [sys.executable, "-c", (
-            "import argparse, sys\n"
-            "from shmring import segments\n"
-            "ap = argparse.ArgumentParser(prog='shmring')\n"
-            "segments.add_subcommands(ap.add_subparsers(required=True))\n"
-            "a = ap.parse_args(sys.argv[1:])\n"
-            "sys.exit(a.func(a))\n"), *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+    return subprocess.run([sys.executable, "-m", "shmring", *args], env=env,
+                          capture_output=True, text=True, timeout=30)
 
 
 @pytest.mark.timeout(60)
@@ -148,7 +138,7 @@ hear()
         line = next(ln for ln in r.stdout.splitlines() if ln.startswith(name))
         assert "16KiB" in line and str(holder.pid) in line and line.endswith("live")
         r = run_cli(segdir, "rm", name)
-        assert r.returncode == 1 and "in use" in r.stderr
+        assert r.returncode == 1 and "in use" in r.stderr and "--force" in r.stderr
         holder.kill()
         r = run_cli(segdir, "ls")
         assert f"{holder.pid}(dead)" in r.stdout and r.stdout.rstrip().endswith("stale")
