@@ -498,3 +498,41 @@ def test_unpickling_leaves_the_segment_directory_alone(tmp_path, monkeypatch):
         assert _ring.segment_dir() == "/dev/shm"
     finally:
         ring.unlink()
+
+
+def test_with_block_keeps_the_frame_for_its_views(ring):
+    """The obvious numpy consumer: the array outlives the block.  No error;
+    the space comes back when the last view dies."""
+    with ring.producer() as p, ring.consumer() as c:
+        p.send_array(np.arange(100, dtype=np.int64))
+        with c.recv(0) as f:
+            a = f.array()
+            b = memoryview(f)
+        assert ring.stats()["fill"] > 0 and c.held == 1
+        del a
+        assert ring.stats()["fill"] > 0             # b still views the frame
+        b.release()
+        assert ring.stats()["fill"] == 0 and c.held == 0
+        del f
+        assert ring.stats()["fill"] == 0
+
+
+def test_last_view_dying_during_a_recv_is_released_when_it_ends(ring):
+    import threading
+    import time
+    with ring.producer() as p, ring.consumer() as c:
+        p.send(b"x" * 100)
+        with c.recv(0) as f:
+            view = memoryview(f)
+        del f
+        got = []
+        reader = threading.Thread(target=lambda: got.append(c.recv_bytes(timeout=30)))
+        reader.start()
+        deadline = time.monotonic() + 30
+        while ring.stats()["consumer_waits"] == 0:    # the reader sleeps in recv()
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        view.release()                                # the last view dies meanwhile
+        p.send(b"y")
+        reader.join(30)
+        assert got == [b"y"] and c.held == 0 and ring.stats()["fill"] == 0
