@@ -233,25 +233,28 @@ cdef void copy_payload(uint8_t *dst, const uint8_t *src, size_t n,
     Lab builds copy in two halves with a pause point between, split on a line
     so that both halves can stream."""
     cdef size_t half
+    cdef bint streamed_any
     if not LAB_BUILD:
-        copy_span(dst, src, n, nontemporal)
-        return
-    half = (n // 2) & ~<size_t>63
-    copy_span(dst, src, half, nontemporal)
-    pause_point(P_PAYLOAD)
-    copy_span(dst + half, src + half, n - half, nontemporal)
+        streamed_any = copy_span(dst, src, n, nontemporal)
+    else:
+        half = (n // 2) & ~<size_t>63
+        streamed_any = copy_span(dst, src, half, nontemporal)
+        pause_point(P_PAYLOAD)
+        streamed_any |= copy_span(dst + half, src + half, n - half, nontemporal)
+    if streamed_any:
+        fetch_add64(&streamed, 1, RELAXED)    # a statistic: orders nothing
 
-cdef void copy_span(uint8_t *dst, const uint8_t *src, size_t n,
+cdef bint copy_span(uint8_t *dst, const uint8_t *src, size_t n,
                     bint nontemporal) noexcept nogil:
-    """memcpy; with nontemporal, a copy of STREAM_LEAST bytes or
-    more uses streaming stores, which skip the cache: they do not first read
-    each destination line (in a ring larger than the cache it is a lap old and
+    """memcpy; with nontemporal, a copy of STREAM_LEAST bytes or more uses
+    streaming stores, which skip the cache: they do not first read each
+    destination line (in a ring larger than the cache it is a lap old and
     cold) and do not evict anyone's working set.  docs/usage.md says when
-    that pays."""
+    that pays.  True if it streamed."""
     cdef size_t i = 0
     if not nontemporal or not HAVE_STREAM or n < STREAM_LEAST or <uintptr_t>dst % 16:
         memcpy(dst, src, n)
-        return
+        return False
     while i + 64 <= n:
         stream128(dst + i, load128(src + i))
         stream128(dst + i + 16, load128(src + i + 16))
@@ -261,7 +264,7 @@ cdef void copy_span(uint8_t *dst, const uint8_t *src, size_t n,
     memcpy(dst + i, src + i, n - i)
     # Streaming stores are weakly ordered even on x86, so they need their own fence:
     stream_fence()  # orders them before publish's release store, which poll's acquire load pairs with
-    fetch_add64(&streamed, 1, RELAXED)    # a statistic: orders nothing
+    return True
 
 cdef void ring_format(uint8_t *base, uint64_t capacity, uint64_t max_frame,
                       uint32_t nslots, uint64_t secret, uint64_t start) noexcept nogil:

@@ -9,8 +9,9 @@ remove them).  docs/model/wakeup.pml shows why each one is needed.
 
 Likewise for the streaming copy: its stores are weakly ordered, and only the
 sfence after them keeps a commit from being seen before the payload.  The
-audit requires copy_payload to hold streaming stores (movntdq) and an sfence
-after the last of them."""
+audit requires copy_payload (or copy_span, its streaming half, where the
+compiler did not inline it) to hold streaming stores (movntdq), and every
+function that holds them to have an sfence after the last."""
 import os
 import platform
 import re
@@ -20,7 +21,7 @@ import shmring._core
 
 BARRIER = re.compile(r"\tmfence|\tlock or[lq]? +\$0x0,\(%rsp\)")
 SFENCE = re.compile(r"\tsfence")
-COPY_PAYLOAD = re.compile(r"<__pyx_f_7shmring_5_core_copy_payload>:\n(.*?)(?:\n\n|\Z)", re.DOTALL)
+COPY = re.compile(r"<__pyx_f_7shmring_5_core_copy_(?:payload|span)>:\n(.*?)(?:\n\n|\Z)", re.DOTALL)
 
 
 def check_fences():
@@ -46,10 +47,10 @@ def check_fences():
     if sfences < stream_sites:
         bad.append(f"only {sfences} sfence for {stream_sites} streaming copies: "
                    "a payload could be seen after its commit")
-    copy = COPY_PAYLOAD.search(code)
-    body = copy.group(1) if copy else ""
-    if "movntdq" not in body:
+    bodies = [body for body in COPY.findall(code) if "movntdq" in body]
+    if not bodies:
         bad.append("copy_payload has no streaming stores (movntdq): the copy never streams")
-    elif body.rfind("sfence") < body.rfind("movntdq"):
-        bad.append("copy_payload has no sfence after its last streaming store")
+    for body in bodies:
+        if body.rfind("sfence") < body.rfind("movntdq"):
+            bad.append("copy_payload has no sfence after its last streaming store")
     return bad, summary
