@@ -1,4 +1,6 @@
 """The `shmring` command: demo, bench, info, ls, rm."""
+from __future__ import annotations
+
 import argparse
 import datetime
 import sys
@@ -7,12 +9,12 @@ import shmring
 from shmring import bench, demo, segments
 
 
-def run_demo(args):
+def run_demo(args: argparse.Namespace) -> int:
     demo.run(args)
     return 0
 
 
-def info(args):
+def info(args: argparse.Namespace) -> int:
     ring = shmring.Ring.attach(args.name)
     stats = ring.stats()
     created = datetime.datetime.fromtimestamp(ring.created, datetime.timezone.utc)
@@ -25,8 +27,10 @@ def info(args):
     return 0
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="shmring", description=shmring.__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    # The first line of the docstring; none under python -OO.
+    about = (shmring.__doc__ or "").partition("\n")[0]
+    parser = argparse.ArgumentParser(prog="shmring", description=about)
     sub = parser.add_subparsers(dest="command", required=True)
     command = sub.add_parser("demo", help="stream frames from several processes")
     demo.add_arguments(command)
@@ -39,7 +43,8 @@ def main(argv=None):
     command.set_defaults(func=info)
     segments.add_subcommands(sub)
     args = parser.parse_args(argv)
-    return args.func(args)
+    status: int = args.func(args)
+    return status
 
 
 if __name__ == "__main__":
