@@ -10,6 +10,7 @@ import struct
 import tempfile
 import time
 import uuid
+from typing import Any, Callable, Optional
 
 from shmring.bench.channel import Channel, Duplex
 from shmring.bench.harness import CTX, touch
@@ -20,8 +21,8 @@ PREFIX = struct.Struct("<Q")
 class Peer:
     name = ""
     mode = "copy"
-    needs = ()                          # importable modules it requires
-    max_producers = None                # None: any number
+    needs: tuple[str, ...] = ()         # importable modules it requires
+    max_producers: Optional[int] = None     # None: any number
 
     def missing(self):
         """None when usable, else the reason to skip it."""
@@ -43,7 +44,13 @@ class Peer:
 
 class Stream(Channel):
     """One stream per producer (writes to a shared pipe would interleave);
-    the consumer reads whichever is ready."""
+    the consumer reads whichever is ready.  Each kind of stream supplies
+    these, as static methods, for its ends:"""
+    pair: Callable[[], tuple[Any, Any]]
+    fileno: Callable[[Any], int]
+    close_end: Callable[[Any], None]
+    write_all: Callable[[Any, Any], None]
+    read_into: Callable[[Any, memoryview], int]
 
     def __init__(self, producers, size):
         self.ends = [self.pair() for _ in range(producers)]
@@ -287,7 +294,8 @@ class WsChannel(Channel):
 
     def consumer(self):
         import threading
-        st = {"count": 0, "acc": 0, "total": float("inf"), "cond": threading.Condition()}
+        st: dict[str, Any] = {"count": 0, "acc": 0, "total": float("inf"),
+                              "cond": threading.Condition()}
 
         async def on_message(ws, msg):
             st["acc"] += touch(msg)
