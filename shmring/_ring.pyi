@@ -7,7 +7,7 @@ from typing import Any, Literal, NoReturn, SupportsIndex, TypedDict, type_check_
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
-from typing_extensions import Buffer, Self, TypeAlias
+from typing_extensions import Buffer, Self, TypeAlias, disjoint_base
 
 # What send() and send_many() take: any buffer.  numpy's stubs make an array
 # a Buffer only from Python 3.12 on, so arrays are named as well.
@@ -21,6 +21,7 @@ def segment_path(name: str) -> str: ...
 
 # --- the segment mapping ----------------------------------------------------
 
+@disjoint_base
 class Segment:
     """One mapping of a segment file, shared by the objects made from it."""
 
@@ -54,6 +55,7 @@ class RingStats(TypedDict):
     producer_wakeups: int
     consumer_wakeups: int
 
+@disjoint_base
 class Ring:
     """A frame ring in one shared-memory segment: Ring.create() or
     Ring.attach(), never Ring() (TypeError)."""
@@ -96,6 +98,7 @@ class Ring:
 
 # --- Producer ---------------------------------------------------------------
 
+@disjoint_base
 class Producer:
     """Writes frames into a ring: ring.producer(), never Producer()."""
 
@@ -124,6 +127,7 @@ class Producer:
 
 # --- Reservation ------------------------------------------------------------
 
+@disjoint_base
 class Reservation:
     """Writable space claimed in the ring (a writable buffer), from
     producer.reserve() or producer.reserve_array()."""
@@ -146,6 +150,7 @@ class Reservation:
 
 # --- Consumer ---------------------------------------------------------------
 
+@disjoint_base
 class Consumer:
     """Reads frames in place: ring.consumer(), never Consumer()."""
 
@@ -166,6 +171,7 @@ class Consumer:
 
 # --- Frame ------------------------------------------------------------------
 
+@disjoint_base
 class Frame:
     """A received frame (a read-only buffer), from consumer.recv()."""
 

@@ -108,8 +108,13 @@ class Stream(Channel):
 
 
 class PipeChannel(Stream):
-    pair = staticmethod(os.pipe)
-    fileno = staticmethod(lambda fd: fd)
+    @staticmethod
+    def pair():
+        return os.pipe()
+
+    @staticmethod
+    def fileno(fd):
+        return fd
 
     @staticmethod
     def close_end(fd):
@@ -128,11 +133,25 @@ class PipeChannel(Stream):
 
 
 class SocketChannel(Stream):
-    pair = staticmethod(lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))
-    fileno = staticmethod(lambda s: s.fileno())
-    close_end = staticmethod(lambda s: s.close())
-    write_all = staticmethod(lambda s, data: s.sendall(data))
-    read_into = staticmethod(lambda s, view: s.recv_into(view))
+    @staticmethod
+    def pair():
+        return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    @staticmethod
+    def fileno(s):
+        return s.fileno()
+
+    @staticmethod
+    def close_end(s):
+        s.close()
+
+    @staticmethod
+    def write_all(s, data):
+        s.sendall(data)
+
+    @staticmethod
+    def read_into(s, view):
+        return s.recv_into(view)
 
 
 class Pipe(Peer):
