@@ -1,8 +1,10 @@
 # Hand-written: Cython emits no stubs.  Only the Python-visible part of the
 # core; keep it in the order of _core.pyx.
 
+from typing import Final
+
 # Pause point names (stress/) to their ids.
-LAB_POINTS: dict[str, int]
+LAB_POINTS: Final[dict[str, int]]
 
 def lab_enabled() -> bool: ...
 def _lab_install(free_word: int, cell: int) -> None: ...

@@ -1,9 +1,9 @@
 # Hand-written: Cython emits no stubs.  Keep each class and function in the
 # order of the extension's source, and check with
-# `python -m mypy.stubtest shmring --allowlist .ci/stubtest-allowlist.txt`.
+# python -m mypy.stubtest (tools/stubtest-allowlist.txt has the command).
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Literal, NoReturn, SupportsIndex, TypedDict, type_check_only
+from typing import Any, Final, Literal, NoReturn, SupportsIndex, TypedDict, type_check_only
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -14,7 +14,7 @@ from typing_extensions import Buffer, Self, TypeAlias, disjoint_base
 _Data: TypeAlias = Buffer | np.ndarray[Any, Any]
 
 # A nontemporal producer streams copies from this size up (None: it cannot).
-NONTEMPORAL_MIN: int | None
+NONTEMPORAL_MIN: Final[int | None]
 
 def segment_dir() -> str: ...
 def segment_path(name: str) -> str: ...
