@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-def get_include():
+def get_include() -> str:
     """The directory to add to include_path when a Cython extension does
     `cimport shmring`."""
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

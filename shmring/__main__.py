@@ -2,4 +2,5 @@ import sys
 
 from shmring.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":             # not when a tool imports every submodule
+    sys.exit(main())

@@ -1,5 +1,7 @@
 """The `shmring` command: demo, bench, info, ls, rm.  Every subcommand is
 wired here; an error is one line on stderr and exit status 1."""
+from __future__ import annotations
+
 import argparse
 import datetime
 import json
@@ -10,12 +12,12 @@ from shmring import bench, demo, segments
 from shmring._ring import segment_dir
 
 
-def cmd_demo(args):
+def cmd_demo(args: argparse.Namespace) -> int:
     demo.run(args)
     return 0
 
 
-def cmd_info(args):
+def cmd_info(args: argparse.Namespace) -> int:
     ring = shmring.Ring.attach(args.name)
     created = datetime.datetime.fromtimestamp(ring.created, datetime.timezone.utc)
     print(f"ring       {ring.name}\npath       {ring.path}\n"
@@ -26,7 +28,9 @@ def cmd_info(args):
     return 0
 
 
-def _fmt_size(n):
+def _fmt_size(n: int | None) -> str:
+    if n is None:
+        return "-"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or n % 1024:
             return f"{n}{unit}"
@@ -34,11 +38,11 @@ def _fmt_size(n):
     return f"{n}TiB"
 
 
-def _pid(pid, alive):
+def _pid(pid: int | None, alive: bool) -> str:
     return "-" if pid is None else f"{pid}{'' if alive else '(dead)'}"
 
 
-def cmd_ls(args):
+def cmd_ls(args: argparse.Namespace) -> int:
     rings = segments.list_rings()
     if args.json:
         print(json.dumps(rings, indent=2))
@@ -62,7 +66,7 @@ def cmd_ls(args):
     return 0
 
 
-def cmd_rm(args):
+def cmd_rm(args: argparse.Namespace) -> int:
     try:
         segments.remove_ring(args.name, force=args.force)
     except shmring.RingError as e:
@@ -70,8 +74,10 @@ def cmd_rm(args):
     return 0
 
 
-def parser():
-    ap = argparse.ArgumentParser(prog="shmring", description=shmring.__doc__.splitlines()[0])
+def parser() -> argparse.ArgumentParser:
+    # The first line of the docstring; none under python -OO.
+    about = (shmring.__doc__ or "").partition("\n")[0]
+    ap = argparse.ArgumentParser(prog="shmring", description=about)
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="stream frames from several processes")
     demo.add_arguments(p)
@@ -93,10 +99,11 @@ def parser():
     return ap
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.func(args)
+        status: int = args.func(args)
+        return status
     except (shmring.RingError, OSError, ValueError) as e:
         print(f"shmring {args.command}: {e}", file=sys.stderr)
         return 1

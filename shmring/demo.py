@@ -5,10 +5,14 @@ Each frame is a 64-byte stamp (producer, sequence, checksum base) and a body
 of 64-bit words base[i] + seq, written straight into the ring (one pass, no
 copy).  The consumer checks per-producer order and that the body sums to
 sum(base) + n*seq, so a torn or stale frame fails."""
+from __future__ import annotations
+
+import argparse
 import multiprocessing
 import os
 import sys
 import time
+from typing import TextIO
 
 import numpy as np
 
@@ -19,7 +23,7 @@ MAGIC = 0x4F4D4544474E4952                  # "RINGDEMO"
 END = 1                                     # frame type of a producer's last frame
 
 
-def produce(ring, producer, frame_size, seconds, seed):
+def produce(ring: shmring.Ring, producer: int, frame_size: int, seconds: float, seed: int) -> None:
     body = (frame_size - STAMP) // 8
     base = np.random.default_rng(seed).integers(0, 2**63, body, dtype=np.uint64)
     checksum_base = int(base.sum(dtype=np.uint64))
@@ -29,7 +33,7 @@ def produce(ring, producer, frame_size, seconds, seed):
     with ring.producer() as p:
         while time.monotonic() < stop:
             with p.reserve(frame_size) as r:
-                words = np.frombuffer(r, dtype=np.uint64)
+                words = r.array().view(np.uint64)
                 words[:4] = (MAGIC, producer, seq, checksum_base)
                 np.add(base, np.uint64(seq), out=words[STAMP // 8:])
                 del words
@@ -39,12 +43,13 @@ def produce(ring, producer, frame_size, seconds, seed):
 
 
 class Verifier:
-    def __init__(self):
-        self.next_seq = {}
+    def __init__(self) -> None:
+        self.next_seq: dict[int, int] = {}
 
-    def check(self, frame):
-        """Verify a frame; for a producer's END frame return its CPU seconds."""
-        words = np.frombuffer(frame, dtype=np.uint64)
+    def check(self, frame: shmring.Frame) -> float:
+        """Verify a frame and return the CPU seconds it reports: a producer's
+        END frame reports its sending loop's, every other frame 0."""
+        words = frame.array().view(np.uint64)
         magic, producer, seq, checksum_base = (int(w) for w in words[:4])
         body_sum = int(words[STAMP // 8:].sum(dtype=np.uint64))
         body_words = len(words) - STAMP // 8
@@ -59,15 +64,16 @@ class Verifier:
             return checksum_base / 1e9
         if body_sum != (checksum_base + body_words * seq) % 2**64:
             raise AssertionError(f"producer {producer} frame {seq}: checksum mismatch (torn)")
+        return 0.0
 
 
-def capacity_for(frame_size):
+def capacity_for(frame_size: int) -> int:
     """A power of two holding at least four frames of this size."""
     need = 4 * (frame_size + 128)
     return max(1 << 16, 1 << (need - 1).bit_length())
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--producers", type=int, default=3, help="producer processes (3)")
     parser.add_argument("--seconds", type=float, default=5.0, help="how long producers run (5)")
     parser.add_argument("--size", type=int, default=1920 * 1080 * 4,
@@ -76,7 +82,7 @@ def add_arguments(parser):
                         help="ring bytes, a power of two (default: room for 4 frames)")
 
 
-def run(args, out=sys.stdout):
+def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> tuple[int, int]:
     if args.size < STAMP or args.size % 8:
         raise SystemExit("--size must be a multiple of 8 and at least 64")
     if args.producers < 1 or args.seconds <= 0:
@@ -108,25 +114,24 @@ def run(args, out=sys.stdout):
     return frames, nbytes
 
 
-def consume(consumer, producers, out):
+def consume(consumer: shmring.Consumer, producers: int, out: TextIO) -> tuple[int, int]:
     """Receive and verify until every producer has ended.  The clock and the
     consumer's CPU start at the first frame, so process start-up is not
     counted; producers report the CPU of their sending loop."""
     verifier = Verifier()
     frames = nbytes = ended = 0
     producer_cpu = 0.0
-    start = last = cpu0 = None
+    start = last = cpu0 = 0.0          # set at the first frame
     # On a terminal the progress line rewrites itself; in a log it is one line each.
     lead, tail = ("\r", "") if out.isatty() else ("", "\n")
     while ended < producers:
         with consumer.recv(timeout=60) as frame:
-            if start is None:
+            if not frames and not ended:
                 start = last = time.monotonic()
                 cpu0 = time.process_time()
-            cpu = verifier.check(frame)
+            producer_cpu += verifier.check(frame)
             if frame.type == END:
                 ended += 1
-                producer_cpu += cpu
                 continue
             frames += 1
             nbytes += len(frame)

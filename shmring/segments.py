@@ -10,10 +10,13 @@ Liveness is by /proc: an owner word is (starttime << 24) | pid, and the owner
 is alive when /proc/PID/stat exists, is not a zombie and shows that start
 time.  It only works when every participant shares this pid namespace.
 """
+from __future__ import annotations
+
 import mmap
 import os
 import stat as _stat
 import struct
+from typing import TypedDict
 
 from shmring._core import alive as owner_alive
 from shmring._core import pid_of as owner_pid
@@ -38,23 +41,50 @@ RECORD_HEADER = 64
 MAGIC = 0x31474E4952534D48
 VERSION = 1
 
-def _u64(buf, off):
-    return struct.unpack_from("=Q", buf, off)[0]
+class ProducerInfo(TypedDict):
+    slot: int
+    pid: int | None
+    alive: bool
 
 
-def _u32(buf, off):
-    return struct.unpack_from("=I", buf, off)[0]
+class RingInfo(TypedDict):
+    """What read_ring() says about a segment; the numbers are None when
+    'error' says why they could not be read."""
+    name: str
+    path: str
+    size: int | None
+    capacity: int | None
+    max_frame: int | None
+    fill: int | None
+    creator_pid: int | None
+    creator_alive: bool
+    consumer_pid: int | None
+    consumer_alive: bool
+    producers: list[ProducerInfo]
+    abandoned_frames: int | None
+    live: bool
+    stale: bool
+    error: str | None
 
 
-def read_ring(path):
+def _u64(buf: bytes | mmap.mmap, off: int) -> int:
+    return int(struct.unpack_from("=Q", buf, off)[0])
+
+
+def _u32(buf: bytes | mmap.mmap, off: int) -> int:
+    return int(struct.unpack_from("=I", buf, off)[0])
+
+
+def read_ring(path: str) -> RingInfo:
     """A dict describing the segment at path.  Never raises for a bad
     segment: 'error' says what is wrong with it instead."""
     name = os.path.basename(path)[len(PREFIX):]
-    info = {"name": name, "path": path, "size": None, "capacity": None, "fill": None,
-            "creator_pid": None, "creator_alive": False,
-            "consumer_pid": None, "consumer_alive": False,
-            "producers": [], "abandoned_frames": None, "live": False, "stale": False,
-            "error": None}
+    info: RingInfo = {
+        "name": name, "path": path, "size": None, "capacity": None, "max_frame": None,
+        "fill": None, "creator_pid": None, "creator_alive": False,
+        "consumer_pid": None, "consumer_alive": False,
+        "producers": [], "abandoned_frames": None, "live": False, "stale": False,
+        "error": None}
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as e:
@@ -90,12 +120,12 @@ def read_ring(path):
             creator = _u64(m, OFF_CREATOR)
             consumer = _u64(m, OFF_CONSUMER)
             tail, hd = _u64(m, OFF_TAIL), _u64(m, OFF_HEAD)
-            info.update(
-                capacity=capacity, max_frame=_u64(m, OFF_MAX_FRAME),
-                fill=(tail - hd) & 0xFFFFFFFFFFFFFFFF,
-                creator_pid=owner_pid(creator), creator_alive=owner_alive(creator),
-                consumer_pid=owner_pid(consumer), consumer_alive=owner_alive(consumer),
-                abandoned_frames=_u64(m, OFF_ABANDONED_FRAMES))
+            info.update({
+                "capacity": capacity, "max_frame": _u64(m, OFF_MAX_FRAME),
+                "fill": (tail - hd) & 0xFFFFFFFFFFFFFFFF,
+                "creator_pid": owner_pid(creator), "creator_alive": owner_alive(creator),
+                "consumer_pid": owner_pid(consumer), "consumer_alive": owner_alive(consumer),
+                "abandoned_frames": _u64(m, OFF_ABANDONED_FRAMES)})
             for i in range(nslots):
                 word = _u64(m, HEADER_SIZE + i * SLOT_SIZE + SLOT_OWNER)
                 if word:
@@ -112,7 +142,7 @@ def read_ring(path):
     return info
 
 
-def list_rings(directory=None):
+def list_rings(directory: str | None = None) -> list[RingInfo]:
     """Describe every shmring.* file in the segment directory, by name."""
     directory = segment_dir() if directory is None else directory
     try:
@@ -122,7 +152,7 @@ def list_rings(directory=None):
     return [read_ring(os.path.join(directory, n)) for n in names]
 
 
-def remove_ring(name, *, force=False, directory=None):
+def remove_ring(name: str, *, force: bool = False, directory: str | None = None) -> RingInfo:
     """Remove a ring's segment.  Refuses (RingError) while its creator, its
     consumer or any producer is alive, unless force; processes that have it
     mapped keep their mapping either way.  Returns the description it

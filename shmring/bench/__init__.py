@@ -1,5 +1,6 @@
 """`python -m shmring bench`: shmring against the transports a user would
 otherwise pick, side by side in one run.  See docs/benchmarks.md."""
+import argparse
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ def lineup():
     ]
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="64 B and 8,294,400 B only, fewer repetitions: about a minute")
     parser.add_argument("--json", metavar="FILE", help="write the records as JSON")
@@ -112,7 +113,7 @@ def select(args):
     return available, notes
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     reps = args.reps or (3 if args.quick else 5)
     seconds = args.seconds or (0.05 if args.quick else 0.3)
     pings = 2000 if args.quick else 20000

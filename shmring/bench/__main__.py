@@ -5,6 +5,12 @@ import sys
 import shmring.bench
 from shmring.bench import add_arguments, run
 
-parser = argparse.ArgumentParser(prog="python -m shmring.bench", description=shmring.bench.__doc__)
-add_arguments(parser)
-sys.exit(run(parser.parse_args()))
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m shmring.bench", description=shmring.bench.__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":             # not when a tool imports every submodule
+    sys.exit(main())

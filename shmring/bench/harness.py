@@ -4,6 +4,7 @@ import multiprocessing as mp
 import queue
 import resource
 import time
+from typing import Any
 
 CTX = mp.get_context("fork")
 TIMEOUT = 30.0                          # seconds without a result before a run counts as hung
@@ -58,7 +59,8 @@ def run_processes(consumer, producers):
     barrier = CTX.Barrier(len(producers) + 1)
     results = CTX.Queue()
     finished = CTX.Event()
-    procs, got = [], []
+    procs = []
+    got: list[tuple[Any, ...]] = []     # (role, t0, t1, cpu, out) from each process
     try:
         for role, spec in [("consumer", consumer)] + [("producer", p) for p in producers]:
             ready = CTX.Event()

@@ -58,6 +58,8 @@ def load():
     if not target.exists():
         build(target)
     spec = importlib.util.spec_from_file_location(NAME, target)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {target}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

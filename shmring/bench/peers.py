@@ -10,6 +10,7 @@ import struct
 import tempfile
 import time
 import uuid
+from typing import Any, Callable, Optional
 
 from shmring.bench.channel import Channel, Duplex
 from shmring.bench.harness import CTX, touch
@@ -20,8 +21,8 @@ PREFIX = struct.Struct("<Q")
 class Peer:
     name = ""
     mode = "copy"
-    needs = ()                          # importable modules it requires
-    max_producers = None                # None: any number
+    needs: tuple[str, ...] = ()         # importable modules it requires
+    max_producers: Optional[int] = None     # None: any number
 
     def missing(self):
         """None when usable, else the reason to skip it."""
@@ -43,7 +44,13 @@ class Peer:
 
 class Stream(Channel):
     """One stream per producer (writes to a shared pipe would interleave);
-    the consumer reads whichever is ready."""
+    the consumer reads whichever is ready.  Each kind of stream supplies
+    these, as static methods, for its ends:"""
+    pair: Callable[[], tuple[Any, Any]]
+    fileno: Callable[[Any], int]
+    close_end: Callable[[Any], None]
+    write_all: Callable[[Any, Any], None]
+    read_into: Callable[[Any, memoryview], int]
 
     def __init__(self, producers, size):
         self.ends = [self.pair() for _ in range(producers)]
@@ -101,8 +108,13 @@ class Stream(Channel):
 
 
 class PipeChannel(Stream):
-    pair = staticmethod(os.pipe)
-    fileno = staticmethod(lambda fd: fd)
+    @staticmethod
+    def pair():
+        return os.pipe()
+
+    @staticmethod
+    def fileno(fd):
+        return fd
 
     @staticmethod
     def close_end(fd):
@@ -121,11 +133,25 @@ class PipeChannel(Stream):
 
 
 class SocketChannel(Stream):
-    pair = staticmethod(lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))
-    fileno = staticmethod(lambda s: s.fileno())
-    close_end = staticmethod(lambda s: s.close())
-    write_all = staticmethod(lambda s, data: s.sendall(data))
-    read_into = staticmethod(lambda s, view: s.recv_into(view))
+    @staticmethod
+    def pair():
+        return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    @staticmethod
+    def fileno(s):
+        return s.fileno()
+
+    @staticmethod
+    def close_end(s):
+        s.close()
+
+    @staticmethod
+    def write_all(s, data):
+        s.sendall(data)
+
+    @staticmethod
+    def read_into(s, view):
+        return s.recv_into(view)
 
 
 class Pipe(Peer):
@@ -287,7 +313,8 @@ class WsChannel(Channel):
 
     def consumer(self):
         import threading
-        st = {"count": 0, "acc": 0, "total": float("inf"), "cond": threading.Condition()}
+        st: dict[str, Any] = {"count": 0, "acc": 0, "total": float("inf"),
+                              "cond": threading.Condition()}
 
         async def on_message(ws, msg):
             st["acc"] += touch(msg)

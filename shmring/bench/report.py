@@ -1,4 +1,5 @@
 """The terminal table, the issue's targets as measured ratios, and the plot."""
+from typing import Any
 
 
 def size_name(n):
@@ -66,9 +67,9 @@ def targets(records, checks):
     rows.append(("8.3 MB reserve CPU/GB vs send", ratio(rec("shmring", "reserve", big), send,
                                                         "cpu_s_per_gb"), "<=", 1.0))
     pipe = rec("os.pipe", "copy", 64)
-    for mode, bound in (("send", 2), ("batch", 10), ("nogil", 20)):
+    for mode, least in (("send", 2), ("batch", 10), ("nogil", 20)):
         rows.append((f"64 B {mode} msgs/s vs os.pipe",
-                     ratio(rec("shmring", mode, 64), pipe, "msgs_per_s"), ">=", bound))
+                     ratio(rec("shmring", mode, 64), pipe, "msgs_per_s"), ">=", least))
     for mode in ("send", "batch", "nogil"):
         rows.append((f"64 B {mode}, 4 producers vs 1",
                      ratio(rec("shmring", mode, 64, 4), rec("shmring", mode, 64),
@@ -108,7 +109,7 @@ def plot(records, path):
     except ImportError:
         return "no plot: matplotlib is not installed (pip install 'shmring[bench]')"
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
-    series = {}
+    series: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         if r["msgs_per_s"] is not None and r["producers"] == 1:
             series.setdefault(f"{r['transport']} {r['mode']}", []).append(r)
