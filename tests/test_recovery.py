@@ -399,6 +399,10 @@ def worker():
     p = ring.producer()
     r = p.reserve(5)                    # a claim held by a live thread
     memoryview(r)[:] = b"alive"
+    deadline = time.monotonic() + 10
+    while open(f"/proc/{os.getpid()}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the main thread did not exit"
+        time.sleep(0.001)               # until the leader has exited
     say("ready")
     hear()
     r.commit()
