@@ -168,13 +168,13 @@ def run(args):
                 continue
             records.append(rec)
         for i, (peer, mode) in enumerate(lat, len(points) + 1):
-            progress(f"[{i}/{total}] ping-pong {peer.name} {mode}")
+            progress(f"[{i}/{total}] {peer.name} {mode}")
             rec = {"transport": peer.name, "mode": mode, "size": 64, "producers": 1,
                    "msgs_per_s": None, "gb_per_s": None, "cpu_s_per_gb": None}
             try:
                 rec.update(measure.latency(peer, 64, pings))
             except Exception as e:      # noqa: BLE001 - one transport's failure is a note
-                notes.append(f"ping-pong {peer.name} {mode} failed: {type(e).__name__}: {e}")
+                notes.append(f"{peer.name} {mode} failed: {type(e).__name__}: {e}")
                 continue
             records.append(rec)
         progress("")

@@ -295,12 +295,11 @@ class IceoryxChannel(Channel):
     4096 samples, 32 MiB) makes that rare."""
 
     NAP = 20e-6
-    DRAIN_SPIN = 20e-6                  # seconds of empty polls before a nap
-    RECV_SPIN = 1e-3
 
-    def __init__(self, size):
+    def __init__(self, size, spin):
         self.service = f"shmring-bench/{uuid.uuid4().hex[:12]}"
         self.size = size
+        self.spin = spin                # seconds of empty polls before a nap
         self.depth = max(2, min(4096, (32 << 20) // max(size, 1)))
 
     def open(self):
@@ -335,11 +334,11 @@ class IceoryxChannel(Channel):
                 return
             time.sleep(self.NAP)        # no subscriber took it: its buffer was full
 
-    def next_sample(self, sub, spin):
+    def next_sample(self, sub):
         sample = sub.receive()
         if sample is not None:
             return sample
-        deadline = time.perf_counter() + spin
+        deadline = time.perf_counter() + self.spin
         while True:
             sample = sub.receive()
             if sample is not None:
@@ -359,14 +358,14 @@ class IceoryxChannel(Channel):
         """The next frame; a large one holds its sample until the next recv()."""
         node, svc, sub, held = state
         held[0] = None
-        held[0] = self.next_sample(sub, self.RECV_SPIN)
+        held[0] = self.next_sample(sub)
         return self.contents(held[0])
 
     def drain(self, state, total):
         node, svc, sub, _ = state
         acc = 0
         for _ in range(total):
-            sample = self.next_sample(sub, self.DRAIN_SPIN)
+            sample = self.next_sample(sub)
             acc += touch(self.contents(sample))
             del sample
         return acc
@@ -383,4 +382,7 @@ class Iceoryx2(Peer):
     needs = ("iceoryx2",)
 
     def channel(self, producers, size):
-        return IceoryxChannel(size)
+        return IceoryxChannel(size, spin=20e-6)
+
+    def duplex(self, size):
+        return Duplex(IceoryxChannel(size, spin=1e-3), IceoryxChannel(size, spin=1e-3))

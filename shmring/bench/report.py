@@ -67,28 +67,30 @@ def best(rows, key, lower=False):
 def comparisons(records):
     """shmring's rows as ratios to the strongest other transport at the same
     frame size and producer count, naming it."""
-    out = ["", "shmring against the strongest other transport at each point "
-           "(throughput: above 1 is faster; CPU s/GB: below 1 is cheaper):", "",
-           "| size | prod. | shmring | msgs/s vs the fastest other | CPU s/GB vs the cheapest other |",
-           "|---|---|---|---|---|"]
-    points = sorted({(r["size"], r["producers"]) for r in records if r.get("msgs_per_s")})
-    for size, n in points:
-        rows = throughput_rows(records, size, n)
-        fastest, cheapest = best(others(rows), "msgs_per_s"), best(others(rows), "cpu_s_per_gb", True)
-        if fastest is None:
-            continue
-        for r in rows:
-            if r["transport"] == "shmring":
-                out.append(f"| {size_name(size)} | {n} | {r['mode']} | "
-                           f"{ratio(r, fastest, 'msgs_per_s'):.2f}x {peer_name(fastest)} | "
-                           f"{ratio(r, cheapest, 'cpu_s_per_gb'):.2f}x {peer_name(cheapest)} |")
+    rows = []
+    for size, n in sorted({(r["size"], r["producers"]) for r in records if r.get("msgs_per_s")}):
+        point = throughput_rows(records, size, n)
+        fastest = best(others(point), "msgs_per_s")
+        cheapest = best(others(point), "cpu_s_per_gb", lower=True)
+        if fastest is not None:
+            rows += [f"| {size_name(size)} | {n} | {r['mode']} | "
+                     f"{ratio(r, fastest, 'msgs_per_s'):.2f}x {peer_name(fastest)} | "
+                     f"{ratio(r, cheapest, 'cpu_s_per_gb'):.2f}x {peer_name(cheapest)} |"
+                     for r in point if r["transport"] == "shmring"]
     lat = [r for r in records if r.get("p50_us") is not None]
     quickest = best(others(lat), "p50_us", lower=True)
-    if quickest is not None:
-        out += ["", "| shmring 64-byte ping-pong | p50 vs the quickest other |", "|---|---|"]
-        out += [f"| {r['mode']} | {ratio(r, quickest, 'p50_us'):.2f}x {peer_name(quickest)} |"
-                for r in lat if r["transport"] == "shmring"]
-    return "\n".join(out) if len(out) > 5 else ""
+    lat_rows = [] if quickest is None else [
+        f"| {r['mode']} | {ratio(r, quickest, 'p50_us'):.2f}x {peer_name(quickest)} |"
+        for r in lat if r["transport"] == "shmring"]
+    out = []
+    if rows:
+        out += ["", "shmring against the strongest other transport at each point "
+                "(throughput: above 1 is faster; CPU s/GB: below 1 is cheaper):", "",
+                "| size | prod. | shmring | msgs/s vs the fastest other "
+                "| CPU s/GB vs the cheapest other |", "|---|---|---|---|---|"] + rows
+    if lat_rows:
+        out += ["", "| shmring 64-byte ping-pong | p50 vs the quickest other |", "|---|---|"] + lat_rows
+    return "\n".join(out)
 
 
 def checks(extra):
