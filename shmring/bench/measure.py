@@ -61,7 +61,8 @@ def throughput(peer, size, producers, reps, seconds):
 
     warm = max(producers * 4, min(20000, (32 << 20) // size))
     t, _ = once(warm)
-    total = int(min(5_000_000, max(producers * 8, warm * seconds / max(t, 1e-6))))
+    floor = max(producers * 8, peer.min_frames(size) if peer else 0)
+    total = int(min(5_000_000, max(floor, warm * seconds / max(t, 1e-6))))
     runs = [once(total) for _ in range(reps)]
     rates = sorted(total / t for t, _ in runs)
     cpus = sorted(c / (total * size / GB) for _, c in runs)

@@ -38,6 +38,10 @@ class Peer:
     def channel(self, producers, size):
         raise NotImplementedError
 
+    def min_frames(self, size):
+        """Frames a repetition needs at the least (shmring: two laps of its ring)."""
+        return 0
+
     def duplex(self, size):
         return Duplex(self.channel(1, size), self.channel(1, size))
 

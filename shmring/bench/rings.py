@@ -174,6 +174,11 @@ class Shmring(Peer):
     def channel(self, producers, size):
         return self.kinds[self.mode](size, self.spin, self.capacity)
 
+    def min_frames(self, size):
+        """Two laps of the ring, so that a repetition is not mostly its first
+        lap (each process's first touch of each page)."""
+        return 2 * (self.capacity or capacity_for(size)) // (size + 64)
+
 
 class ShmringNogil(Shmring):
     """The compiled module is built on first use (see nogil.py)."""
