@@ -287,10 +287,11 @@ class IceoryxChannel(Channel):
 
     The bindings have no blocking receive, so the consumer polls: it takes
     every sample there is, then keeps polling for a while before it naps
-    (20 us for throughput, which a nap between bursts serves best, 1 ms for
-    ping-pong).  It copies frames under 64 KiB out of the sample
-    (ctypes.string_at, cheaper than a memoryview through payload() at that
-    size) and views larger ones in place.
+    (for throughput 20 us with frames under 64 KiB, none with larger ones,
+    which take longer than that to arrive; 1 ms in ping-pong).  It copies
+    frames under 64 KiB out of the sample (ctypes.string_at, cheaper than a
+    memoryview through payload() at that size) and views larger ones in
+    place.
 
     iceoryx2 0.10's Python publisher drops samples when the subscriber's
     buffer is full, despite RetryUntilDelivered and safe overflow off (20
@@ -386,7 +387,8 @@ class Iceoryx2(Peer):
     needs = ("iceoryx2",)
 
     def channel(self, producers, size):
-        return IceoryxChannel(size, spin=20e-6)
+        # A spin pays only while the next small frame is microseconds away.
+        return IceoryxChannel(size, spin=20e-6 if size < 65536 else 0.0)
 
     def duplex(self, size):
         return Duplex(IceoryxChannel(size, spin=1e-3), IceoryxChannel(size, spin=1e-3))
