@@ -112,7 +112,7 @@ def checks(extra):
 def notes(records, cpus):
     """What a reader needs to know to read this run's figures."""
     crowded = sorted({r["producers"] for r in records
-                      if r.get("msgs_per_s") and r["producers"] + 1 > cpus})
+                      if cpus and r.get("msgs_per_s") and r["producers"] + 1 > cpus})
     if not crowded:
         return []
     counts = ", ".join(map(str, crowded))
