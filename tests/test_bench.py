@@ -243,9 +243,9 @@ def test_streams_carry_every_message_in_order(peer, buffered):
             seen[i] += 1
         assert seen == {0: len(sizes), 1: len(sizes)}
     finally:
+        ch.close()                      # a writer blocked on a full stream gets EPIPE
         for t in threads:
             t.join(10)
-        ch.close()
 
 
 def test_buffered_pipe_batches_small_messages():
