@@ -9,6 +9,12 @@ import time
 from shmring.bench.harness import touch
 
 
+def producer_of(frame):
+    """The index a producer wrote into the first byte of its frames."""
+    with memoryview(frame) as mv, mv.cast("B") as b:
+        return b[0]
+
+
 class Channel:
     def consumer(self):
         """Set up the receiving side (in the consumer's process)."""
@@ -31,6 +37,23 @@ class Channel:
         for _ in range(total):
             acc += touch(recv(state))
         return acc
+
+    counts_shares = True                # see tally()
+
+    def tally(self, state, quotas):
+        """Receive every frame and count each producer's (the first byte of
+        producer i's frames is i) until one producer has had all its frames
+        taken: how the frames were shared while every producer was sending.
+        Channels that cannot count set counts_shares = False."""
+        counts = [0] * len(quotas)
+        shares = None
+        recv = self.recv
+        for _ in range(sum(quotas)):
+            i = producer_of(recv(state))
+            counts[i] += 1
+            if shares is None and counts[i] == quotas[i]:
+                shares = list(counts)
+        return shares
 
     def fill(self, state, job):
         count, payload = job
