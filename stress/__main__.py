@@ -5,6 +5,7 @@ non-zero on any violation.  docs/lab.md says what each check proves."""
 import argparse
 import sys
 import time
+import traceback
 
 from shmring import _core
 from stress import audit, model, scheduled, soak, tsan
@@ -30,6 +31,27 @@ def run_scheduled(seconds, args):
     return [], f"{n} scenarios held ({time.monotonic() - started:.0f} s)"
 
 
+def run_checks(checks, budget, args):
+    """Run each check, print its summary line and violations, and return the
+    names of those that failed.  A check that raises (a timing-dependent
+    FlakyFailure from Hypothesis, a crashed build, anything) fails with its
+    traceback as the violation, and the checks after it still run."""
+    failed = []
+    for name, (share, check) in checks.items():
+        started = time.monotonic()
+        try:
+            bad, summary = check(max(budget * share, 1), args)
+        except Exception as e:  # noqa: BLE001 - every failure becomes a FAIL line
+            bad, summary = [traceback.format_exc().rstrip()], f"raised {type(e).__name__}"
+        status = "FAIL" if bad else "ok"
+        print(f"{name:10} {status:4} {summary} [{time.monotonic() - started:.0f} s]", flush=True)
+        for line in bad:
+            print("    " + line.replace("\n", "\n    "), flush=True)
+        if bad:
+            failed.append(name)
+    return failed
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m stress", description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=None,
@@ -44,18 +66,7 @@ def main(argv=None):
               "rebuild with SHMRING_LAB=1 (see docs/lab.md)", file=sys.stderr)
         return 2
     budget = args.seconds if args.seconds is not None else (60 if args.quick else 480)
-    names = args.only or list(CHECKS)
-    failed = []
-    for name in names:
-        share, check = CHECKS[name]
-        started = time.monotonic()
-        bad, summary = check(max(budget * share, 1), args)
-        status = "FAIL" if bad else "ok"
-        print(f"{name:10} {status:4} {summary} [{time.monotonic() - started:.0f} s]", flush=True)
-        for line in bad:
-            print("    " + line.replace("\n", "\n    "), flush=True)
-        if bad:
-            failed.append(name)
+    failed = run_checks({name: CHECKS[name] for name in args.only or CHECKS}, budget, args)
     if failed:
         print(f"stress: FAILED: {', '.join(failed)}", flush=True)
         return 1

@@ -3,37 +3,32 @@ in a release build (issue 3): the hook, its symbols and its strings are
 absent from the release _core, and installing it there is refused."""
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from shmring.testing import processes
+from shmring.testing.build import build_tree
+
 LAB_SYMBOLS = ("shmring_lab_turn", "shmring_lab_hook")
 
 
 def build(dest, lab):
-    shutil.copytree(os.path.join(ROOT, "shmring"), os.path.join(dest, "shmring"),
-                    ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.c"))
-    shutil.copy(os.path.join(ROOT, "setup.py"), dest)
-    env = dict(os.environ, SHMRING_LAB="1" if lab else "", SHMRING_DEBUG="",
-               SHMRING_MUTANT="", SHMRING_CFLAGS="", SHMRING_LDFLAGS="")
-    proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
-                          cwd=dest, env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    build_tree(dest, env={"SHMRING_LAB": "1" if lab else "", "SHMRING_DEBUG": "",
+                          "SHMRING_MUTANT": "", "SHMRING_CFLAGS": "", "SHMRING_LDFLAGS": ""})
     so = [f for f in os.listdir(os.path.join(dest, "shmring")) if f.startswith("_core.")
           and f.endswith(".so")]
     return os.path.join(dest, "shmring", so[0])
 
 
 def symbols(so):
-    return subprocess.run(["nm", "-a", so], capture_output=True, text=True, check=True).stdout
+    return processes.run(["nm", "-a", so], timeout=60, capture_output=True, text=True,
+                         check=True).stdout
 
 
 def in_child(dest, code):
-    return subprocess.run([sys.executable, "-c", code], cwd=dest, capture_output=True,
-                          text=True, timeout=60, env=dict(os.environ, PYTHONPATH=dest), check=False)
+    return processes.run([sys.executable, "-c", code], timeout=60, cwd=dest, capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=dest), check=False)
 
 
 @pytest.fixture(scope="module")

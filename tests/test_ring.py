@@ -398,13 +398,13 @@ def test_reservation_dies_with_its_producer(ring):
 
 
 def test_owner_liveness():
-    import subprocess
     import sys
 
     from shmring import _core
+    from shmring.testing import processes
     assert _core.alive(os.getpid())       # start time unknown: judged by the pid
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
+    child = processes.popen([sys.executable, "-c", "pass"])
+    child.wait(30)
     assert not _core.alive(child.pid)
     assert not _core.alive(0)
 

@@ -1,24 +1,14 @@
-"""shmring.segments: listing rings and removing them (shmring ls / rm).
-Every test points SHMRING_DIR at its own directory, so it sees only its own
-segments."""
+"""shmring.segments: listing rings and removing them (what `shmring ls` and
+`shmring rm` show and do; tests/test_cli.py runs the commands).  Every test
+points SHMRING_DIR at its own directory, so it sees only its own segments."""
 import os
-import subprocess
-import sys
 
 import pytest
-from _helpers_harden import ROOT, children, unique_name
 
 import shmring
 from shmring import segments
-
-
-@pytest.fixture
-def segdir(tmp_path, monkeypatch):
-    d = tmp_path / "shm"
-    d.mkdir()
-    monkeypatch.setenv("SHMRING_DIR", str(d))
-    return str(d)
-
+from shmring.testing.processes import children
+from shmring.testing.rings import unique_name
 
 HOLDER = """
 ring = shmring.Ring.attach(NAME)
@@ -113,45 +103,3 @@ hear()
         c.kill()
         segments.remove_ring(name)
         assert segments.list_rings() == []
-
-
-def run_cli(segdir, *args):
-    """The subcommands through argparse, as main's shmring/cli.py wires them;
-    through `python -m shmring` once that exists."""
-    env = dict(os.environ, SHMRING_DIR=segdir, PYTHONPATH=ROOT)
-    if os.path.exists(os.path.join(ROOT, "shmring", "__main__.py")):
-        cmd = [sys.executable, "-m", "shmring", *args]
-    else:
-        cmd = [sys.executable, "-c", (
-            "import argparse, sys\n"
-            "from shmring import segments\n"
-            "ap = argparse.ArgumentParser(prog='shmring')\n"
-            "segments.add_subcommands(ap.add_subparsers(required=True))\n"
-            "a = ap.parse_args(sys.argv[1:])\n"
-            "sys.exit(a.func(a))\n"), *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
-
-
-@pytest.mark.timeout(60)
-def test_cli_ls_and_rm(segdir):
-    name = unique_name("cli")
-    with children() as spawn:
-        holder = spawn(f"""
-ring = shmring.Ring.create({name!r}, 1 << 14)
-c = ring.consumer()
-say("ready")
-hear()
-""", env={"SHMRING_DIR": segdir})
-        holder.expect("ready")
-        r = run_cli(segdir, "ls")
-        assert r.returncode == 0, r.stderr
-        line = next(ln for ln in r.stdout.splitlines() if ln.startswith(name))
-        assert "16KiB" in line and str(holder.pid) in line and line.endswith("live")
-        r = run_cli(segdir, "rm", name)
-        assert r.returncode == 1 and "in use" in r.stderr
-        holder.kill()
-        r = run_cli(segdir, "ls")
-        assert f"{holder.pid}(dead)" in r.stdout and r.stdout.rstrip().endswith("stale")
-        r = run_cli(segdir, "rm", name)
-        assert r.returncode == 0, r.stderr
-        assert "no rings" in run_cli(segdir, "ls").stdout

@@ -1,0 +1,76 @@
+"""Building Cython code for the tests, the lab and the benchmark.
+
+build_extension compiles an outside extension that does `cimport shmring`,
+the way a user's own would; build_tree builds a scratch copy of the source
+tree with chosen switches (a lab build, a mutant, ThreadSanitizer)."""
+import importlib.util
+import os
+import pathlib
+import shutil
+import sys
+
+from shmring.testing import processes
+
+
+def build_extension(pyx, dest, name=None, include_path=None, compile_args=(), link_args=()):
+    """Compile pyx into an extension module in the directory dest and return
+    the path of the module built.  include_path: where `cimport shmring`
+    finds the .pxd files (default: this shmring's, shmring.get_include())."""
+    from Cython.Build import cythonize
+    from setuptools import Distribution, Extension
+
+    import shmring
+    dest = pathlib.Path(dest)
+    name = name or pathlib.Path(pyx).stem
+    source = dest / f"{name}.pyx"
+    if pathlib.Path(pyx).resolve() != source.resolve():
+        shutil.copy(pyx, source)
+    ext = Extension(name, [str(source)], extra_compile_args=list(compile_args),
+                    extra_link_args=list(link_args))
+    dist = Distribution({"ext_modules": cythonize(
+        [ext], include_path=[str(include_path or shmring.get_include())], quiet=True,
+        compiler_directives={"language_level": 3})})
+    cmd = dist.get_command_obj("build_ext")
+    cmd.build_lib = str(dest)
+    cmd.build_temp = str(dest / "build")
+    cmd.ensure_finalized()
+    cmd.run()
+    return pathlib.Path(cmd.get_ext_fullpath(name))
+
+
+def load_extension(path, name):
+    """Import the extension module name from the file path."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def source_root():
+    """The source checkout this shmring was imported from; RuntimeError for
+    an installed package, which has no setup.py to build with."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    if not (root / "setup.py").is_file():
+        raise RuntimeError(f"{root} is not a shmring source checkout (no setup.py)")
+    return root
+
+
+def build_tree(dest, env=None, reuse=()):
+    """Copy the package and setup.py from the source checkout to dest and
+    build the extensions there in place, with os.environ plus env (SHMRING_LAB,
+    SHMRING_MUTANT, SHMRING_CFLAGS, ...).  reuse: extensions ("_ring") whose
+    build in the checkout is copied instead of rebuilt.  RuntimeError with the
+    compiler's output if the build fails."""
+    root = source_root()
+
+    def ignore(directory, names):
+        return {n for n in names if n == "__pycache__" or (
+            n.endswith((".so", ".c")) and n.split(".")[0] not in reuse)}
+    shutil.copytree(root / "shmring", pathlib.Path(dest) / "shmring", ignore=ignore)
+    shutil.copy(root / "setup.py", dest)
+    cmd = [sys.executable, "setup.py", "-q", "build_ext", "--inplace"]
+    proc = processes.run(cmd, timeout=600, cwd=dest, env=dict(os.environ, **(env or {})),
+                         capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"build failed: {' '.join(cmd)} in {dest}\n{proc.stdout[-2000:]}"
+                           f"{proc.stderr[-4000:]}")
