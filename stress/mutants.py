@@ -12,10 +12,10 @@ import tempfile
 import time
 
 from shmring.testing import processes
-from shmring.testing.build import build_tree, source_root
+from shmring.testing.build import build_tree
 from stress import tsan
 
-ROOT = str(source_root())
+ROOT = tsan.ROOT
 # mutant -> the checks to try, cheapest first; the first that fails catches it
 MUTANTS = {
     "relaxed_commit": ["tsan"],
@@ -31,7 +31,7 @@ MUTANTS = {
 
 def build(dest, mutant):
     """A lab build of the tree in dest with the mutant compiled into _core."""
-    build_tree(dest, env={"SHMRING_LAB": "1", "SHMRING_MUTANT": mutant}, reuse=("_ring",))
+    build_tree(ROOT, dest, env={"SHMRING_LAB": "1", "SHMRING_MUTANT": mutant}, reuse=("_ring",))
 
 
 def caught_by(mutant, checks, seconds):

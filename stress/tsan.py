@@ -12,8 +12,9 @@ import threading
 import time
 
 from shmring.testing import processes, rings
-from shmring.testing.build import build_extension, build_tree, source_root
+from shmring.testing.build import build_extension, build_tree
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = "-fsanitize=thread -g -O1"
 PRODUCERS, FRAMES, CAPACITY = 3, 3000, 16384
 DRIVER = "_tsan_driver"
@@ -21,9 +22,9 @@ DRIVER = "_tsan_driver"
 
 def build(dest, mutant=None):
     """Build the package and the driver in dest with TSan (and a mutant)."""
-    build_tree(dest, env={"SHMRING_CFLAGS": FLAGS, "SHMRING_LDFLAGS": "-fsanitize=thread",
+    build_tree(ROOT, dest, env={"SHMRING_CFLAGS": FLAGS, "SHMRING_LDFLAGS": "-fsanitize=thread",
                           "SHMRING_MUTANT": mutant or "", "SHMRING_LAB": ""})
-    build_extension(source_root() / "stress" / f"{DRIVER}.pyx", dest, include_path=dest,
+    build_extension(os.path.join(ROOT, "stress", f"{DRIVER}.pyx"), dest, include_path=dest,
                     compile_args=FLAGS.split(), link_args=["-fsanitize=thread"])
 
 
@@ -80,7 +81,7 @@ def check_tsan(mutant=None):
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="shmring-tsan-") as dest:
         build(dest, mutant)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([dest, str(source_root())]),
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([dest, ROOT]),
                    LD_PRELOAD=libtsan(),
                    TSAN_OPTIONS="halt_on_error=0 exitcode=66 report_signal_unsafe=0")
         proc = run_driver(dest, "from stress.tsan import drive; drive()", env)

@@ -46,22 +46,13 @@ def load_extension(path, name):
     return module
 
 
-def source_root():
-    """The source checkout this shmring was imported from; RuntimeError for
-    an installed package, which has no setup.py to build with."""
-    root = pathlib.Path(__file__).resolve().parents[2]
-    if not (root / "setup.py").is_file():
-        raise RuntimeError(f"{root} is not a shmring source checkout (no setup.py)")
-    return root
-
-
-def build_tree(dest, env=None, reuse=()):
-    """Copy the package and setup.py from the source checkout to dest and
-    build the extensions there in place, with os.environ plus env (SHMRING_LAB,
-    SHMRING_MUTANT, SHMRING_CFLAGS, ...).  reuse: extensions ("_ring") whose
-    build in the checkout is copied instead of rebuilt.  RuntimeError with the
-    compiler's output if the build fails."""
-    root = source_root()
+def build_tree(root, dest, env=None, reuse=()):
+    """Copy the package and setup.py from the source checkout root to dest
+    and build the extensions there in place, with os.environ plus env
+    (SHMRING_LAB, SHMRING_MUTANT, SHMRING_CFLAGS, ...).  reuse: extensions
+    ("_ring") whose build in root is copied instead of rebuilt.  RuntimeError
+    with the compiler's output if the build fails."""
+    root = pathlib.Path(root)
 
     def ignore(directory, names):
         return {n for n in names if n == "__pycache__" or (
