@@ -7,6 +7,8 @@ import sys
 import time
 import traceback
 
+from hypothesis.errors import FlakyFailure
+
 from shmring import _core
 from stress import audit, model, scheduled, soak, tsan
 
@@ -28,6 +30,11 @@ def run_scheduled(seconds, args):
     except AssertionError as e:
         # Hypothesis attaches the (shrunk) falsifying scenario as exception notes.
         return [str(e), *getattr(e, "__notes__", [])], "failed; the scenario is below"
+    except FlakyFailure as e:
+        # A scenario that failed once and held when replayed: timing decided it.
+        first = e.exceptions[0]
+        return ([str(first), *getattr(first, "__notes__", []), *getattr(e, "__notes__", [])],
+                "failed, but not on every replay (FlakyFailure); the scenario is below")
     return [], f"{n} scenarios held ({time.monotonic() - started:.0f} s)"
 
 

@@ -52,6 +52,37 @@ def test_a_check_that_raises_is_a_fail_line_and_later_checks_run(tmp_path):
     assert lines[-1] == "failed: ['flaky', 'broken']"
 
 
+FLAKY_SCENARIO = """
+from hypothesis.errors import FlakyFailure
+from stress import __main__ as lab
+
+def explore(seconds, max_examples, shrink):
+    violation = AssertionError("invariant violated:\\n  torn frame: producer 1 seq 0")
+    violation.add_note("Falsifying example: scenario_holds(sc=Scenario(capacity=4096))")
+    raise FlakyFailure("scenario_holds produces unreliable results", [violation])
+
+class Args:
+    quick, no_shrink = True, False
+
+lab.scheduled.explore = explore
+bad, summary = lab.run_scheduled(10, Args())
+print(summary)
+print("\\n".join(bad))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_flaky_scenario_reads_like_any_failed_one(tmp_path):
+    """The scheduled check's violation and scenario, not a group traceback,
+    so that `python -m stress.mutants` can quote the first violation."""
+    proc = in_lab(FLAKY_SCENARIO, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "failed, but not on every replay (FlakyFailure); the scenario is below",
+        "invariant violated:", "  torn frame: producer 1 seq 0",
+        "Falsifying example: scenario_holds(sc=Scenario(capacity=4096))"]
+
+
 SOAK_WITHOUT_CONSUMER = """
 import os
 from stress import soak, workers
