@@ -763,6 +763,7 @@ def _data_offset(uint32_t nslots):
     """Where the data area starts in a segment with nslots producer slots."""
     return data_offset_for(nslots)
 
+
 LAYOUT = {
     "SegmentHeader": (sizeof(SegmentHeader), {
         "magic": _at(&_h, &_h.magic, sizeof(_h.magic)),
