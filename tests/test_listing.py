@@ -6,7 +6,7 @@ import os
 import pytest
 
 import shmring
-from shmring import segments
+from shmring import layout, segments
 from shmring.testing.processes import children
 from shmring.testing.rings import unique_name
 
@@ -49,7 +49,7 @@ hear()
             with open(os.path.join(segdir, "shmring.junk"), "wb") as f:
                 f.write(b"not a ring\n" * 500)
             rings = by_name(segments.list_rings())
-            assert live["capacity"] == 1 << 14 and live["fill"] == 1088
+            assert live["capacity"] == 1 << 14 and live["fill"] == layout.record_size(1000)
             assert live["creator_pid"] == os.getpid() and live["creator_alive"]
             assert (live["consumer_pid"], live["consumer_alive"]) == (cons.pid, True)
             assert {(p["pid"], p["alive"]) for p in live["producers"]} == {
@@ -58,7 +58,7 @@ hear()
             stale = rings[stale_name]
             assert stale["creator_pid"] == creator.pid and not stale["creator_alive"]
             assert [p["alive"] for p in stale["producers"]] == [False]
-            assert stale["fill"] == 192 and stale["stale"] and not stale["live"]
+            assert stale["fill"] == layout.record_size(100) and stale["stale"] and not stale["live"]
             assert "bad magic" in rings["junk"]["error"]
             cons.kill()
             after = by_name(segments.list_rings())[live_name]
