@@ -21,6 +21,7 @@ import traceback
 
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG = 1, 2
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4      # its variadic arguments are longs
 
 
 def die_with_parent(parent=None):
@@ -36,7 +37,7 @@ def die_with_parent(parent=None):
 def dies_with_parent():
     """Whether die_with_parent() is in force in this process."""
     sig = ctypes.c_int(0)
-    _libc.prctl(PR_GET_PDEATHSIG, ctypes.byref(sig), 0, 0, 0)
+    _libc.prctl(PR_GET_PDEATHSIG, ctypes.addressof(sig), 0, 0, 0)
     return sig.value == signal.SIGKILL
 
 
