@@ -10,6 +10,9 @@ import pytest
 from shmring.testing import processes
 from shmring.testing.build import build_tree
 
+# Two whole builds in the first test's setup: minutes on a busy 2-core machine.
+pytestmark = pytest.mark.timeout(600)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB_SYMBOLS = ("shmring_lab_turn", "shmring_lab_hook")
 
