@@ -22,8 +22,8 @@ from shmring.includes.mutants cimport (
     COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, tag_mismatch, no_room, handshake_fence,
     stream_fence)
 from shmring.layout cimport (
-    SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, ALIGN,
-    RECORD_HEADER, MIN_CAPACITY, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK)
+    SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, LINE, ALIGN, RECORD_HEADER,
+    MIN_CAPACITY, DEFAULT_SLOTS, MAX_NDIM, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK)
 
 cdef extern from "<pthread.h>" nogil:
     int pthread_atfork(void (*prepare)() noexcept nogil,
@@ -59,6 +59,24 @@ def _lab_install(size_t free_word, size_t cell):
     a turn (stress/control.py owns the layout).  Lab builds only."""
     if not lab_attach(<void *>free_word, <void *>cell):
         raise RuntimeError("pause points are compiled out: rebuild with SHMRING_LAB=1")
+
+
+def _lab_futex_wait(size_t word, uint32_t seen, double timeout):
+    """Sleep while the 32-bit word at address word holds seen, for at most
+    timeout seconds (a wake, a signal or a changed word end it sooner).  The
+    lab's coordinator waits on its control segment with this: the syscall's
+    number comes from this machine's headers.  Lab builds only."""
+    if not LAB_BUILD:
+        raise RuntimeError("the lab's futex is compiled out: rebuild with SHMRING_LAB=1")
+    with nogil:
+        futex_wait(<uint32_t *>word, seen, <int64_t>(timeout * 1e9))
+
+
+def _lab_futex_wake(size_t word, int count):
+    """Wake up to count waiters on the 32-bit word at address word.  Lab builds only."""
+    if not LAB_BUILD:
+        raise RuntimeError("the lab's futex is compiled out: rebuild with SHMRING_LAB=1")
+    futex_wake(<uint32_t *>word, count)
 
 
 cdef int64_t WAIT_SLICE_NS = 100_000_000    # wake to re-check liveness and signals
@@ -747,3 +765,84 @@ cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil:
     if pos != c.head and c.held != 0:
         return OK
     return advance_head(c)          # with nothing held, head must reach the cursor
+
+# --- the layout, for Python ---------------------------------------------------
+# shmring/layout.py reads these numbers; the compiler takes them from the
+# structs in layout.pxd, so nothing in Python keeps an offset of its own.
+# Every field is listed, padding included: tests/test_layout.py checks that
+# the fields of each struct tile it from 0 to its size.
+
+cdef SegmentHeader _h
+cdef Slot _s
+cdef RecordHeader _r
+
+cdef tuple _at(const void *struct_start, const void *field, size_t width):
+    return (<const char *>field - <const char *>struct_start, width)
+
+
+def _data_offset(uint32_t nslots):
+    """Where the data area starts in a segment with nslots producer slots."""
+    return data_offset_for(nslots)
+
+
+LAYOUT = {
+    "SegmentHeader": (sizeof(SegmentHeader), {
+        "magic": _at(&_h, &_h.magic, sizeof(_h.magic)),
+        "version": _at(&_h, &_h.version, sizeof(_h.version)),
+        "data_offset": _at(&_h, &_h.data_offset, sizeof(_h.data_offset)),
+        "capacity": _at(&_h, &_h.capacity, sizeof(_h.capacity)),
+        "max_frame": _at(&_h, &_h.max_frame, sizeof(_h.max_frame)),
+        "secret": _at(&_h, &_h.secret, sizeof(_h.secret)),
+        "nslots": _at(&_h, &_h.nslots, sizeof(_h.nslots)),
+        "header_size": _at(&_h, &_h.header_size, sizeof(_h.header_size)),
+        "creator": _at(&_h, &_h.creator, sizeof(_h.creator)),
+        "created_ns": _at(&_h, &_h.created_ns, sizeof(_h.created_ns)),
+        "_pad0": _at(&_h, &_h._pad0, sizeof(_h._pad0)),
+        "tail": _at(&_h, &_h.tail, sizeof(_h.tail)),
+        "_pad1": _at(&_h, &_h._pad1, sizeof(_h._pad1)),
+        "head": _at(&_h, &_h.head, sizeof(_h.head)),
+        "_pad2": _at(&_h, &_h._pad2, sizeof(_h._pad2)),
+        "data_seq": _at(&_h, &_h.data_seq, sizeof(_h.data_seq)),
+        "data_waiting": _at(&_h, &_h.data_waiting, sizeof(_h.data_waiting)),
+        "_pad3": _at(&_h, &_h._pad3, sizeof(_h._pad3)),
+        "space_seq": _at(&_h, &_h.space_seq, sizeof(_h.space_seq)),
+        "space_waiting": _at(&_h, &_h.space_waiting, sizeof(_h.space_waiting)),
+        "_pad4": _at(&_h, &_h._pad4, sizeof(_h._pad4)),
+        "consumer": _at(&_h, &_h.consumer, sizeof(_h.consumer)),
+        "received_frames": _at(&_h, &_h.received_frames, sizeof(_h.received_frames)),
+        "received_bytes": _at(&_h, &_h.received_bytes, sizeof(_h.received_bytes)),
+        "consumer_waits": _at(&_h, &_h.consumer_waits, sizeof(_h.consumer_waits)),
+        "abandoned_frames": _at(&_h, &_h.abandoned_frames, sizeof(_h.abandoned_frames)),
+        "abandoned_bytes": _at(&_h, &_h.abandoned_bytes, sizeof(_h.abandoned_bytes)),
+        "producer_wakeups": _at(&_h, &_h.producer_wakeups, sizeof(_h.producer_wakeups)),
+        "consumer_wakeups": _at(&_h, &_h.consumer_wakeups, sizeof(_h.consumer_wakeups)),
+        "_pad5": _at(&_h, &_h._pad5, sizeof(_h._pad5)),
+    }),
+    "Slot": (sizeof(Slot), {
+        "owner": _at(&_s, &_s.owner, sizeof(_s.owner)),
+        "intent_pos": _at(&_s, &_s.intent_pos, sizeof(_s.intent_pos)),
+        "intent_len": _at(&_s, &_s.intent_len, sizeof(_s.intent_len)),
+        "frames": _at(&_s, &_s.frames, sizeof(_s.frames)),
+        "bytes": _at(&_s, &_s.bytes, sizeof(_s.bytes)),
+        "aborted": _at(&_s, &_s.aborted, sizeof(_s.aborted)),
+        "full_waits": _at(&_s, &_s.full_waits, sizeof(_s.full_waits)),
+        "_pad": _at(&_s, &_s._pad, sizeof(_s._pad)),
+    }),
+    "RecordHeader": (sizeof(RecordHeader), {
+        "commit": _at(&_r, &_r.commit, sizeof(_r.commit)),
+        "length": _at(&_r, &_r.length, sizeof(_r.length)),
+        "type": _at(&_r, &_r.type, sizeof(_r.type)),
+        "slot": _at(&_r, &_r.slot, sizeof(_r.slot)),
+        "ndim": _at(&_r, &_r.ndim, sizeof(_r.ndim)),
+        "flags": _at(&_r, &_r.flags, sizeof(_r.flags)),
+        "dtype": _at(&_r, &_r.dtype, sizeof(_r.dtype)),
+        "shape": _at(&_r, &_r.shape, sizeof(_r.shape)),
+    }),
+    "constants": {
+        "MAGIC": MAGIC, "VERSION": VERSION, "LINE": LINE, "ALIGN": ALIGN,
+        "RECORD_HEADER": RECORD_HEADER, "MIN_CAPACITY": MIN_CAPACITY,
+        "DEFAULT_SLOTS": DEFAULT_SLOTS, "MAX_NDIM": MAX_NDIM, "PID_BITS": PID_BITS,
+        "BUSY": BUSY, "COMMITTED": COMMITTED, "PAD": PAD, "RELEASED": RELEASED,
+        "STATE_MASK": STATE_MASK,
+    },
+}

@@ -68,6 +68,7 @@ class Ring:
         max_frame: int | None = None,
         mode: int = 0o600,
         producers: int = 128,
+        _start: int = 0,                # tests: the first position (0, near 2**32, 2**64)
     ) -> Ring: ...
     @staticmethod
     def attach(name: str) -> Ring: ...

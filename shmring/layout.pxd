@@ -1,5 +1,7 @@
-# The segment layout.  docs/design.md draws it with offsets; _core checks
-# those offsets against these structs when it is imported.
+# The segment layout: the only place it is written down.  _core exports the
+# offset and size of every field below to Python (shmring/layout.py, used by
+# `shmring ls`, the tests and the fuzzer), and tests/test_layout.py fails when
+# docs/design.md's drawing of it disagrees with these structs.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from *:

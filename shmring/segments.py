@@ -18,6 +18,7 @@ import stat as _stat
 import struct
 from typing import TypedDict
 
+from shmring import layout
 from shmring._core import alive as owner_alive
 from shmring._core import pid_of as owner_pid
 from shmring._ring import segment_dir
@@ -25,21 +26,8 @@ from shmring.errors import RingError
 
 PREFIX = "shmring."
 
-# Offsets into the segment (shmring/layout.pxd; docs/design.md draws them).
-HEADER_SIZE = 1024
-OFF_MAGIC, OFF_VERSION, OFF_DATA_OFFSET, OFF_CAPACITY = 0, 8, 12, 16
-OFF_MAX_FRAME, OFF_SECRET, OFF_NSLOTS, OFF_HEADER_SIZE = 24, 32, 40, 44
-OFF_CREATOR, OFF_CREATED_NS = 48, 56
-OFF_TAIL, OFF_HEAD = 128, 256
-OFF_CONSUMER = 640
-OFF_RECEIVED_FRAMES, OFF_RECEIVED_BYTES, OFF_CONSUMER_WAITS = 648, 656, 664
-OFF_ABANDONED_FRAMES, OFF_ABANDONED_BYTES = 672, 680
-SLOT_SIZE = 128
-SLOT_OWNER, SLOT_INTENT_POS, SLOT_INTENT_LEN, SLOT_FRAMES = 0, 8, 16, 24
-SLOT_BYTES, SLOT_ABORTED, SLOT_FULL_WAITS = 32, 40, 48
-RECORD_HEADER = 64
-MAGIC = 0x31474E4952534D48
-VERSION = 1
+H = layout.SegmentHeader
+
 
 class ProducerInfo(TypedDict):
     slot: int
@@ -96,38 +84,38 @@ def read_ring(path: str) -> RingInfo:
         if not _stat.S_ISREG(st.st_mode):
             info["error"] = "not a regular file"
             return info
-        if st.st_size < HEADER_SIZE:
+        if st.st_size < H.size:
             info["error"] = "too small for a shmring header"
             return info
-        head = os.pread(fd, HEADER_SIZE, 0)
-        if len(head) < HEADER_SIZE:
+        head = os.pread(fd, H.size, 0)
+        if len(head) < H.size:
             info["error"] = "truncated"
             return info
-        if _u64(head, OFF_MAGIC) != MAGIC:
+        if _u64(head, H.magic) != layout.MAGIC:
             info["error"] = "not a shmring segment (bad magic)"
             return info
-        if _u32(head, OFF_VERSION) != VERSION:
-            info["error"] = f"layout version {_u32(head, OFF_VERSION)}, not {VERSION}"
+        if _u32(head, H.version) != layout.VERSION:
+            info["error"] = f"layout version {_u32(head, H.version)}, not {layout.VERSION}"
             return info
-        capacity = _u64(head, OFF_CAPACITY)
-        offset = _u32(head, OFF_DATA_OFFSET)
-        nslots = _u32(head, OFF_NSLOTS)
-        if capacity < 4096 or capacity & (capacity - 1) or offset + capacity != st.st_size \
-                or not 0 < nslots <= 65535 or HEADER_SIZE + nslots * SLOT_SIZE > offset:
+        capacity = _u64(head, H.capacity)
+        offset = _u32(head, H.data_offset)
+        nslots = _u32(head, H.nslots)
+        if capacity < layout.MIN_CAPACITY or capacity & (capacity - 1) or offset + capacity != st.st_size \
+                or not 0 < nslots <= 65535 or layout.slot_offset(nslots) > offset:
             info["error"] = "inconsistent header (capacity, size or slots)"
             return info
         with mmap.mmap(fd, offset, mmap.MAP_SHARED, mmap.PROT_READ) as m:
-            creator = _u64(m, OFF_CREATOR)
-            consumer = _u64(m, OFF_CONSUMER)
-            tail, hd = _u64(m, OFF_TAIL), _u64(m, OFF_HEAD)
+            creator = _u64(m, H.creator)
+            consumer = _u64(m, H.consumer)
+            tail, hd = _u64(m, H.tail), _u64(m, H.head)
             info.update({
-                "capacity": capacity, "max_frame": _u64(m, OFF_MAX_FRAME),
+                "capacity": capacity, "max_frame": _u64(m, H.max_frame),
                 "fill": (tail - hd) & 0xFFFFFFFFFFFFFFFF,
                 "creator_pid": owner_pid(creator), "creator_alive": owner_alive(creator),
                 "consumer_pid": owner_pid(consumer), "consumer_alive": owner_alive(consumer),
-                "abandoned_frames": _u64(m, OFF_ABANDONED_FRAMES)})
+                "abandoned_frames": _u64(m, H.abandoned_frames)})
             for i in range(nslots):
-                word = _u64(m, HEADER_SIZE + i * SLOT_SIZE + SLOT_OWNER)
+                word = _u64(m, layout.slot_offset(i) + layout.Slot.owner)
                 if word:
                     info["producers"].append(
                         {"slot": i, "pid": owner_pid(word), "alive": owner_alive(word)})

@@ -2,7 +2,7 @@
 the consumer recorded, what each producer reported, and the ring's counters."""
 from dataclasses import dataclass
 
-from stress.frames import expected_crc, split_type
+from shmring.testing.frames import expected_crc, split_type
 
 # A producer killed at one of these holds a claim the consumer must recover.
 CLAIM_POINTS = {"claimed", "busy", "payload", "commit"}

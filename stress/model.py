@@ -3,9 +3,10 @@ each broken variant (a -D switch) must be caught, or the model proves nothing.""
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
+
+from shmring.testing import processes
 
 MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "docs", "model")
@@ -20,12 +21,11 @@ def errors(model, define, work):
     src = os.path.join(work, model)
     shutil.copy(os.path.join(MODEL_DIR, model), src)
     spin = ["spin", "-a"] + ([f"-D{define}"] if define else []) + [model]
-    subprocess.run(spin, cwd=work, check=True, capture_output=True, timeout=TIMEOUT)
-    subprocess.run(["gcc", "-O2", "-DSAFETY", "-o", "pan", "pan.c"], cwd=work, check=True,
-                   capture_output=True, timeout=TIMEOUT)
-    out = subprocess.run(["./pan", "-m100000"], cwd=work, capture_output=True, text=True,
-                         check=False,
-                         timeout=TIMEOUT).stdout
+    processes.run(spin, TIMEOUT, cwd=work, check=True, capture_output=True)
+    processes.run(["gcc", "-O2", "-DSAFETY", "-o", "pan", "pan.c"], TIMEOUT, cwd=work,
+                  check=True, capture_output=True)
+    out = processes.run(["./pan", "-m100000"], TIMEOUT, cwd=work, capture_output=True, text=True,
+                        check=False).stdout
     found = re.search(r"errors: (\d+)", out)
     if not found:
         raise RuntimeError(f"spin gave no verdict for {model}:\n{out}")

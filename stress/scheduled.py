@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 import shmring
-from stress import procs, workers
+from shmring.testing import processes, rings
+from stress import workers
 from stress.control import POINT_NAMES, Control
 from stress.invariants import CLAIM_POINTS, Outcome, check
 
@@ -66,7 +67,7 @@ class Run:
 
     def __init__(self, sc, scratch):
         self.sc = sc
-        self.ring = shmring.Ring.create(procs.unique_name(), sc.capacity, _start=sc.start_pos())
+        self.ring = shmring.Ring.create(rings.unique_name("lab"), sc.capacity, _start=sc.start_pos())
         self.ctl = Control(os.path.join(scratch, "control"), len(sc.sizes) + 1)
         self.out = os.path.join(scratch, "records")
         self.pids = {}
@@ -78,10 +79,10 @@ class Run:
         self.trace = []
 
     def start(self):
-        self.pids[CONSUMER] = procs.spawn(workers.consume, self.ring, self.ctl, CONSUMER,
+        self.pids[CONSUMER] = processes.fork(workers.consume, self.ring, self.ctl, CONSUMER,
                                           self.out, self.sc.hold, STALL, True)
         for i, sizes in self.sc.sizes.items():
-            self.pids[i] = procs.spawn(workers.produce, self.ring, self.ctl, i, sizes, True)
+            self.pids[i] = processes.fork(workers.produce, self.ring, self.ctl, i, sizes, True)
         for i in self.pids:
             self.seen[i] = 0
             self.running.add(i)
@@ -105,7 +106,7 @@ class Run:
             self.poll_exit(i, time.monotonic() + START_WAIT)
 
     def poll_exit(self, i, deadline=0):
-        status = procs.reap(self.pids[i], deadline)
+        status = processes.reap(self.pids[i], deadline)
         if status is not None:
             self.status[i] = status
 
@@ -145,7 +146,7 @@ class Run:
                            self.ring.stats(), abandoned)
 
     def close(self):
-        procs.kill_all([pid for i, pid in self.pids.items() if i not in self.status])
+        processes.kill_all([pid for i, pid in self.pids.items() if i not in self.status])
         self.ring.unlink()
         self.ring.close()
         self.ctl.close()
@@ -158,7 +159,7 @@ def wait_drained(ring, exited, consumer):
     deadline = time.monotonic() + DRAIN_DEADLINE
     last, quiet_since = None, time.monotonic()
     while True:
-        code = procs.reap(consumer, 0)
+        code = processes.reap(consumer, 0)
         if code is not None:
             return [(f"consumer died with status {code} before the ring drained "
                     "(its traceback is above)")]
@@ -180,7 +181,7 @@ def wait_drained(ring, exited, consumer):
 
 def replay(sc):
     """Run one Scenario: (violations, trace of the turns taken)."""
-    with procs.scratch_dir() as scratch:
+    with rings.scratch_dir() as scratch:
         run = Run(sc, scratch)
         try:
             run.start()

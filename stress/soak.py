@@ -8,7 +8,8 @@ import signal
 import time
 
 import shmring
-from stress import procs, workers
+from shmring.testing import processes, rings
+from stress import workers
 from stress.control import Control
 from stress.invariants import Outcome, check
 from stress.scheduled import STALL, wait_drained
@@ -29,22 +30,22 @@ def soak(seconds, kills, seed=None):
     seed = random.randrange(1 << 32) if seed is None else seed
     rng = random.Random(seed)
     start = rng.choice([0, (1 << 64) - 64 * rng.randrange(1, 4096), (1 << 32) - 64 * 17])
-    with procs.scratch_dir() as scratch:
-        ring = shmring.Ring.create(procs.unique_name("soak"), CAPACITY, _start=start)
+    with rings.scratch_dir() as scratch:
+        ring = shmring.Ring.create(rings.unique_name("soak"), CAPACITY, _start=start)
         ctl = Control(os.path.join(scratch, "control"), MAX_PRODUCERS + 1)
         out = os.path.join(scratch, "records")
         sizes, pids, status, killed = {}, {}, {}, {}
-        consumer = procs.spawn(workers.consume, ring, ctl, 0, out, 3, STALL, False)
+        consumer = processes.fork(workers.consume, ring, ctl, 0, out, 3, STALL, False)
 
         def start_producer():
             i = len(sizes) + 1
             sizes[i] = sizes_for(rng, ring.max_frame)
-            pids[i] = procs.spawn(workers.produce_until_stopped, ring, ctl, i, sizes[i])
+            pids[i] = processes.fork(workers.produce_until_stopped, ring, ctl, i, sizes[i])
 
         def exited():
             for i, pid in pids.items():
                 if i not in status:
-                    code = procs.reap(pid, 0)
+                    code = processes.reap(pid, 0)
                     if code is not None:
                         status[i] = code
             return len(status) == len(pids)
@@ -56,8 +57,11 @@ def soak(seconds, kills, seed=None):
             next_kill = time.monotonic() + rng.uniform(0.1, 0.5)
             while time.monotonic() < end:
                 exited()
-                if kills and time.monotonic() >= next_kill and len(sizes) < MAX_PRODUCERS:
-                    victim = rng.choice([i for i in pids if i not in status])
+                running = [i for i in pids if i not in status]
+                # None may be left to kill: all may have ended (say, with ConsumerGone).
+                if kills and running and time.monotonic() >= next_kill \
+                        and len(sizes) < MAX_PRODUCERS:
+                    victim = rng.choice(running)
                     os.kill(pids[victim], signal.SIGKILL)
                     killed[victim] = "free"
                     start_producer()
@@ -66,7 +70,7 @@ def soak(seconds, kills, seed=None):
             ctl.stop("producers")
             bad = wait_drained(ring, exited, consumer)
             ctl.stop("consumer")
-            code = procs.reap(consumer, time.monotonic() + 10)
+            code = processes.reap(consumer, time.monotonic() + 10)
             if code != 0:
                 bad.append(f"consumer ended with status {code}")
             stats = ring.stats()
@@ -80,7 +84,7 @@ def soak(seconds, kills, seed=None):
             else:
                 max_gap = float("nan")
         finally:
-            procs.kill_all([consumer] + [p for i, p in pids.items() if i not in status])
+            processes.kill_all([consumer] + [p for i, p in pids.items() if i not in status])
             ring.unlink()
             ring.close()
             ctl.close()

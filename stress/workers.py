@@ -6,7 +6,7 @@ import time
 import zlib
 
 from shmring import Empty
-from stress.frames import frame_type, payload
+from shmring.testing.frames import frame_type, payload
 
 RECORD = struct.Struct("<IQI")      # type, length, crc32 of the frame as received
 SEND_TIMEOUT = 60                   # no producer waits for space longer than this

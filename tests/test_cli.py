@@ -1,7 +1,6 @@
-"""The command line: `shmring demo` and `shmring info`."""
+"""The command line, run as `python -m shmring`: demo, info, ls and rm."""
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -9,11 +8,16 @@ import pytest
 
 import shmring
 from shmring import demo
+from shmring.testing import processes
+from shmring.testing.processes import children
+from shmring.testing.rings import unique_name
 
 
 def shmring_cmd(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "shmring", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    """Run the command on this test's shmring, in its SHMRING_DIR."""
+    return processes.run([sys.executable, "-m", "shmring", *args], timeout=timeout,
+                         env=dict(os.environ, PYTHONPATH=processes.python_path()),
+                         capture_output=True, text=True)
 
 
 def test_demo_streams_and_verifies():
@@ -71,3 +75,28 @@ def test_cli_errors_are_one_line(args):
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.startswith(f"shmring {args[0]}: ")
+
+
+@pytest.mark.timeout(60)
+def test_ls_and_rm(segdir):
+    name = unique_name("cli")
+    with children() as spawn:
+        holder = spawn(f"""
+ring = shmring.Ring.create({name!r}, 1 << 14)
+c = ring.consumer()
+say("ready")
+hear()
+""")
+        holder.expect("ready")
+        r = shmring_cmd("ls")
+        assert r.returncode == 0, r.stderr
+        line = next(ln for ln in r.stdout.splitlines() if ln.startswith(name))
+        assert "16KiB" in line and str(holder.pid) in line and line.endswith("live")
+        r = shmring_cmd("rm", name)
+        assert r.returncode == 1 and "in use" in r.stderr and "--force" in r.stderr
+        holder.kill()
+        r = shmring_cmd("ls")
+        assert f"{holder.pid}(dead)" in r.stdout and r.stdout.rstrip().endswith("stale")
+        r = shmring_cmd("rm", name)
+        assert r.returncode == 0, r.stderr
+        assert "no rings" in shmring_cmd("ls").stdout

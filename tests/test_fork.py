@@ -1,12 +1,12 @@
 """fork(): a producer used in a forked child gets its own slot; a reservation
 opened before the fork can be committed only by the parent, once."""
 import pytest
-from _helpers_harden import children
 
 import shmring
+from shmring.testing.processes import children
 
 FORKER = """
-import ctypes
+from shmring.testing.processes import die_with_parent
 ring = shmring.Ring.attach(NAME)
 p = ring.producer()
 p.send(b"parent before fork")
@@ -14,9 +14,10 @@ r = p.reserve(5)
 with memoryview(r) as mv:
     mv[:] = b"RESV!"
 rd, wr = os.pipe()
+parent = os.getpid()
 pid = os.fork()
 if pid == 0:
-    ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)      # PR_SET_PDEATHSIG: die with the parent
+    die_with_parent(parent)
     os.close(rd)
     out = []
     try:
@@ -58,10 +59,10 @@ say("done")
 
 
 @pytest.mark.timeout(30)
-def test_fork_with_open_reservation(hname):
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn:
+def test_fork_with_open_reservation(name):
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn:
         c = ring.consumer()
-        proc = spawn(FORKER.replace("NAME", repr(hname)))
+        proc = spawn(FORKER.replace("NAME", repr(name)))
         child = proc.expect("child").split()
         assert child[1:5] == ["view-refused", "refused", "refused", "exit-refused"], child
         assert child[-1] == "0"                 # the forked child exited cleanly

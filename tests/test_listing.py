@@ -1,24 +1,14 @@
-"""shmring.segments: listing rings and removing them (shmring ls / rm).
-Every test points SHMRING_DIR at its own directory, so it sees only its own
-segments."""
+"""shmring.segments: listing rings and removing them (what `shmring ls` and
+`shmring rm` show and do; tests/test_cli.py runs the commands).  Every test
+points SHMRING_DIR at its own directory, so it sees only its own segments."""
 import os
-import subprocess
-import sys
 
 import pytest
-from _helpers_harden import ROOT, children, unique_name
 
 import shmring
-from shmring import segments
-
-
-@pytest.fixture
-def segdir(tmp_path, monkeypatch):
-    d = tmp_path / "shm"
-    d.mkdir()
-    monkeypatch.setenv("SHMRING_DIR", str(d))
-    return str(d)
-
+from shmring import layout, segments
+from shmring.testing.processes import children
+from shmring.testing.rings import unique_name
 
 HOLDER = """
 ring = shmring.Ring.attach(NAME)
@@ -59,7 +49,7 @@ hear()
             with open(os.path.join(segdir, "shmring.junk"), "wb") as f:
                 f.write(b"not a ring\n" * 500)
             rings = by_name(segments.list_rings())
-            assert live["capacity"] == 1 << 14 and live["fill"] == 1088
+            assert live["capacity"] == 1 << 14 and live["fill"] == layout.record_size(1000)
             assert live["creator_pid"] == os.getpid() and live["creator_alive"]
             assert (live["consumer_pid"], live["consumer_alive"]) == (cons.pid, True)
             assert {(p["pid"], p["alive"]) for p in live["producers"]} == {
@@ -68,7 +58,7 @@ hear()
             stale = rings[stale_name]
             assert stale["creator_pid"] == creator.pid and not stale["creator_alive"]
             assert [p["alive"] for p in stale["producers"]] == [False]
-            assert stale["fill"] == 192 and stale["stale"] and not stale["live"]
+            assert stale["fill"] == layout.record_size(100) and stale["stale"] and not stale["live"]
             assert "bad magic" in rings["junk"]["error"]
             cons.kill()
             after = by_name(segments.list_rings())[live_name]
@@ -113,35 +103,3 @@ hear()
         c.kill()
         segments.remove_ring(name)
         assert segments.list_rings() == []
-
-
-def run_cli(segdir, *args):
-    """`python -m shmring` with the segment directory set."""
-    env = dict(os.environ, SHMRING_DIR=segdir, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "shmring", *args], env=env,
-                          capture_output=True, text=True, timeout=30)
-
-
-@pytest.mark.timeout(60)
-def test_cli_ls_and_rm(segdir):
-    name = unique_name("cli")
-    with children() as spawn:
-        holder = spawn(f"""
-ring = shmring.Ring.create({name!r}, 1 << 14)
-c = ring.consumer()
-say("ready")
-hear()
-""", env={"SHMRING_DIR": segdir})
-        holder.expect("ready")
-        r = run_cli(segdir, "ls")
-        assert r.returncode == 0, r.stderr
-        line = next(ln for ln in r.stdout.splitlines() if ln.startswith(name))
-        assert "16KiB" in line and str(holder.pid) in line and line.endswith("live")
-        r = run_cli(segdir, "rm", name)
-        assert r.returncode == 1 and "in use" in r.stderr and "--force" in r.stderr
-        holder.kill()
-        r = run_cli(segdir, "ls")
-        assert f"{holder.pid}(dead)" in r.stdout and r.stdout.rstrip().endswith("stale")
-        r = run_cli(segdir, "rm", name)
-        assert r.returncode == 0, r.stderr
-        assert "no rings" in run_cli(segdir, "ls").stdout
