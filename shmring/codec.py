@@ -1,0 +1,178 @@
+"""How shmring.Queue writes an object into one ring record and reads it back.
+
+An object is pickled with protocol 5.  Its buffers (numpy arrays, and
+anything else that pickles through pickle.PickleBuffer) are not copied by
+pickling: they leave the stream out of band, and are copied once, straight
+from the producer's memory into the record.  bytes and bytearray objects of
+64 KiB or more stay in the stream, but the pickler hands them to its file
+by reference, so they too are copied once.  Only then is the record's size
+known: it is reserved and filled, in one piece.
+
+A record (the payload of one frame):
+
+    0           magic b"SQ", format version, 0; buffer count n (u32); stream length (u64)
+    16          n entries: offset and length (u64 each) of buffer i in the record
+    16 + 16n    the pickle stream
+    ...         each buffer at a 64-byte aligned offset, in stream order
+
+Records start on a cache line, so every buffer's address is 64-byte aligned
+and a dtype view of it is aligned.  The reader treats the header as
+untrusted: every offset and length is checked against the record before
+anything is sliced (RingCorrupted otherwise).  The pickle stream itself is
+trusted as multiprocessing trusts it: unpickling runs code named by the
+producer, which is why segments are private to their user (mode 0o600).
+"""
+import pickle
+import struct
+import sys
+
+from shmring.errors import RingCorrupted
+
+VERSION = 1
+MAGIC = b"SQ" + bytes([VERSION, 0])
+HEADER = struct.Struct("<4sIQ")
+ENTRY = struct.Struct("<QQ")
+ALIGN = 64
+_NOTHING = bytearray()              # what an array's PickleBuffer points at (see reducer_override)
+
+
+def _array(buf, dtype, shape, order):
+    """Rebuild an array on the buffer get() supplies: a private copy, or a
+    read-only view of the frame (zero_copy)."""
+    import numpy as np
+    return np.frombuffer(buf, dtype).reshape(shape, order=order)
+
+
+class _Sink:
+    """The pickler's file: keeps what it is given by reference.  Large
+    bytes-like payloads arrive as the original objects, not as copies."""
+
+    __slots__ = ("chunks", "size", "buffers", "arrays")
+
+    def __init__(self):
+        self.chunks, self.size, self.buffers, self.arrays = [], 0, [], {}
+
+    def write(self, data):
+        self.chunks.append(data)
+        self.size += len(data)
+
+    def buffer(self, pb):
+        """buffer_callback: every buffer goes out of band, as the array it
+        stands for or as a contiguous memoryview."""
+        array = self.arrays.pop(id(pb), None)
+        self.buffers.append(pb.raw() if array is None else array)
+        return False
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, sink):
+        super().__init__(sink, protocol=5, buffer_callback=sink.buffer)
+        self.sink = sink
+
+    def reducer_override(self, obj):
+        """Every plain ndarray (contiguous or not, read-only or not) pickles
+        as _array over a stand-in buffer; the sink keeps the array itself and
+        Encoder.write copies it once into the record.  numpy's own reduction
+        would copy a non-contiguous array into a temporary and mark a
+        read-only one read-only for the consumer too."""
+        np = sys.modules.get("numpy")   # no numpy imported: no arrays to meet
+        if np is None or type(obj) is not np.ndarray or obj.dtype.hasobject \
+                or obj.dtype.itemsize == 0:
+            return NotImplemented
+        order = "F" if obj.flags.f_contiguous and not obj.flags.c_contiguous else "C"
+        pb = pickle.PickleBuffer(_NOTHING)      # writable: the reader's buffer passes as is
+        self.sink.arrays[id(pb)] = obj
+        return _array, (pb, obj.dtype, obj.shape, order)
+
+
+class Encoder:
+    """Pickles objects into records.  One per thread: it keeps its pickler."""
+
+    def __init__(self):
+        self.sink = _Sink()
+        self.pickler = _Pickler(self.sink)
+
+    def encode(self, obj):
+        """Pickle obj; return the record's size.  Nothing is copied yet: the
+        sink holds the stream's chunks and the buffers until write()."""
+        sink = self.sink
+        sink.chunks, sink.size, sink.buffers, sink.arrays = [], 0, [], {}
+        try:
+            self.pickler.dump(obj)
+        finally:
+            self.pickler.clear_memo()   # the memo would keep obj alive
+        self.offsets = []
+        pos = HEADER.size + ENTRY.size * len(sink.buffers) + sink.size
+        for buf in sink.buffers:
+            pos = (pos + ALIGN - 1) & -ALIGN
+            self.offsets.append(pos)
+            pos += buf.nbytes
+        return pos
+
+    def stream(self):
+        """The whole record when it has no buffers and its stream is one
+        chunk (small objects): bytes to send() as they are."""
+        sink = self.sink
+        if sink.buffers or len(sink.chunks) != 1:
+            return None
+        return HEADER.pack(MAGIC, 0, sink.size) + sink.chunks[0]
+
+    def write(self, dst):
+        """Fill dst, a writable memoryview of encode()'s size, then forget
+        the object."""
+        sink = self.sink
+        HEADER.pack_into(dst, 0, MAGIC, len(sink.buffers), sink.size)
+        pos = HEADER.size
+        for off, buf in zip(self.offsets, sink.buffers):
+            ENTRY.pack_into(dst, pos, off, buf.nbytes)
+            pos += ENTRY.size
+        for chunk in sink.chunks:
+            end = pos + len(chunk)
+            dst[pos:end] = chunk
+            pos = end
+        for off, buf in zip(self.offsets, sink.buffers):
+            if type(buf) is memoryview:
+                dst[off:off + buf.nbytes] = buf
+            else:                       # an ndarray: numpy copies any layout, without the GIL
+                np = sys.modules["numpy"]
+                order = "F" if buf.flags.f_contiguous and not buf.flags.c_contiguous else "C"
+                np.copyto(np.ndarray(buf.shape, buf.dtype, dst, off, order=order), buf,
+                          casting="no")
+        self.forget()
+
+    def forget(self):
+        sink = self.sink
+        sink.chunks, sink.buffers, sink.arrays = [], [], {}
+
+
+def corrupt(frame_length, why):
+    return RingCorrupted(f"a {frame_length}-byte queue record is not valid: {why}")
+
+
+def decode(frame, zero_copy):
+    """The object in a record, and whether it may hold views of the frame
+    (only with zero_copy: its buffers are then read-only views of the frame;
+    otherwise they are private writable copies)."""
+    with memoryview(frame) as mv:
+        size = len(mv)
+        if size < HEADER.size:
+            raise corrupt(size, "shorter than its header")
+        magic, count, stream_len = HEADER.unpack_from(mv)
+        if magic != MAGIC:
+            if magic[:2] == MAGIC[:2]:
+                raise corrupt(size, f"format version {magic[2]}, this shmring reads {VERSION}")
+            raise corrupt(size, f"no shmring.Queue header (it starts {magic!r})")
+        start = HEADER.size + ENTRY.size * count
+        if count > (size - HEADER.size) // ENTRY.size or stream_len > size - start:
+            raise corrupt(size, f"{count} buffers and a {stream_len}-byte stream do not fit")
+        end = start + stream_len
+        table = struct.unpack_from(f"<{2 * count}Q", mv, HEADER.size)
+        buffers = []
+        for i in range(count):
+            off, length = table[2 * i], table[2 * i + 1]
+            if off % ALIGN or off < end or length > size - off:
+                raise corrupt(size, f"buffer {i} at offset {off}, {length} bytes, lies outside "
+                                    f"the record or before the end of what precedes it ({end})")
+            end = off + length
+            buffers.append(mv[off:end] if zero_copy else bytearray(mv[off:end]))
+        return pickle.loads(mv[start:start + stream_len], buffers=buffers), zero_copy and count > 0

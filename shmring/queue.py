@@ -1,0 +1,331 @@
+"""shmring.Queue: a multiprocessing.Queue for many producers and one
+consumer, that carries objects through a ring (docs/queue.md).
+
+put() pickles the object (protocol 5), reserves one record and copies the
+stream and every buffer into it once; it returns when the record is
+committed, so there is no feeder thread.  get() copies the buffers out
+(one copy; the frame is released at once) or, with zero_copy=True, returns
+read-only views of the frame that hold it until they are garbage collected.
+"""
+import mmap
+import os
+import queue
+import threading
+import time
+import uuid
+import weakref
+
+import _multiprocessing
+
+from shmring import codec, segments
+from shmring._ring import Ring
+from shmring.errors import ConsumerExists, Empty, FrameTooLarge, Full
+
+DEFAULT_CAPACITY = 1 << 25              # 32 MiB: objects up to 16 MiB, and it fits Docker's 64 MB /dev/shm
+_SEMAPHORE = 1                          # _multiprocessing.SemLock's kind for a counting semaphore
+
+
+def _capacity(capacity):
+    n = int(capacity)
+    if n < 4096:
+        raise ValueError(f"capacity must be at least 4096 bytes, not {capacity!r}")
+    return 1 << (n - 1).bit_length()    # rings are a power of two
+
+
+def _wait_for(block, timeout):
+    """Seconds to wait, None for ever.  A negative timeout means no wait, as
+    in multiprocessing.Queue; block=False ignores timeout."""
+    if not block:
+        return 0.0
+    return None if timeout is None else max(0.0, float(timeout))
+
+
+def _left(deadline):
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class _Permits:
+    """maxsize across processes: a POSIX named semaphore (/dev/shm/sem.shmring.NAME)
+    holding the free places.  put() takes one, get() gives one back."""
+
+    def __init__(self, name, maxsize, create):
+        self.name = "/shmring." + name
+        self.maxsize = maxsize
+        if not create:
+            self.sem = _multiprocessing.SemLock._rebuild(0, _SEMAPHORE, maxsize, self.name)
+            return
+        try:
+            self.sem = self.make()
+        except FileExistsError:         # left by a killed creator: the ring's name was free
+            _multiprocessing.sem_unlink(self.name)
+            self.sem = self.make()
+
+    def make(self):
+        return _multiprocessing.SemLock(_SEMAPHORE, self.maxsize,
+                                        _multiprocessing.SemLock.SEM_VALUE_MAX, self.name, False)
+
+
+class _Counts:
+    """The ring's frame counters, read through a read-only mapping of the
+    segment's header and slots: qsize() without ring.stats()' liveness
+    checks.  Offsets are shmring.segments'."""
+
+    def __init__(self, ring):
+        length = segments.HEADER_SIZE + ring.producer_slots * segments.SLOT_SIZE
+        fd = os.open(ring.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if os.fstat(fd).st_size < length:   # a replaced file: mapping past its end would SIGBUS
+                raise FileNotFoundError(2, "the segment was replaced", ring.path)
+            self.map = mmap.mmap(fd, length, mmap.MAP_SHARED, mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        self.words = memoryview(self.map).cast("Q")
+        self.committed = self.words[(segments.HEADER_SIZE + segments.SLOT_FRAMES) // 8::
+                                    segments.SLOT_SIZE // 8]
+
+    def waiting(self):
+        """Frames committed and not yet received (never below 0)."""
+        return max(0, sum(self.committed) - self.words[segments.OFF_RECEIVED_FRAMES // 8])
+
+
+def _unlink(path, permits, pid):
+    """The creator's finalizer: remove the names (the semaphore first, so a
+    new ring of the same name never finds it).  A forked child inherits the
+    finalizer but not the ownership."""
+    if os.getpid() != pid:
+        return
+    if permits is not None:
+        try:
+            _multiprocessing.sem_unlink(permits)
+        except FileNotFoundError:
+            pass
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+_queues = weakref.WeakSet()             # this process's queues, reset in a forked child
+
+
+def _after_fork():
+    for q in list(_queues):
+        q._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+class Queue:
+    """A multiprocessing.Queue for many producers and one consumer.
+
+    maxsize bounds the objects in the queue as in multiprocessing.Queue
+    (0: only capacity does).  capacity sizes the ring in bytes (rounded up
+    to a power of two; default 32 MiB); an object may take up to about half
+    of it.  name names the segment, /dev/shm/shmring.NAME (default: a
+    random one).  The creating process removes the segment's name when this
+    object is garbage collected or the process exits; see docs/queue.md."""
+
+    def __init__(self, maxsize=0, *, capacity=None, name=None):
+        if name is None:
+            name = f"queue-{uuid.uuid4().hex[:16]}"
+        self._ring = Ring.create(name, DEFAULT_CAPACITY if capacity is None else _capacity(capacity))
+        try:
+            self._permits = _Permits(name, maxsize, True) if maxsize > 0 else None
+        except BaseException:
+            self._ring.unlink()
+            raise
+        weakref.finalize(self, _unlink, self._ring.path,
+                         self._permits and self._permits.name, os.getpid())
+        self._setup()
+
+    def _setup(self):
+        self._counts = _Counts(self._ring)
+        self._closed = False
+        self._reset()
+        _queues.add(self)
+
+    def _reset(self):
+        """Per-process state: producers per thread, the consumer, and the
+        lock that lets one thread at a time use it."""
+        self._local = threading.local()
+        self._consumer = None
+        self._get_lock = threading.Lock()
+
+    def __reduce__(self):
+        permits = self._permits and self._permits.maxsize
+        return _attach, (self._ring, permits)
+
+    # --- put ----------------------------------------------------------------
+
+    def _encoder(self):
+        local = self._local
+        try:
+            return local.encoder, local.producer
+        except AttributeError:
+            local.encoder, local.producer = codec.Encoder(), self._ring.producer()
+            return local.encoder, local.producer
+
+    def put(self, obj, block=True, timeout=None):
+        """Pickle obj into the ring.  Blocks (as block and timeout say) while
+        the queue holds maxsize objects or the ring has no room; then raises
+        queue.Full.  Raises ValueError for an object larger than the ring's
+        largest record, and whatever pickling raises; both leave the ring
+        unchanged."""
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        wait = _wait_for(block, timeout)
+        deadline = None if wait is None else time.monotonic() + wait
+        encoder, producer = self._encoder()
+        try:
+            size = encoder.encode(obj)
+            if size > self._ring.max_frame:
+                raise FrameTooLarge(
+                    f"the object needs a {size}-byte record, more than this queue's largest "
+                    f"({self._ring.max_frame} bytes, half its capacity); create the Queue with "
+                    f"capacity={_capacity(2 * (size + 64))} or more")
+            if self._permits is not None and not self._acquire(self._permits.sem, wait):
+                raise queue.Full
+            try:
+                self._send(encoder, producer, size, _left(deadline))
+            except BaseException:
+                if self._permits is not None:
+                    self._permits.sem.release()
+                raise
+        finally:
+            encoder.forget()
+
+    @staticmethod
+    def _acquire(lock, wait):
+        """lock.acquire for a wait from _wait_for()."""
+        if wait == 0:
+            return lock.acquire(False)
+        return lock.acquire(True, wait) if wait is not None else lock.acquire()
+
+    def _send(self, encoder, producer, size, wait):
+        try:
+            record = encoder.stream()
+            if record is not None:
+                producer.send(record, timeout=wait)
+                return
+            with producer.reserve(size, timeout=wait) as r, memoryview(r) as dst:
+                encoder.write(dst)
+        except Full:
+            raise queue.Full from None
+
+    def put_nowait(self, obj):
+        return self.put(obj, False)
+
+    # --- get ----------------------------------------------------------------
+
+    def _open_consumer(self):
+        try:
+            self._consumer = self._ring.consumer()
+        except ConsumerExists:
+            pid = self._ring.stats()["consumer_pid"]
+            raise ConsumerExists(
+                f"this shmring.Queue has one consumer, and process {pid} is it: only one "
+                "process may call get() while it lives (many may put())") from None
+        return self._consumer
+
+    def get(self, block=True, timeout=None, *, zero_copy=False):
+        """The next object.  Raises queue.Empty if none comes as block and
+        timeout allow.  The first get() makes this process the queue's one
+        consumer (ConsumerExists if another live process is).
+
+        By default the object is independent of the ring: its arrays are
+        writable copies.  With zero_copy=True its numpy arrays (and other
+        protocol-5 buffers) are read-only views of the frame, which stays
+        held, its ring space with it, until the last of them is garbage
+        collected."""
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
+        wait = _wait_for(block, timeout)
+        deadline = None if wait is None else time.monotonic() + wait
+        if not self._acquire(self._get_lock, wait):
+            raise queue.Empty
+        try:
+            consumer = self._consumer or self._open_consumer()
+            try:
+                frame = consumer.recv(timeout=_left(deadline))
+            except Empty:
+                raise queue.Empty from None
+            if self._permits is not None:
+                self._permits.sem.release()
+            try:
+                obj, views = codec.decode(frame, zero_copy)
+            except BaseException:
+                if not zero_copy:       # (zero-copy views in the traceback hold it till it goes)
+                    frame.release()
+                raise
+            if not views:
+                frame.release()
+            return obj
+        finally:
+            self._get_lock.release()
+
+    def get_nowait(self, *, zero_copy=False):
+        return self.get(False, zero_copy=zero_copy)
+
+    # --- state --------------------------------------------------------------
+
+    def qsize(self):
+        """Objects put and not yet taken by get(): approximate, as in
+        multiprocessing (other processes may put and get meanwhile)."""
+        return self._counts.waiting()
+
+    def empty(self):
+        """Approximate, as qsize()."""
+        return self._counts.waiting() == 0
+
+    def full(self):
+        """Whether maxsize objects are in the queue (approximate; always
+        False without maxsize).  A ring without room for a large object is
+        not counted: put() then waits or raises queue.Full all the same."""
+        return self._permits is not None and self._permits.sem._is_zero()
+
+    def stats(self):
+        """ring.stats(), plus qsize, maxsize, and frames_held: frames that
+        zero-copy objects (got in this process) still hold."""
+        consumer = self._consumer
+        return {**self._ring.stats(), "qsize": self.qsize(),
+                "maxsize": self._permits.maxsize if self._permits else 0,
+                "frames_held": consumer.held if consumer is not None else 0}
+
+    @property
+    def name(self):
+        return self._ring.name
+
+    @property
+    def capacity(self):
+        return self._ring.capacity
+
+    def close(self):
+        """This process will neither put nor get any more: its producers
+        close, and the consumer role goes once the frames that zero-copy
+        objects hold are released (the next consumer gets what was never
+        got).  put() needs no flushing, so nothing waits here."""
+        self._closed = True
+        self._local = threading.local()     # each thread's producer closes as it is dropped
+        self._consumer = None               # closed by the last frame that refers to it
+
+    def join_thread(self):
+        """There is no feeder thread: put() has already written everything."""
+        assert self._closed, f"Queue {self!r} not closed"
+
+    def cancel_join_thread(self):
+        """Nothing to cancel: no data waits in this process to be written."""
+
+    def __repr__(self):
+        maxsize = f" maxsize={self._permits.maxsize}" if self._permits else ""
+        return f"<shmring.Queue {self._ring.name!r} capacity={self._ring.capacity}{maxsize}>"
+
+
+def _attach(ring, maxsize):
+    """Unpickle a Queue: the ring attaches by name; the process gets its own
+    producers and, on its first get(), may become the consumer."""
+    q = Queue.__new__(Queue)
+    q._ring = ring
+    q._permits = _Permits(ring.name, maxsize, False) if maxsize else None
+    q._setup()
+    return q
