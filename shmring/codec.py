@@ -8,14 +8,17 @@ from the producer's memory into the record.  bytes and bytearray objects of
 by reference, so they too are copied once.  Only then is the record's size
 known: it is reserved and filled, in one piece.
 
-A record (the payload of one frame):
+The frame's type says what its payload is:
 
-    0           magic b"SQ", format version, 0; buffer count n (u32); stream length (u64)
-    16          n entries: offset and length (u64 each) of buffer i in the record
-    16 + 16n    the pickle stream
-    ...         each buffer at a 64-byte aligned offset, in stream order
+    STREAM      a pickle stream and nothing else (an object without buffers)
+    BUFFERS     a record:
+        0           magic b"SQ", format version, 0; buffer count n (u32); stream length (u64)
+        16          n entries: offset and length (u64 each) of buffer i in the record
+        16 + 16n    the pickle stream
+        ...         each buffer at a 64-byte aligned offset, in stream order
 
-Records start on a cache line, so every buffer's address is 64-byte aligned
+Both types carry the format version (a reader of another version refuses
+the frame).  Records start on a cache line, so every buffer's address is 64-byte aligned
 and a dtype view of it is aligned.  The reader treats the header as
 untrusted: every offset and length is checked against the record before
 anything is sliced (RingCorrupted otherwise).  The pickle stream itself is
@@ -29,6 +32,8 @@ import sys
 from shmring.errors import RingCorrupted
 
 VERSION = 1
+STREAM = 0x53510000 | VERSION << 8 | 1   # frame types: "SQ", the version, the kind
+BUFFERS = 0x53510000 | VERSION << 8 | 2
 MAGIC = b"SQ" + bytes([VERSION, 0])
 HEADER = struct.Struct("<4sIQ")
 ENTRY = struct.Struct("<QQ")
@@ -47,14 +52,11 @@ class _Sink:
     """The pickler's file: keeps what it is given by reference.  Large
     bytes-like payloads arrive as the original objects, not as copies."""
 
-    __slots__ = ("chunks", "size", "buffers", "arrays")
+    __slots__ = ("chunks", "write", "buffers", "arrays")
 
     def __init__(self):
-        self.chunks, self.size, self.buffers, self.arrays = [], 0, [], {}
-
-    def write(self, data):
-        self.chunks.append(data)
-        self.size += len(data)
+        self.chunks, self.buffers, self.arrays = [], [], {}
+        self.write = self.chunks.append
 
     def buffer(self, pb):
         """buffer_callback: every buffer goes out of band, as the array it
@@ -91,41 +93,46 @@ class Encoder:
     def __init__(self):
         self.sink = _Sink()
         self.pickler = _Pickler(self.sink)
+        self.whole = None
 
     def encode(self, obj):
-        """Pickle obj; return the record's size.  Nothing is copied yet: the
-        sink holds the stream's chunks and the buffers until write()."""
+        """Pickle obj; return the frame's type and size.  Nothing is copied
+        yet: the sink holds the stream's chunks and the buffers until write()
+        or forget().  self.whole is then the frame's bytes when the stream is
+        all of it, in one chunk (as for small objects), else None."""
         sink = self.sink
-        sink.chunks, sink.size, sink.buffers, sink.arrays = [], 0, [], {}
+        pickler = self.pickler
         try:
-            self.pickler.dump(obj)
+            pickler.dump(obj)
         finally:
-            self.pickler.clear_memo()   # the memo would keep obj alive
+            pickler.clear_memo()        # the memo would keep obj alive
+        chunks = sink.chunks
+        if not sink.buffers:
+            if len(chunks) == 1:
+                self.whole = chunks[0]
+                return STREAM, len(self.whole)
+            self.whole = None
+            return STREAM, sum(map(len, chunks))
+        self.whole = None
+        self.stream_len = pos = sum(map(len, chunks))
         self.offsets = []
-        pos = HEADER.size + ENTRY.size * len(sink.buffers) + sink.size
+        pos += HEADER.size + ENTRY.size * len(sink.buffers)
         for buf in sink.buffers:
             pos = (pos + ALIGN - 1) & -ALIGN
             self.offsets.append(pos)
             pos += buf.nbytes
-        return pos
-
-    def stream(self):
-        """The whole record when it has no buffers and its stream is one
-        chunk (small objects): bytes to send() as they are."""
-        sink = self.sink
-        if sink.buffers or len(sink.chunks) != 1:
-            return None
-        return HEADER.pack(MAGIC, 0, sink.size) + sink.chunks[0]
+        return BUFFERS, pos
 
     def write(self, dst):
-        """Fill dst, a writable memoryview of encode()'s size, then forget
-        the object."""
+        """Fill dst, a writable memoryview of encode()'s size."""
         sink = self.sink
-        HEADER.pack_into(dst, 0, MAGIC, len(sink.buffers), sink.size)
-        pos = HEADER.size
-        for off, buf in zip(self.offsets, sink.buffers):
-            ENTRY.pack_into(dst, pos, off, buf.nbytes)
-            pos += ENTRY.size
+        pos = 0
+        if sink.buffers:
+            HEADER.pack_into(dst, 0, MAGIC, len(sink.buffers), self.stream_len)
+            pos = HEADER.size
+            for off, buf in zip(self.offsets, sink.buffers):
+                ENTRY.pack_into(dst, pos, off, buf.nbytes)
+                pos += ENTRY.size
         for chunk in sink.chunks:
             end = pos + len(chunk)
             dst[pos:end] = chunk
@@ -138,11 +145,15 @@ class Encoder:
                 order = "F" if buf.flags.f_contiguous and not buf.flags.c_contiguous else "C"
                 np.copyto(np.ndarray(buf.shape, buf.dtype, dst, off, order=order), buf,
                           casting="no")
-        self.forget()
 
     def forget(self):
+        """Drop the references to the last object."""
         sink = self.sink
-        sink.chunks, sink.buffers, sink.arrays = [], [], {}
+        sink.chunks.clear()
+        self.whole = None
+        if sink.buffers or sink.arrays:
+            sink.buffers.clear()
+            sink.arrays.clear()
 
 
 def corrupt(frame_length, why):
@@ -150,18 +161,24 @@ def corrupt(frame_length, why):
 
 
 def decode(frame, zero_copy):
-    """The object in a record, and whether it may hold views of the frame
+    """The object in a frame, and whether it may hold views of the frame
     (only with zero_copy: its buffers are then read-only views of the frame;
     otherwise they are private writable copies)."""
+    kind = frame.type
+    if kind == STREAM:
+        return pickle.loads(frame), False
+    if kind != BUFFERS:
+        if kind >> 16 == STREAM >> 16:
+            raise corrupt(len(frame), f"format version {kind >> 8 & 0xff}, this shmring reads "
+                                      f"{VERSION}")
+        raise corrupt(len(frame), f"frame type {kind:#x} is not a shmring.Queue record")
     with memoryview(frame) as mv:
         size = len(mv)
         if size < HEADER.size:
             raise corrupt(size, "shorter than its header")
         magic, count, stream_len = HEADER.unpack_from(mv)
         if magic != MAGIC:
-            if magic[:2] == MAGIC[:2]:
-                raise corrupt(size, f"format version {magic[2]}, this shmring reads {VERSION}")
-            raise corrupt(size, f"no shmring.Queue header (it starts {magic!r})")
+            raise corrupt(size, f"bad magic {magic!r}")
         start = HEADER.size + ENTRY.size * count
         if count > (size - HEADER.size) // ENTRY.size or stream_len > size - start:
             raise corrupt(size, f"{count} buffers and a {stream_len}-byte stream do not fit")

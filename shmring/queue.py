@@ -7,19 +7,23 @@ committed, so there is no feeder thread.  get() copies the buffers out
 (one copy; the frame is released at once) or, with zero_copy=True, returns
 read-only views of the frame that hold it until they are garbage collected.
 """
+import _multiprocessing
+import contextlib
 import mmap
 import os
+import pickle
 import queue
 import threading
 import time
 import uuid
 import weakref
 
-import _multiprocessing
-
 from shmring import codec, segments
 from shmring._ring import Ring
 from shmring.errors import ConsumerExists, Empty, FrameTooLarge, Full
+
+_STREAM = codec.STREAM
+_loads = pickle.loads
 
 DEFAULT_CAPACITY = 1 << 25              # 32 MiB: objects up to 16 MiB, and it fits Docker's 64 MB /dev/shm
 _SEMAPHORE = 1                          # _multiprocessing.SemLock's kind for a counting semaphore
@@ -40,8 +44,16 @@ def _wait_for(block, timeout):
     return None if timeout is None else max(0.0, float(timeout))
 
 
-def _left(deadline):
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
+def _left(deadline, wait):
+    """What is left of a wait that began at deadline - wait."""
+    return wait if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _acquire(lock, wait):
+    """lock.acquire() for a wait from _wait_for()."""
+    if wait is None:
+        return lock.acquire()
+    return lock.acquire(True, wait) if wait else lock.acquire(False)
 
 
 class _Permits:
@@ -94,15 +106,11 @@ def _unlink(path, permits, pid):
     finalizer but not the ownership."""
     if os.getpid() != pid:
         return
-    if permits is not None:
-        try:
+    with contextlib.suppress(FileNotFoundError):
+        if permits is not None:
             _multiprocessing.sem_unlink(permits)
-        except FileNotFoundError:
-            pass
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 _queues = weakref.WeakSet()             # this process's queues, reset in a forked child
@@ -140,6 +148,7 @@ class Queue:
         self._setup()
 
     def _setup(self):
+        self._max_frame = self._ring.max_frame
         self._counts = _Counts(self._ring)
         self._closed = False
         self._reset()
@@ -158,13 +167,11 @@ class Queue:
 
     # --- put ----------------------------------------------------------------
 
-    def _encoder(self):
+    def _sender(self):
+        """This thread's encoder and producer."""
         local = self._local
-        try:
-            return local.encoder, local.producer
-        except AttributeError:
-            local.encoder, local.producer = codec.Encoder(), self._ring.producer()
-            return local.encoder, local.producer
+        local.sender = codec.Encoder(), self._ring.producer()
+        return local.sender
 
     def put(self, obj, block=True, timeout=None):
         """Pickle obj into the ring.  Blocks (as block and timeout say) while
@@ -174,41 +181,39 @@ class Queue:
         unchanged."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        wait = _wait_for(block, timeout)
-        deadline = None if wait is None else time.monotonic() + wait
-        encoder, producer = self._encoder()
+        wait = None if block and timeout is None else _wait_for(block, timeout)
         try:
-            size = encoder.encode(obj)
-            if size > self._ring.max_frame:
+            encoder, producer = self._local.sender
+        except AttributeError:
+            encoder, producer = self._sender()
+        try:
+            kind, size = encoder.encode(obj)
+            if size > self._max_frame:
                 raise FrameTooLarge(
                     f"the object needs a {size}-byte record, more than this queue's largest "
-                    f"({self._ring.max_frame} bytes, half its capacity); create the Queue with "
+                    f"({self._max_frame} bytes, half its capacity); create the Queue with "
                     f"capacity={_capacity(2 * (size + 64))} or more")
-            if self._permits is not None and not self._acquire(self._permits.sem, wait):
+            if self._permits is None:
+                self._send(encoder, producer, kind, size, wait)
+                return
+            deadline = time.monotonic() + wait if wait else None
+            if not _acquire(self._permits.sem, wait):
                 raise queue.Full
             try:
-                self._send(encoder, producer, size, _left(deadline))
+                self._send(encoder, producer, kind, size, _left(deadline, wait))
             except BaseException:
-                if self._permits is not None:
-                    self._permits.sem.release()
+                self._permits.sem.release()
                 raise
         finally:
             encoder.forget()
 
     @staticmethod
-    def _acquire(lock, wait):
-        """lock.acquire for a wait from _wait_for()."""
-        if wait == 0:
-            return lock.acquire(False)
-        return lock.acquire(True, wait) if wait is not None else lock.acquire()
-
-    def _send(self, encoder, producer, size, wait):
+    def _send(encoder, producer, kind, size, wait):
         try:
-            record = encoder.stream()
-            if record is not None:
-                producer.send(record, timeout=wait)
+            if encoder.whole is not None:
+                producer.send(encoder.whole, type=kind, timeout=wait)
                 return
-            with producer.reserve(size, timeout=wait) as r, memoryview(r) as dst:
+            with producer.reserve(size, type=kind, timeout=wait) as r, memoryview(r) as dst:
                 encoder.write(dst)
         except Full:
             raise queue.Full from None
@@ -240,18 +245,24 @@ class Queue:
         collected."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        wait = _wait_for(block, timeout)
-        deadline = None if wait is None else time.monotonic() + wait
-        if not self._acquire(self._get_lock, wait):
+        wait = None if block and timeout is None else _wait_for(block, timeout)
+        deadline = time.monotonic() + wait if wait else None
+        lock = self._get_lock
+        if not _acquire(lock, wait):
             raise queue.Empty
         try:
             consumer = self._consumer or self._open_consumer()
             try:
-                frame = consumer.recv(timeout=_left(deadline))
+                frame = consumer.recv(_left(deadline, wait))
             except Empty:
                 raise queue.Empty from None
             if self._permits is not None:
                 self._permits.sem.release()
+            if frame.type == _STREAM:   # no buffers: the common, small case
+                try:
+                    return _loads(frame)
+                finally:
+                    frame.release()
             try:
                 obj, views = codec.decode(frame, zero_copy)
             except BaseException:
@@ -262,7 +273,7 @@ class Queue:
                 frame.release()
             return obj
         finally:
-            self._get_lock.release()
+            lock.release()
 
     def get_nowait(self, *, zero_copy=False):
         return self.get(False, zero_copy=zero_copy)

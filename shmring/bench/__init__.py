@@ -37,6 +37,8 @@ def add_arguments(parser):
     parser.add_argument("--seconds", type=float, help="target seconds per repetition")
     parser.add_argument("--check", action="store_true", help="only the idle CPU and RSS checks")
     parser.add_argument("--no-checks", action="store_true", help="skip the idle CPU and RSS checks")
+    parser.add_argument("--queue", action="store_true",
+                        help="benchmark shmring.Queue against mp.Queue and faster-fifo instead")
 
 
 def latency_lineup(available):
@@ -113,6 +115,9 @@ def select(args):
 
 
 def run(args):
+    if args.queue:
+        from shmring.bench import queue
+        return queue.run(args)
     reps = args.reps or (3 if args.quick else 5)
     seconds = args.seconds or (0.05 if args.quick else 0.3)
     pings = 2000 if args.quick else 20000
