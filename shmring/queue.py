@@ -194,7 +194,13 @@ class Queue:
                     f"({self._max_frame} bytes, half its capacity); create the Queue with "
                     f"capacity={_capacity(2 * (size + 64))} or more")
             if self._permits is None:
-                self._send(encoder, producer, kind, size, wait)
+                if encoder.whole is None:
+                    self._send(encoder, producer, kind, size, wait)
+                    return
+                try:                    # the common, small case, inline
+                    producer.send(encoder.whole, type=kind, timeout=wait)
+                except Full:
+                    raise queue.Full from None
                 return
             deadline = time.monotonic() + wait if wait else None
             if not _acquire(self._permits.sem, wait):
@@ -245,15 +251,20 @@ class Queue:
         collected."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        wait = None if block and timeout is None else _wait_for(block, timeout)
-        deadline = time.monotonic() + wait if wait else None
         lock = self._get_lock
-        if not _acquire(lock, wait):
-            raise queue.Empty
+        if block and timeout is None:
+            wait = None
+            lock.acquire()
+        else:
+            wait = _wait_for(block, timeout)
+            deadline = time.monotonic() + wait
+            if not _acquire(lock, wait):
+                raise queue.Empty
+            if wait:
+                wait = _left(deadline, wait)
         try:
-            consumer = self._consumer or self._open_consumer()
             try:
-                frame = consumer.recv(_left(deadline, wait))
+                frame = (self._consumer or self._open_consumer()).recv(wait)
             except Empty:
                 raise queue.Empty from None
             if self._permits is not None:
