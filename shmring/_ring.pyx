@@ -344,6 +344,7 @@ def _reserve(int fd, uint64_t size, str path):
 
 # --- Producer ---------------------------------------------------------------
 
+@cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first
 cdef class Producer:
     """Writes frames into a ring.  Use one producer per thread."""
 
@@ -648,6 +649,7 @@ cdef int receive_until(ConsumerState *c, uint64_t *pos, int64_t deadline) except
 
 # --- Reservation ------------------------------------------------------------
 
+@cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first
 cdef class Reservation:
     """Writable space claimed in the ring, filled in place (zero copy)."""
 
@@ -741,6 +743,7 @@ cdef class Reservation:
 
 # --- Consumer ---------------------------------------------------------------
 
+@cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first
 cdef class Consumer:
     """Reads frames in place.  Use it, and release its frames, from one thread."""
 
@@ -911,6 +914,7 @@ cdef class Consumer:
 # --- Frame ------------------------------------------------------------------
 
 @cython.freelist(64)
+@cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first
 cdef class Frame:
     """A received frame: a read-only view of its record in shared memory."""
 
