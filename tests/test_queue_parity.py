@@ -10,8 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from _queue_objects import Point, Unpicklable, assert_same, pool_init, pool_task, put_one, \
-    put_values, try_get
+from _queue_objects import Point, Unpicklable, assert_same, pool_init, pool_task, put_one, put_values, try_get
 
 import shmring
 
