@@ -10,6 +10,7 @@ read-only views of the frame that hold it until they are garbage collected.
 import _multiprocessing
 import contextlib
 import mmap
+import multiprocessing.util
 import os
 import pickle
 import queue
@@ -100,12 +101,9 @@ class _Counts:
         return max(0, sum(self.committed) - self.words[segments.OFF_RECEIVED_FRAMES // 8])
 
 
-def _unlink(path, permits, pid):
+def _unlink(path, permits):
     """The creator's finalizer: remove the names (the semaphore first, so a
-    new ring of the same name never finds it).  A forked child inherits the
-    finalizer but not the ownership."""
-    if os.getpid() != pid:
-        return
+    new ring of the same name never finds it)."""
     with contextlib.suppress(FileNotFoundError):
         if permits is not None:
             _multiprocessing.sem_unlink(permits)
@@ -143,8 +141,10 @@ class Queue:
         except BaseException:
             self._ring.unlink()
             raise
-        weakref.finalize(self, _unlink, self._ring.path,
-                         self._permits and self._permits.name, os.getpid())
+        # Run when this object goes or at exit, also in a multiprocessing
+        # child (which leaves by os._exit), and never in a forked copy.
+        multiprocessing.util.Finalize(self, _unlink, (self._ring.path,
+                                      self._permits and self._permits.name), exitpriority=0)
         self._setup()
 
     def _setup(self):

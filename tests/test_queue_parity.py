@@ -2,6 +2,7 @@
 run against both.  Where they differ by design, a test_difference_* test
 names the difference and checks each side of it (docs/queue.md has the
 table)."""
+import gc
 import multiprocessing
 import pickle
 import queue
@@ -15,6 +16,15 @@ from _queue_objects import Point, Unpicklable, assert_same, pool_init, pool_task
 import shmring
 
 CONTEXTS = ["fork", "spawn", "forkserver"]
+
+
+@pytest.fixture(autouse=True)
+def collect_queues():
+    """Queues caught in reference cycles (an exception's traceback) go now:
+    their creator's finalizer removes the segment, which a test worker that
+    exits without running atexit would leave behind."""
+    yield
+    gc.collect()
 
 
 def make_mp(maxsize=0, ctx=multiprocessing):
