@@ -2,12 +2,24 @@
 (importable under spawn).  An object follows from (producer, seq), so the
 consumer recomputes what it must have received and checks equality and
 order per producer."""
+import gc
 import time
 
 import numpy as np
+import pytest
 from _frames import die_with_parent
 
 DTYPES = ["u1", "<i2", ">i4", "<f4", "<f8", "<c16", "?", "<M8[ms]", "S3"]
+
+
+@pytest.fixture(autouse=True)
+def collect_queues():
+    """(Imported by the queue tests.)  Queues caught in reference cycles (an
+    exception's traceback) go after each test: their creator's finalizer
+    removes the segment, which a test worker that exits without running
+    atexit would leave behind."""
+    yield
+    gc.collect()
 
 
 class Point:
@@ -138,6 +150,7 @@ _pool_queue = None
 
 def pool_init(q):
     global _pool_queue
+    die_with_parent()
     _pool_queue = q
 
 

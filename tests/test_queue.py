@@ -20,6 +20,7 @@ from _queue_objects import (
     Point,
     Unpicklable,
     assert_same,
+    collect_queues,  # noqa: F401 - autouse fixture
     create_and_wait,
     hold_zero_copy,
     payload,
@@ -34,15 +35,6 @@ from shmring import codec, segments
 from shmring.errors import FrameTooLarge, RingCorrupted
 
 spawn = multiprocessing.get_context("spawn")
-
-
-@pytest.fixture(autouse=True)
-def collect_queues():
-    """Queues caught in reference cycles (an exception's traceback) go now:
-    their creator's finalizer removes the segment, which a test worker that
-    exits without running atexit would leave behind."""
-    yield
-    gc.collect()
 fork = multiprocessing.get_context("fork")
 
 

@@ -2,7 +2,6 @@
 run against both.  Where they differ by design, a test_difference_* test
 names the difference and checks each side of it (docs/queue.md has the
 table)."""
-import gc
 import multiprocessing
 import pickle
 import queue
@@ -11,20 +10,12 @@ import time
 
 import numpy as np
 import pytest
+from _queue_objects import collect_queues  # noqa: F401 - autouse fixture
 from _queue_objects import Point, Unpicklable, assert_same, pool_init, pool_task, put_one, put_values, try_get
 
 import shmring
 
 CONTEXTS = ["fork", "spawn", "forkserver"]
-
-
-@pytest.fixture(autouse=True)
-def collect_queues():
-    """Queues caught in reference cycles (an exception's traceback) go now:
-    their creator's finalizer removes the segment, which a test worker that
-    exits without running atexit would leave behind."""
-    yield
-    gc.collect()
 
 
 def make_mp(maxsize=0, ctx=multiprocessing):
