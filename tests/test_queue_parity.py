@@ -10,8 +10,17 @@ import time
 
 import numpy as np
 import pytest
-from _queue_objects import collect_queues  # noqa: F401 - autouse fixture
-from _queue_objects import Point, Unpicklable, assert_same, pool_init, pool_task, put_one, put_values, try_get
+from _queue_objects import (
+    Point,
+    Unpicklable,
+    assert_same,
+    collect_queues,  # noqa: F401 - autouse fixture
+    pool_init,
+    pool_task,
+    put_one,
+    put_values,
+    try_get,
+)
 
 import shmring
 
