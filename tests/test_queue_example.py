@@ -1,5 +1,6 @@
 """docs/examples/queue_video.py runs: spawned workers decode frames, one
-trainer learns from them, and the error falls."""
+trainer fits a model to every one of them (a frame damaged on the way
+would spoil the fit)."""
 import os
 import re
 import subprocess
@@ -12,7 +13,8 @@ def test_queue_example_trains_on_every_frame():
     result = subprocess.run([sys.executable, EXAMPLE, "--workers", "3", "--frames", "60",
                              "--size", "90x160"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    first, errors = result.stdout.splitlines()
+    first, fit = result.stdout.splitlines()
     assert first == "trained on 60 frames from 3 workers"
-    early, late = (float(x) for x in re.findall(r"third ([0-9.]+)", errors))
-    assert late < early / 2
+    weights, error = re.fullmatch(r"weights \[(.*)\], mean squared error (\S+)", fit).groups()
+    assert [float(w) for w in weights.split(",")] == [0.3333, 0.3333, 0.3333, 0.0]
+    assert float(error) < 1e-12

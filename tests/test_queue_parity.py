@@ -275,7 +275,8 @@ def test_pool_initializer(make, method):
     q = make(0, ctx)
     with ctx.Pool(2, initializer=pool_init, initargs=(q,)) as pool:
         assert pool.map(pool_task, range(6), chunksize=1) == list(range(6))
-    assert sorted(q.get(timeout=30) for _ in range(6)) == [("pool", i) for i in range(6)]
+        # (before the pool's exit terminates its workers: see the difference below)
+        assert sorted(q.get(timeout=30) for _ in range(6)) == [("pool", i) for i in range(6)]
 
 
 # --- the differences, by design -----------------------------------------------
@@ -386,6 +387,17 @@ def test_difference_pickled_outside_process_start():
     child.start()
     assert sq.get(timeout=60) == "through a handle"
     child.join(30)
+
+
+def test_difference_terminated_producers_lose_nothing_put():
+    """A Pool's exit terminates its workers: objects still in an mp.Queue
+    feeder thread are lost then.  shmring.Queue's put() has written the
+    object before it returns."""
+    ctx = multiprocessing.get_context("fork")
+    q = make_shmring()
+    with ctx.Pool(2, initializer=pool_init, initargs=(q,)) as pool:
+        assert pool.map(pool_task, range(20), chunksize=1) == list(range(20))
+    assert sorted(q.get(timeout=30) for _ in range(20)) == [("pool", i) for i in range(20)]
 
 
 def test_difference_no_feeder_to_join_at_exit():
