@@ -193,36 +193,27 @@ class Queue:
                     f"the object needs a {size}-byte record, more than this queue's largest "
                     f"({self._max_frame} bytes, half its capacity); create the Queue with "
                     f"capacity={_capacity(2 * (size + 64))} or more")
-            if self._permits is None:
-                if encoder.whole is None:
-                    self._send(encoder, producer, kind, size, wait)
-                    return
-                try:                    # the common, small case, inline
-                    producer.send(encoder.whole, type=kind, timeout=wait)
-                except Full:
-                    raise queue.Full from None
-                return
-            deadline = time.monotonic() + wait if wait else None
-            if not _acquire(self._permits.sem, wait):
-                raise queue.Full
+            permits = self._permits
+            if permits is not None:
+                deadline = time.monotonic() + wait if wait else None
+                if not _acquire(permits.sem, wait):
+                    raise queue.Full
+                wait = _left(deadline, wait)
             try:
-                self._send(encoder, producer, kind, size, _left(deadline, wait))
-            except BaseException:
-                self._permits.sem.release()
+                if encoder.whole is not None:   # small objects: one call
+                    producer.send(encoder.whole, type=kind, timeout=wait)
+                else:
+                    with producer.reserve(size, type=kind, timeout=wait) as r, \
+                            memoryview(r) as dst:
+                        encoder.write(dst)
+            except BaseException as e:
+                if permits is not None:
+                    permits.sem.release()
+                if isinstance(e, Full):
+                    raise queue.Full from None
                 raise
         finally:
             encoder.forget()
-
-    @staticmethod
-    def _send(encoder, producer, kind, size, wait):
-        try:
-            if encoder.whole is not None:
-                producer.send(encoder.whole, type=kind, timeout=wait)
-                return
-            with producer.reserve(size, type=kind, timeout=wait) as r, memoryview(r) as dst:
-                encoder.write(dst)
-        except Full:
-            raise queue.Full from None
 
     def put_nowait(self, obj):
         return self.put(obj, False)
