@@ -18,12 +18,13 @@ The frame's type says what its payload is:
         ...         each buffer at a 64-byte aligned offset, in stream order
 
 Both types carry the format version (a reader of another version refuses
-the frame).  Records start on a cache line, so every buffer's address is 64-byte aligned
-and a dtype view of it is aligned.  The reader treats the header as
-untrusted: every offset and length is checked against the record before
-anything is sliced (RingCorrupted otherwise).  The pickle stream itself is
-trusted as multiprocessing trusts it: unpickling runs code named by the
-producer, which is why segments are private to their user (mode 0o600).
+the frame).  Records start on a cache line, so every buffer's address is
+64-byte aligned and a dtype view of it is aligned.  The reader treats the
+header as untrusted: every offset and length is checked against the record
+before anything is sliced (RingCorrupted otherwise).  The pickle stream
+itself is trusted as multiprocessing trusts it: unpickling runs code named
+by the producer, which is why segments are private to their user (mode
+0o600).
 """
 import pickle
 import struct
