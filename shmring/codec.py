@@ -26,11 +26,17 @@ itself is trusted as multiprocessing trusts it: unpickling runs code named
 by the producer, which is why segments are private to their user (mode
 0o600).
 """
+from __future__ import annotations
+
 import pickle
 import struct
 import sys
+from typing import TYPE_CHECKING, Any, Literal
 
 from shmring.errors import RingCorrupted
+
+if TYPE_CHECKING:
+    from shmring._ring import Frame
 
 VERSION = 1
 STREAM = 0x53510000 | VERSION << 8 | 1   # frame types: "SQ", the version, the kind
@@ -42,7 +48,7 @@ ALIGN = 64
 _NOTHING = bytearray()              # what an array's PickleBuffer points at (see reducer_override)
 
 
-def _array(buf, dtype, shape, order):
+def _array(buf: Any, dtype: Any, shape: tuple[int, ...], order: Literal["C", "F"]) -> Any:
     """Rebuild an array on the buffer get() supplies: a private copy, or a
     read-only view of the frame (zero_copy)."""
     import numpy as np
@@ -55,11 +61,13 @@ class _Sink:
 
     __slots__ = ("chunks", "write", "buffers", "arrays")
 
-    def __init__(self):
-        self.chunks, self.buffers, self.arrays = [], [], {}
+    def __init__(self) -> None:
+        self.chunks: list[Any] = []
+        self.buffers: list[Any] = []
+        self.arrays: dict[int, Any] = {}
         self.write = self.chunks.append
 
-    def buffer(self, pb):
+    def buffer(self, pb: pickle.PickleBuffer) -> bool:
         """buffer_callback: every buffer goes out of band, as the array it
         stands for or as a contiguous memoryview."""
         array = self.arrays.pop(id(pb), None)
@@ -68,11 +76,11 @@ class _Sink:
 
 
 class _Pickler(pickle.Pickler):
-    def __init__(self, sink):
+    def __init__(self, sink: _Sink) -> None:
         super().__init__(sink, protocol=5, buffer_callback=sink.buffer)
         self.sink = sink
 
-    def reducer_override(self, obj):
+    def reducer_override(self, obj: Any) -> Any:
         """Every plain ndarray (contiguous or not, read-only or not) pickles
         as _array over a stand-in buffer; the sink keeps the array itself and
         Encoder.write copies it once into the record.  numpy's own reduction
@@ -91,12 +99,14 @@ class _Pickler(pickle.Pickler):
 class Encoder:
     """Pickles objects into records.  One per thread: it keeps its pickler."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.sink = _Sink()
         self.pickler = _Pickler(self.sink)
-        self.whole = None
+        self.whole: Any = None
+        self.stream_len = 0
+        self.offsets: list[int] = []
 
-    def encode(self, obj):
+    def encode(self, obj: object) -> tuple[int, int]:
         """Pickle obj; return the frame's type and size.  Nothing is copied
         yet: the sink holds the stream's chunks and the buffers until write()
         or forget().  self.whole is then the frame's bytes when the stream is
@@ -124,7 +134,7 @@ class Encoder:
             pos += buf.nbytes
         return BUFFERS, pos
 
-    def write(self, dst):
+    def write(self, dst: memoryview) -> None:
         """Fill dst, a writable memoryview of encode()'s size."""
         sink = self.sink
         pos = 0
@@ -147,7 +157,7 @@ class Encoder:
                 np.copyto(np.ndarray(buf.shape, buf.dtype, dst, off, order=order), buf,
                           casting="no")
 
-    def forget(self):
+    def forget(self) -> None:
         """Drop the references to the last object."""
         sink = self.sink
         sink.chunks.clear()
@@ -157,11 +167,11 @@ class Encoder:
             sink.arrays.clear()
 
 
-def corrupt(frame_length, why):
+def corrupt(frame_length: int, why: str) -> RingCorrupted:
     return RingCorrupted(f"a {frame_length}-byte queue record is not valid: {why}")
 
 
-def decode(frame, zero_copy):
+def decode(frame: Frame, zero_copy: bool) -> tuple[Any, bool]:
     """The object in a frame, and whether it may hold views of the frame
     (only with zero_copy: its buffers are then read-only views of the frame;
     otherwise they are private writable copies)."""

@@ -7,7 +7,9 @@ committed, so there is no feeder thread.  get() copies the buffers out
 (one copy; the frame is released at once) or, with zero_copy=True, returns
 read-only views of the frame that hold it until they are garbage collected.
 """
-import _multiprocessing
+from __future__ import annotations
+
+import _multiprocessing  # type: ignore[import-not-found]  # (typeshed has no stub)
 import contextlib
 import mmap
 import multiprocessing.util
@@ -18,10 +20,21 @@ import threading
 import time
 import uuid
 import weakref
+from typing import TYPE_CHECKING, Any
 
 from shmring import codec, segments
 from shmring._ring import Ring
 from shmring.errors import ConsumerExists, Empty, FrameTooLarge, Full
+
+if TYPE_CHECKING:
+    from shmring._ring import Consumer, Producer, RingStats
+
+    class QueueStats(RingStats):
+        """What Queue.stats() returns."""
+
+        qsize: int
+        maxsize: int
+        frames_held: int
 
 _STREAM = codec.STREAM
 _loads = pickle.loads
@@ -30,14 +43,14 @@ DEFAULT_CAPACITY = 1 << 25              # 32 MiB: objects up to 16 MiB, and it f
 _SEMAPHORE = 1                          # _multiprocessing.SemLock's kind for a counting semaphore
 
 
-def _capacity(capacity):
+def _capacity(capacity: int) -> int:
     n = int(capacity)
     if n < 4096:
         raise ValueError(f"capacity must be at least 4096 bytes, not {capacity!r}")
     return 1 << (n - 1).bit_length()    # rings are a power of two
 
 
-def _wait_for(block, timeout):
+def _wait_for(block: bool, timeout: float | None) -> float | None:
     """Seconds to wait, None for ever.  A negative timeout means no wait, as
     in multiprocessing.Queue; block=False ignores timeout."""
     if not block:
@@ -45,23 +58,23 @@ def _wait_for(block, timeout):
     return None if timeout is None else max(0.0, float(timeout))
 
 
-def _left(deadline, wait):
+def _left(deadline: float | None, wait: float | None) -> float | None:
     """What is left of a wait that began at deadline - wait."""
     return wait if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def _acquire(lock, wait):
+def _acquire(lock: Any, wait: float | None) -> bool:
     """lock.acquire() for a wait from _wait_for()."""
     if wait is None:
-        return lock.acquire()
-    return lock.acquire(True, wait) if wait else lock.acquire(False)
+        return bool(lock.acquire())
+    return bool(lock.acquire(True, wait) if wait else lock.acquire(False))
 
 
 class _Permits:
     """maxsize across processes: a POSIX named semaphore (/dev/shm/sem.shmring.NAME)
     holding the free places.  put() takes one, get() gives one back."""
 
-    def __init__(self, name, maxsize, create):
+    def __init__(self, name: str, maxsize: int, create: bool) -> None:
         self.name = "/shmring." + name
         self.maxsize = maxsize
         if not create:
@@ -73,7 +86,7 @@ class _Permits:
             _multiprocessing.sem_unlink(self.name)
             self.sem = self.make()
 
-    def make(self):
+    def make(self) -> Any:
         return _multiprocessing.SemLock(_SEMAPHORE, self.maxsize,
                                         _multiprocessing.SemLock.SEM_VALUE_MAX, self.name, False)
 
@@ -83,7 +96,7 @@ class _Counts:
     segment's header and slots: qsize() without ring.stats()' liveness
     checks.  Offsets are shmring.segments'."""
 
-    def __init__(self, ring):
+    def __init__(self, ring: Ring) -> None:
         length = segments.HEADER_SIZE + ring.producer_slots * segments.SLOT_SIZE
         fd = os.open(ring.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -96,12 +109,12 @@ class _Counts:
         self.committed = self.words[(segments.HEADER_SIZE + segments.SLOT_FRAMES) // 8::
                                     segments.SLOT_SIZE // 8]
 
-    def waiting(self):
+    def waiting(self) -> int:
         """Frames committed and not yet received (never below 0)."""
         return max(0, sum(self.committed) - self.words[segments.OFF_RECEIVED_FRAMES // 8])
 
 
-def _unlink(path, permits):
+def _unlink(path: str, permits: str | None) -> None:
     """The creator's finalizer: remove the names (the semaphore first, so a
     new ring of the same name never finds it)."""
     with contextlib.suppress(FileNotFoundError):
@@ -111,10 +124,10 @@ def _unlink(path, permits):
         os.unlink(path)
 
 
-_queues = weakref.WeakSet()             # this process's queues, reset in a forked child
+_queues: weakref.WeakSet[Queue] = weakref.WeakSet()     # this process's queues, reset in a forked child
 
 
-def _after_fork():
+def _after_fork() -> None:
     for q in list(_queues):
         q._reset()
 
@@ -132,7 +145,8 @@ class Queue:
     random one).  The creating process removes the segment's name when this
     object is garbage collected or the process exits; see docs/queue.md."""
 
-    def __init__(self, maxsize=0, *, capacity=None, name=None):
+    def __init__(self, maxsize: int = 0, *, capacity: int | None = None,
+                 name: str | None = None) -> None:
         if name is None:
             name = f"queue-{uuid.uuid4().hex[:16]}"
         self._ring = Ring.create(name, DEFAULT_CAPACITY if capacity is None else _capacity(capacity))
@@ -147,33 +161,32 @@ class Queue:
                                       self._permits and self._permits.name), exitpriority=0)
         self._setup()
 
-    def _setup(self):
+    def _setup(self) -> None:
         self._max_frame = self._ring.max_frame
         self._counts = _Counts(self._ring)
         self._closed = False
         self._reset()
         _queues.add(self)
 
-    def _reset(self):
+    def _reset(self) -> None:
         """Per-process state: producers per thread, the consumer, and the
         lock that lets one thread at a time use it."""
         self._local = threading.local()
-        self._consumer = None
+        self._consumer: Consumer | None = None
         self._get_lock = threading.Lock()
 
-    def __reduce__(self):
-        permits = self._permits and self._permits.maxsize
-        return _attach, (self._ring, permits)
+    def __reduce__(self) -> tuple[Any, tuple[Ring, int | None]]:
+        return _attach, (self._ring, self._permits.maxsize if self._permits else None)
 
     # --- put ----------------------------------------------------------------
 
-    def _sender(self):
+    def _sender(self) -> tuple[codec.Encoder, Producer]:
         """This thread's encoder and producer."""
-        local = self._local
-        local.sender = codec.Encoder(), self._ring.producer()
-        return local.sender
+        sender = codec.Encoder(), self._ring.producer()
+        self._local.sender = sender
+        return sender
 
-    def put(self, obj, block=True, timeout=None):
+    def put(self, obj: object, block: bool = True, timeout: float | None = None) -> None:
         """Pickle obj into the ring.  Blocks (as block and timeout say) while
         the queue holds maxsize objects or the ring has no room; then raises
         queue.Full.  Raises ValueError for an object larger than the ring's
@@ -181,7 +194,7 @@ class Queue:
         unchanged."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        wait = None if block and timeout is None else _wait_for(block, timeout)
+        wait = _wait_for(block, timeout)
         try:
             encoder, producer = self._local.sender
         except AttributeError:
@@ -215,22 +228,24 @@ class Queue:
         finally:
             encoder.forget()
 
-    def put_nowait(self, obj):
+    def put_nowait(self, obj: object) -> None:
         return self.put(obj, False)
 
     # --- get ----------------------------------------------------------------
 
-    def _open_consumer(self):
+    def _open_consumer(self) -> Consumer:
         try:
-            self._consumer = self._ring.consumer()
+            consumer = self._ring.consumer()
         except ConsumerExists:
             pid = self._ring.stats()["consumer_pid"]
             raise ConsumerExists(
                 f"this shmring.Queue has one consumer, and process {pid} is it: only one "
                 "process may call get() while it lives (many may put())") from None
-        return self._consumer
+        self._consumer = consumer
+        return consumer
 
-    def get(self, block=True, timeout=None, *, zero_copy=False):
+    def get(self, block: bool = True, timeout: float | None = None, *,
+            zero_copy: bool = False) -> Any:
         """The next object.  Raises queue.Empty if none comes as block and
         timeout allow.  The first get() makes this process the queue's one
         consumer (ConsumerExists if another live process is).
@@ -243,11 +258,10 @@ class Queue:
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
         lock = self._get_lock
-        if block and timeout is None:
-            wait = None
+        wait = _wait_for(block, timeout)
+        if wait is None:
             lock.acquire()
         else:
-            wait = _wait_for(block, timeout)
             deadline = time.monotonic() + wait
             if not _acquire(lock, wait):
                 raise queue.Empty
@@ -277,27 +291,27 @@ class Queue:
         finally:
             lock.release()
 
-    def get_nowait(self, *, zero_copy=False):
+    def get_nowait(self, *, zero_copy: bool = False) -> Any:
         return self.get(False, zero_copy=zero_copy)
 
     # --- state --------------------------------------------------------------
 
-    def qsize(self):
+    def qsize(self) -> int:
         """Objects put and not yet taken by get(): approximate, as in
         multiprocessing (other processes may put and get meanwhile)."""
         return self._counts.waiting()
 
-    def empty(self):
+    def empty(self) -> bool:
         """Approximate, as qsize()."""
         return self._counts.waiting() == 0
 
-    def full(self):
+    def full(self) -> bool:
         """Whether maxsize objects are in the queue (approximate; always
         False without maxsize).  A ring without room for a large object is
         not counted: put() then waits or raises queue.Full all the same."""
         return self._permits is not None and self._permits.sem._is_zero()
 
-    def stats(self):
+    def stats(self) -> QueueStats:
         """ring.stats(), plus qsize, maxsize, and frames_held: frames that
         zero-copy objects (got in this process) still hold."""
         consumer = self._consumer
@@ -306,14 +320,14 @@ class Queue:
                 "frames_held": consumer.held if consumer is not None else 0}
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self._ring.name
 
     @property
-    def capacity(self):
+    def capacity(self) -> int:
         return self._ring.capacity
 
-    def close(self):
+    def close(self) -> None:
         """This process will neither put nor get any more: its producers
         close, and the consumer role goes once the frames that zero-copy
         objects hold are released (the next consumer gets what was never
@@ -322,19 +336,19 @@ class Queue:
         self._local = threading.local()     # each thread's producer closes as it is dropped
         self._consumer = None               # closed by the last frame that refers to it
 
-    def join_thread(self):
+    def join_thread(self) -> None:
         """There is no feeder thread: put() has already written everything."""
         assert self._closed, f"Queue {self!r} not closed"
 
-    def cancel_join_thread(self):
+    def cancel_join_thread(self) -> None:
         """Nothing to cancel: no data waits in this process to be written."""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         maxsize = f" maxsize={self._permits.maxsize}" if self._permits else ""
         return f"<shmring.Queue {self._ring.name!r} capacity={self._ring.capacity}{maxsize}>"
 
 
-def _attach(ring, maxsize):
+def _attach(ring: Ring, maxsize: int | None) -> Queue:
     """Unpickle a Queue: the ring attaches by name; the process gets its own
     producers and, on its first get(), may become the consumer."""
     q = Queue.__new__(Queue)

@@ -7,15 +7,20 @@ dicts holding a frame, the trainer get()s them.  Each frame is copied once,
 from the worker's array into shared memory, and the trainer reads it there
 (zero_copy=True): nothing else copies the pixels.
 """
+from __future__ import annotations
+
 import argparse
 import multiprocessing as mp
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 import shmring
 
 
-def decode(index, shape):
+def decode(index: int, shape: tuple[int, ...]) -> tuple[NDArray[np.uint8], float]:
     """Stands in for a video decoder: an RGB frame, and the label to learn
     from it (how bright the frame is)."""
     rng = np.random.default_rng(index)
@@ -24,19 +29,19 @@ def decode(index, shape):
     return frame, float(frame.mean() / 255)
 
 
-def worker(frames, indices, shape):
+def worker(frames: shmring.Queue, indices: Iterable[int], shape: tuple[int, ...]) -> None:
     for i in indices:
         frame, label = decode(i, shape)
         frames.put({"index": i, "frame": frame, "label": label})
     frames.put(None)                    # this worker is done
 
 
-def features(frame):
+def features(frame: NDArray[Any]) -> NDArray[np.float64]:
     """Per-channel means of the frame, and a bias."""
     return np.append(frame.reshape(-1, 3).mean(axis=0) / 255, 1.0)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--frames", type=int, default=90)
