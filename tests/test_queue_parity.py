@@ -274,7 +274,7 @@ def test_pool_initializer(make, method):
     ctx = multiprocessing.get_context(method)
     q = make(0, ctx)
     with ctx.Pool(2, initializer=pool_init, initargs=(q,)) as pool:
-        assert pool.map(pool_task, range(6), chunksize=1) == list(range(6))
+        assert pool.map_async(pool_task, range(6), chunksize=1).get(60) == list(range(6))
         # (before the pool's exit terminates its workers: see the difference below)
         assert sorted(q.get(timeout=30) for _ in range(6)) == [("pool", i) for i in range(6)]
 
@@ -396,7 +396,7 @@ def test_difference_terminated_producers_lose_nothing_put():
     ctx = multiprocessing.get_context("fork")
     q = make_shmring()
     with ctx.Pool(2, initializer=pool_init, initargs=(q,)) as pool:
-        assert pool.map(pool_task, range(20), chunksize=1) == list(range(20))
+        assert pool.map_async(pool_task, range(20), chunksize=1).get(60) == list(range(20))
     assert sorted(q.get(timeout=30) for _ in range(20)) == [("pool", i) for i in range(20)]
 
 
