@@ -19,6 +19,7 @@ from shmring.errors import (
     RingCorrupted,
     RingError,
 )
+from shmring.queue import Queue
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,7 @@ __all__ = [
     "Full",
     "IncompatibleRing",
     "Producer",
+    "Queue",
     "Reservation",
     "Ring",
     "RingCorrupted",

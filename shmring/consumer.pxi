@@ -22,6 +22,7 @@ cdef inline void let_go(ConsumerState *c) noexcept nogil:
     store32(&c.in_use, FREE, RELEASE)  # pairs with hold's acquire CAS
 
 
+@cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first
 cdef class Consumer:
     """Reads frames in place.  Use it from one thread at a time."""
 

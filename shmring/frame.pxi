@@ -2,6 +2,7 @@
 # when it is released: explicitly, at the end of a `with` block, or when it
 # is dropped; a view (memoryview, numpy array) keeps it until the view dies.
 
+@cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first
 @cython.freelist(64)
 cdef class Frame:
     """A received frame: a read-only view of its record in shared memory."""

@@ -11,6 +11,7 @@ cdef uint32_t check_type(object type) except? 0xffffffff:
     return type
 
 
+@cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first
 cdef class Producer:
     """Writes frames into a ring.  Use one producer per thread."""
 
@@ -213,6 +214,7 @@ def _producer_in(ring, spin, nontemporal=False):
     return ring.producer(spin=spin, nontemporal=nontemporal)
 
 
+@cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first
 cdef class Reservation:
     """Writable space claimed in the ring, filled in place (zero copy)."""
 

@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--targets", action="store_true",
                         help="for shmring's developers: also print the project's speed targets "
                              "with verdicts (docs/benchmarks.md)")
+    parser.add_argument("--queue", action="store_true",
+                        help="benchmark shmring.Queue against mp.Queue and faster-fifo instead")
 
 
 def latency_lineup(available):
@@ -139,6 +141,10 @@ def select(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.queue:
+        from shmring.bench import queue
+        status: int = queue.run(args)
+        return status
     reps = args.reps or (3 if args.quick else 5)
     seconds = args.seconds or (0.05 if args.quick else 0.3)
     pings = 2000 if args.quick else 20000
