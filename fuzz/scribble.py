@@ -41,7 +41,8 @@ HEADER_FIELDS = {
     "max_frame": (24, 8), "secret": (32, 8), "nslots": (40, 4), "header_size": (44, 4),
     "creator": (48, 8), "tail": (128, 8), "head": (256, 8), "data_seq": (384, 4),
     "data_waiting": (388, 4), "space_seq": (512, 4), "space_waiting": (516, 4),
-    "consumer": (640, 8), "received_frames": (648, 8), "abandoned_frames": (672, 8),
+    "consumer": (L.OFF_CONSUMER, 8), "received_frames": (L.OFF_RECEIVED_FRAMES, 8),
+    "held_frames": (L.OFF_HELD_FRAMES, 8), "abandoned_frames": (L.OFF_ABANDONED_FRAMES, 8),
 }
 SLOT_FIELDS = {"owner": (0, 8), "intent_pos": (8, 8), "intent_len": (16, 8),
                "frames": (24, 8)}

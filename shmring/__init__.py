@@ -18,6 +18,7 @@ from shmring.errors import (
     IncompatibleRing,
     RingCorrupted,
     RingError,
+    Sealed,
 )
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "Ring",
     "RingCorrupted",
     "RingError",
+    "Sealed",
     "get_include",
 ]
 

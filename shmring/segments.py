@@ -18,6 +18,7 @@ import stat as _stat
 import struct
 from typing import TypedDict
 
+from shmring._core import LAYOUT, LAYOUT_VERSION, SEALED_BIT
 from shmring._core import alive as owner_alive
 from shmring._core import pid_of as owner_pid
 from shmring._ring import segment_dir
@@ -25,21 +26,26 @@ from shmring.errors import RingError
 
 PREFIX = "shmring."
 
-# Offsets into the segment (shmring/layout.pxd; docs/design.md draws them).
-HEADER_SIZE = 1024
-OFF_MAGIC, OFF_VERSION, OFF_DATA_OFFSET, OFF_CAPACITY = 0, 8, 12, 16
-OFF_MAX_FRAME, OFF_SECRET, OFF_NSLOTS, OFF_HEADER_SIZE = 24, 32, 40, 44
-OFF_CREATOR, OFF_CREATED_NS = 48, 56
-OFF_TAIL, OFF_HEAD = 128, 256
-OFF_CONSUMER = 640
-OFF_RECEIVED_FRAMES, OFF_RECEIVED_BYTES, OFF_CONSUMER_WAITS = 648, 656, 664
-OFF_ABANDONED_FRAMES, OFF_ABANDONED_BYTES = 672, 680
-SLOT_SIZE = 128
-SLOT_OWNER, SLOT_INTENT_POS, SLOT_INTENT_LEN, SLOT_FRAMES = 0, 8, 16, 24
-SLOT_BYTES, SLOT_ABORTED, SLOT_FULL_WAITS = 32, 40, 48
+# Offsets into the segment, from shmring/layout.pxd's structs (docs/design.md draws them).
+HEADER_SIZE = LAYOUT["sizeof(SegmentHeader)"]
+OFF_MAGIC, OFF_VERSION = LAYOUT["magic"], LAYOUT["version"]
+OFF_DATA_OFFSET, OFF_CAPACITY = LAYOUT["data_offset"], LAYOUT["capacity"]
+OFF_MAX_FRAME, OFF_SECRET = LAYOUT["max_frame"], LAYOUT["secret"]
+OFF_NSLOTS, OFF_HEADER_SIZE = LAYOUT["nslots"], LAYOUT["header_size"]
+OFF_CREATOR, OFF_CREATED_NS = LAYOUT["creator"], LAYOUT["created_ns"]
+OFF_TAIL, OFF_HEAD = LAYOUT["tail"], LAYOUT["head"]
+OFF_CONSUMER = LAYOUT["consumer"]
+OFF_RECEIVED_FRAMES, OFF_RECEIVED_BYTES = LAYOUT["received_frames"], LAYOUT["received_bytes"]
+OFF_HELD_FRAMES, OFF_CONSUMER_WAITS = LAYOUT["held_frames"], LAYOUT["consumer_waits"]
+OFF_ABANDONED_FRAMES, OFF_ABANDONED_BYTES = LAYOUT["abandoned_frames"], LAYOUT["abandoned_bytes"]
+SLOT_SIZE = LAYOUT["sizeof(Slot)"]
+SLOT_OWNER, SLOT_INTENT_POS = LAYOUT["slot.owner"], LAYOUT["slot.intent_pos"]
+SLOT_INTENT_LEN, SLOT_FRAMES = LAYOUT["slot.intent_len"], LAYOUT["slot.frames"]
+SLOT_BYTES, SLOT_ABORTED = LAYOUT["slot.bytes"], LAYOUT["slot.aborted"]
+SLOT_FULL_WAITS, SLOT_OPENS = LAYOUT["slot.full_waits"], LAYOUT["slot.opens"]
 RECORD_HEADER = 64
 MAGIC = 0x31474E4952534D48
-VERSION = 1
+VERSION = LAYOUT_VERSION
 
 class ProducerInfo(TypedDict):
     slot: int
@@ -62,6 +68,7 @@ class RingInfo(TypedDict):
     consumer_alive: bool
     producers: list[ProducerInfo]
     abandoned_frames: int | None
+    sealed: bool
     live: bool
     stale: bool
     error: str | None
@@ -83,7 +90,7 @@ def read_ring(path: str) -> RingInfo:
         "name": name, "path": path, "size": None, "capacity": None, "max_frame": None,
         "fill": None, "creator_pid": None, "creator_alive": False,
         "consumer_pid": None, "consumer_alive": False,
-        "producers": [], "abandoned_frames": None, "live": False, "stale": False,
+        "producers": [], "abandoned_frames": None, "sealed": False, "live": False, "stale": False,
         "error": None}
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -122,7 +129,8 @@ def read_ring(path: str) -> RingInfo:
             tail, hd = _u64(m, OFF_TAIL), _u64(m, OFF_HEAD)
             info.update({
                 "capacity": capacity, "max_frame": _u64(m, OFF_MAX_FRAME),
-                "fill": (tail - hd) & 0xFFFFFFFFFFFFFFFF,
+                "fill": ((tail & ~SEALED_BIT) - hd) & 0xFFFFFFFFFFFFFFFF,
+                "sealed": bool(tail & SEALED_BIT),
                 "creator_pid": owner_pid(creator), "creator_alive": owner_alive(creator),
                 "consumer_pid": owner_pid(consumer), "consumer_alive": owner_alive(consumer),
                 "abandoned_frames": _u64(m, OFF_ABANDONED_FRAMES)})
@@ -165,12 +173,16 @@ def remove_ring(name: str, *, force: bool = False, directory: str | None = None)
     if info["error"] and info["error"].startswith("cannot open") and not os.path.lexists(path):
         raise FileNotFoundError(2, f"no ring named {name!r}", path)
     if info["live"] and not force:
-        who = []
-        if info["creator_alive"]:
-            who.append(f"creator pid {info['creator_pid']}")
-        if info["consumer_alive"]:
-            who.append(f"consumer pid {info['consumer_pid']}")
-        who += [f"producer pid {p['pid']}" for p in info["producers"] if p["alive"]]
-        raise RingError(f"ring {name!r} is in use ({', '.join(who)})")
+        raise RingError(f"ring {name!r} is in use ({', '.join(users(info))})")
     os.unlink(path)
     return info
+
+
+def users(info: RingInfo) -> list[str]:
+    """The live processes of a ring read_ring() described, as 'creator pid N' etc."""
+    who = []
+    if info["creator_alive"]:
+        who.append(f"creator pid {info['creator_pid']}")
+    if info["consumer_alive"]:
+        who.append(f"consumer pid {info['consumer_pid']}")
+    return who + [f"producer pid {p['pid']}" for p in info["producers"] if p["alive"]]
