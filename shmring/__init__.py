@@ -2,7 +2,7 @@
 
     ring = shmring.Ring.create("video", 1 << 26)
     with ring.consumer() as consumer:
-        for frame in consumer:          # zero copy, read-only
+        for frame in consumer:          # zero copy, read-only; ends at ring.seal()
             handle(frame.array())
             frame.release()
 """
