@@ -9,9 +9,6 @@ LAB_POINTS: Final[dict[str, int]]
 def lab_enabled() -> bool: ...
 def _lab_install(free_word: int, cell: int) -> None: ...
 
-# Field offsets and struct sizes from layout.pxd, for shmring.segments.
-LAYOUT: Final[dict[str, int]]
-LAYOUT_VERSION: Final[int]
 # The bit of tail that marks a sealed ring.
 SEALED_BIT: Final[int]
 

@@ -68,36 +68,7 @@ cdef uint64_t PID_MASK = (1 << PID_BITS) - 1
 cdef uint64_t START_MASK = (1 << 40) - 1
 cdef uint64_t UNKNOWN_START = <uint64_t>-1
 
-cdef dict layout_offsets():
-    """Offsets and sizes from layout.pxd's structs, for the Python code that
-    reads segments without attaching (shmring.segments, tests)."""
-    cdef SegmentHeader h
-    cdef Slot s
-    cdef char *hp = <char *>&h
-    cdef char *sp = <char *>&s
-    return {
-        "sizeof(SegmentHeader)": sizeof(SegmentHeader), "sizeof(Slot)": sizeof(Slot),
-        "magic": <char *>&h.magic - hp, "version": <char *>&h.version - hp,
-        "data_offset": <char *>&h.data_offset - hp, "capacity": <char *>&h.capacity - hp,
-        "max_frame": <char *>&h.max_frame - hp, "secret": <char *>&h.secret - hp,
-        "nslots": <char *>&h.nslots - hp, "header_size": <char *>&h.header_size - hp,
-        "creator": <char *>&h.creator - hp, "created_ns": <char *>&h.created_ns - hp,
-        "tail": <char *>&h.tail - hp, "head": <char *>&h.head - hp,
-        "consumer": <char *>&h.consumer - hp, "received_frames": <char *>&h.received_frames - hp,
-        "received_bytes": <char *>&h.received_bytes - hp, "held_frames": <char *>&h.held_frames - hp,
-        "consumer_waits": <char *>&h.consumer_waits - hp,
-        "abandoned_frames": <char *>&h.abandoned_frames - hp,
-        "abandoned_bytes": <char *>&h.abandoned_bytes - hp,
-        "slot.owner": <char *>&s.owner - sp, "slot.intent_pos": <char *>&s.intent_pos - sp,
-        "slot.intent_len": <char *>&s.intent_len - sp, "slot.frames": <char *>&s.frames - sp,
-        "slot.bytes": <char *>&s.bytes - sp, "slot.aborted": <char *>&s.aborted - sp,
-        "slot.full_waits": <char *>&s.full_waits - sp, "slot.opens": <char *>&s.opens - sp,
-    }
-
-
-# Where each field lives (layout.pxd is the one source); VERSION and the seal bit.
-LAYOUT = layout_offsets()
-LAYOUT_VERSION = VERSION
+# The bit of tail that marks a sealed ring (for shmring.segments).
 SEALED_BIT = TAIL_SEALED
 
 # --- clocks and processes ---------------------------------------------------

@@ -18,7 +18,7 @@ import stat as _stat
 import struct
 from typing import TypedDict
 
-from shmring._core import LAYOUT, LAYOUT_VERSION, SEALED_BIT
+from shmring._core import SEALED_BIT
 from shmring._core import alive as owner_alive
 from shmring._core import pid_of as owner_pid
 from shmring._ring import segment_dir
@@ -26,26 +26,21 @@ from shmring.errors import RingError
 
 PREFIX = "shmring."
 
-# Offsets into the segment, from shmring/layout.pxd's structs (docs/design.md draws them).
-HEADER_SIZE = LAYOUT["sizeof(SegmentHeader)"]
-OFF_MAGIC, OFF_VERSION = LAYOUT["magic"], LAYOUT["version"]
-OFF_DATA_OFFSET, OFF_CAPACITY = LAYOUT["data_offset"], LAYOUT["capacity"]
-OFF_MAX_FRAME, OFF_SECRET = LAYOUT["max_frame"], LAYOUT["secret"]
-OFF_NSLOTS, OFF_HEADER_SIZE = LAYOUT["nslots"], LAYOUT["header_size"]
-OFF_CREATOR, OFF_CREATED_NS = LAYOUT["creator"], LAYOUT["created_ns"]
-OFF_TAIL, OFF_HEAD = LAYOUT["tail"], LAYOUT["head"]
-OFF_CONSUMER = LAYOUT["consumer"]
-OFF_RECEIVED_FRAMES, OFF_RECEIVED_BYTES = LAYOUT["received_frames"], LAYOUT["received_bytes"]
-OFF_HELD_FRAMES, OFF_CONSUMER_WAITS = LAYOUT["held_frames"], LAYOUT["consumer_waits"]
-OFF_ABANDONED_FRAMES, OFF_ABANDONED_BYTES = LAYOUT["abandoned_frames"], LAYOUT["abandoned_bytes"]
-SLOT_SIZE = LAYOUT["sizeof(Slot)"]
-SLOT_OWNER, SLOT_INTENT_POS = LAYOUT["slot.owner"], LAYOUT["slot.intent_pos"]
-SLOT_INTENT_LEN, SLOT_FRAMES = LAYOUT["slot.intent_len"], LAYOUT["slot.frames"]
-SLOT_BYTES, SLOT_ABORTED = LAYOUT["slot.bytes"], LAYOUT["slot.aborted"]
-SLOT_FULL_WAITS, SLOT_OPENS = LAYOUT["slot.full_waits"], LAYOUT["slot.opens"]
+# Offsets into the segment (shmring/layout.pxd; docs/design.md draws them).
+HEADER_SIZE = 1024
+OFF_MAGIC, OFF_VERSION, OFF_DATA_OFFSET, OFF_CAPACITY = 0, 8, 12, 16
+OFF_MAX_FRAME, OFF_SECRET, OFF_NSLOTS, OFF_HEADER_SIZE = 24, 32, 40, 44
+OFF_CREATOR, OFF_CREATED_NS = 48, 56
+OFF_TAIL, OFF_HEAD = 128, 256
+OFF_CONSUMER = 640
+OFF_RECEIVED_FRAMES, OFF_RECEIVED_BYTES, OFF_HELD_FRAMES, OFF_CONSUMER_WAITS = 648, 656, 664, 672
+OFF_ABANDONED_FRAMES, OFF_ABANDONED_BYTES = 680, 688
+SLOT_SIZE = 128
+SLOT_OWNER, SLOT_INTENT_POS, SLOT_INTENT_LEN, SLOT_FRAMES = 0, 8, 16, 24
+SLOT_BYTES, SLOT_ABORTED, SLOT_FULL_WAITS, SLOT_OPENS = 32, 40, 48, 56
 RECORD_HEADER = 64
 MAGIC = 0x31474E4952534D48
-VERSION = LAYOUT_VERSION
+VERSION = 2
 
 class ProducerInfo(TypedDict):
     slot: int

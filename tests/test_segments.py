@@ -145,3 +145,37 @@ hear()
         r = run_cli(segdir, "rm", name)
         assert r.returncode == 0, r.stderr
         assert "no rings" in run_cli(segdir, "ls").stdout
+
+
+def test_offsets_read_what_the_ring_writes(tmp_path, monkeypatch):
+    """The offsets above are layout.pxd's (version 2): read a real segment
+    through them and compare with stats()."""
+    monkeypatch.setenv("SHMRING_DIR", str(tmp_path))
+    with shmring.Ring.create("offsets", 8192, producers=3) as ring, ring.producer() as p, \
+            ring.consumer() as c:
+        p.send(b"abc")
+        p.send(b"defg")
+        held = c.recv(0)
+        c.recv_bytes(0)
+        with pytest.raises(shmring.Empty):
+            c.recv(timeout=0.01)                    # one sleep on an empty ring
+        ring.seal()
+        with open(ring.path, "rb") as f:
+            data = f.read(segments.HEADER_SIZE + segments.SLOT_SIZE)
+        s = ring.stats()
+        assert (s["frames_held"], s["consumer_waits"]) == (1, 1)
+
+        def u(off):
+            return int.from_bytes(data[off:off + 8], "little")
+        assert u(segments.OFF_VERSION) & 0xFFFFFFFF == segments.VERSION == 2
+        assert u(segments.OFF_TAIL) == s["tail"] | 1            # the seal bit
+        assert segments.owner_pid(u(segments.OFF_CONSUMER)) == os.getpid()
+        assert (u(segments.OFF_RECEIVED_FRAMES), u(segments.OFF_RECEIVED_BYTES)) == (2, 7)
+        assert (u(segments.OFF_HELD_FRAMES), u(segments.OFF_CONSUMER_WAITS)) == (1, 1)
+        assert u(segments.OFF_ABANDONED_FRAMES) == u(segments.OFF_ABANDONED_BYTES) == 0
+        slot = segments.HEADER_SIZE
+        assert (u(slot + segments.SLOT_FRAMES), u(slot + segments.SLOT_BYTES)) == (2, 7)
+        assert u(slot + segments.SLOT_OPENS) == 1
+        info = segments.read_ring(ring.path)
+        assert info["sealed"] and info["fill"] == s["fill"] == 256    # held, and behind it
+        held.release()
