@@ -70,12 +70,20 @@ def start_shutdown(segdir):
     return proc, [ln.rstrip("\n") for ln in lines]
 
 
-def rest(proc):
-    """The rest of its output once it exits.  Read through proc.stdout, which
-    may hold lines read ahead (communicate() would skip them)."""
-    out, err = proc.stdout.read(), proc.stderr.read()
-    proc.wait(60)
-    return out, err
+def stop(proc, lines, action):
+    """Do action, then wait for the recipe to end: the lines it printed, all
+    of them, once it exited 0.  Read through proc.stdout, which may hold lines
+    read ahead (communicate() would skip them); kill its group if it hangs."""
+    try:
+        action()
+        out, err = proc.stdout.read(), proc.stderr.read()
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err
+    return lines + out.splitlines()
 
 
 def readings_by_sensor(lines):
@@ -92,18 +100,10 @@ def readings_by_sensor(lines):
 @pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
 def test_shutdown_loses_nothing_sent_before_the_seal(segdir, how):
     proc, lines = start_shutdown(segdir)
-    try:
-        if how == "SIGTERM":
-            os.kill(proc.pid, signal.SIGTERM)           # a service manager stops the main process
-        else:
-            os.killpg(proc.pid, signal.SIGINT)          # a terminal signals the whole group
-        out, err = rest(proc)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, err
-    lines += out.splitlines()
+    if how == "SIGTERM":                                # a service manager stops the main process
+        lines = stop(proc, lines, lambda: os.kill(proc.pid, signal.SIGTERM))
+    else:                                               # a terminal signals the whole group
+        lines = stop(proc, lines, lambda: os.killpg(proc.pid, signal.SIGINT))
     assert "the stream is over" in lines
     got, stopped = readings_by_sensor(lines)
     assert sorted(stopped) == [0, 1, 2]                 # every sensor was refused, cleanly
@@ -115,19 +115,14 @@ def test_shutdown_loses_nothing_sent_before_the_seal(segdir, how):
 @pytest.mark.timeout(120)
 def test_consumer_ends_the_stream_when_every_sensor_died(segdir):
     proc, lines = start_shutdown(segdir)
-    try:
-        path = os.path.join(segdir, "shmring.sensors")
+    path = os.path.join(segdir, "shmring.sensors")
+
+    def kill_sensors():
         for p in segments.read_ring(path)["producers"]:
             os.kill(p["pid"], signal.SIGKILL)
         wait_until(lambda: not any(p["alive"] for p in segments.read_ring(path)["producers"]),
                    10, "the sensors to die")
-        out, err = rest(proc)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, err
-    lines += out.splitlines()
+    lines = stop(proc, lines, kill_sensors)
     assert lines[-1] == "the stream is over"
     got, stopped = readings_by_sensor(lines)
     assert stopped == {}                                # killed, not refused
