@@ -417,7 +417,7 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
             if may_claim(p, need):
                 return OK
             cpu_relax()
-    seq = load32(&h.space_seq, ACQUIRE)  # pairs with advance_head's release increment of space_seq
+    seq = load32(&h.space_seq, ACQUIRE)  # pairs with wake_producers' release increment of space_seq
     store32(&h.space_waiting, 1, RELAXED)
     pause_point(P_SPACE_WAIT)
     handshake_fence()  # SEQ_CST; pairs with advance_head's and ring_seal's fences: we see head or the seal, or they see our flag
@@ -758,7 +758,7 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
             if st != PENDING:
                 return st
             cpu_relax()
-    seq = load32(&h.data_seq, ACQUIRE)  # pairs with publish's release increment of data_seq
+    seq = load32(&h.data_seq, ACQUIRE)  # pairs with wake_consumer's release increment of data_seq
     store32(&h.data_waiting, 1, RELAXED)
     pause_point(P_DATA_WAIT)
     handshake_fence()  # SEQ_CST; pairs with publish's and ring_seal's fences: we see the commit or the seal, or they see our flag
