@@ -2,7 +2,7 @@
 
     ring = shmring.Ring.create("video", 1 << 26)
     with ring.consumer() as consumer:
-        for frame in consumer:          # zero copy, read-only
+        for frame in consumer:          # zero copy, read-only; ends at ring.seal()
             handle(frame.array())
             frame.release()
 """
@@ -18,6 +18,7 @@ from shmring.errors import (
     IncompatibleRing,
     RingCorrupted,
     RingError,
+    Sealed,
 )
 from shmring.queue import Queue
 
@@ -38,6 +39,7 @@ __all__ = [
     "Ring",
     "RingCorrupted",
     "RingError",
+    "Sealed",
     "get_include",
 ]
 

@@ -20,10 +20,11 @@ from shmring.includes.stream cimport HAVE_STREAM, load128, stream128
 from shmring.includes.lab cimport LAB_BUILD, pause_point, lab_attach
 from shmring.includes.mutants cimport (
     COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, tag_mismatch, no_room, handshake_fence,
-    stream_fence)
+    stream_fence, seal_cas)
 from shmring.layout cimport (
     SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, LINE, ALIGN, RECORD_HEADER,
-    MIN_CAPACITY, DEFAULT_SLOTS, MAX_NDIM, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK)
+    MIN_CAPACITY, DEFAULT_SLOTS, MAX_NDIM, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK,
+    TAIL_SEALED)
 
 cdef extern from "<pthread.h>" nogil:
     int pthread_atfork(void (*prepare)() noexcept nogil,
@@ -42,11 +43,13 @@ cdef enum:
     P_HEAD = 8              # consumer stored head, producers not yet woken
     P_DATA_WAIT = 9         # consumer announced itself as waiter, not re-checked
     P_SPACE_WAIT = 10       # producer announced itself as waiter, not re-checked
+    P_SEAL = 11             # sealer loaded tail, not yet sealed it (CAS)
+    P_SEALED = 12           # tail sealed, sleepers not yet woken
 
 LAB_POINTS = {"claim_cas": P_CLAIM_CAS, "claimed": P_CLAIMED, "busy": P_BUSY,
               "payload": P_PAYLOAD, "commit": P_COMMIT, "committed": P_COMMITTED,
               "header": P_HEADER, "head": P_HEAD, "data_wait": P_DATA_WAIT,
-              "space_wait": P_SPACE_WAIT}
+              "space_wait": P_SPACE_WAIT, "seal": P_SEAL, "sealed": P_SEALED}
 
 
 def lab_enabled():
@@ -218,6 +221,21 @@ cdef int64_t slice_until(int64_t deadline) noexcept nogil:
     cdef int64_t left = deadline - now_ns()
     return WAIT_SLICE_NS if left > WAIT_SLICE_NS else left
 
+# The wakers' half of the two handshakes (docs/design.md, "Waiting"), called
+# after the caller published (a commit, head, the seal) and ran its fence.
+
+cdef void wake_consumer(SegmentHeader *h) noexcept nogil:
+    if load32(&h.data_waiting, RELAXED) and exchange32(&h.data_waiting, 0, RELAXED):
+        fetch_add32(&h.data_seq, 1, RELEASE)  # pairs with wait_for_data's acquire load of data_seq
+        futex_wake(&h.data_seq, 1)
+        fetch_add64(&h.wakeups_to_consumer, 1, RELAXED)
+
+cdef void wake_producers(SegmentHeader *h) noexcept nogil:
+    if load32(&h.space_waiting, RELAXED) and exchange32(&h.space_waiting, 0, RELAXED):
+        fetch_add32(&h.space_seq, 1, RELEASE)  # pairs with wait_for_space's acquire load of space_seq
+        futex_wake(&h.space_seq, 0x7fffffff)
+        fetch_add64(&h.wakeups_to_producers, 1, RELAXED)
+
 # --- layout -----------------------------------------------------------------
 
 cdef uint64_t max_frame_for(uint64_t capacity) noexcept nogil:
@@ -332,6 +350,28 @@ cdef int ring_view(RingView *v, uint8_t *base, uint64_t size) noexcept nogil:
     v.nslots = h.nslots
     return OK
 
+# --- end of stream ----------------------------------------------------------
+
+cdef bint ring_seal(RingView *v) noexcept nogil:
+    """Close the ring to new frames: set TAIL_SEALED in tail.  A claim whose
+    CAS on tail came first is delivered; one after it fails its CAS or sees
+    the bit, and is refused.  Wakes every sleeper, so that the consumer sees
+    the end and waiting producers their refusal.  True if this call sealed it."""
+    cdef SegmentHeader *h = v.hdr
+    cdef uint64_t tail = load64(&h.tail, RELAXED)
+    while not tail & TAIL_SEALED:
+        pause_point(P_SEAL)
+        if seal_cas(&h.tail, &tail, tail | TAIL_SEALED):  # release pairs with poll's acquire load of tail (continuing the claims' release sequence)
+            pause_point(P_SEALED)
+            handshake_fence()  # SEQ_CST; pairs with wait_for_data's and wait_for_space's fences: we see their flags, or they see the seal
+            wake_consumer(h)
+            wake_producers(h)
+            return True
+    return False
+
+cdef bint ring_sealed(RingView *v) noexcept nogil:
+    return (load64(&v.hdr.tail, RELAXED) & TAIL_SEALED) != 0  # a report: orders nothing
+
 # --- producer ---------------------------------------------------------------
 
 cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
@@ -355,6 +395,7 @@ cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
                 continue
         if cas64(&s.owner, &owner, me, False, ACQUIRE, RELAXED):  # acquire pairs with producer_close's release store of owner
             store64(&s.intent_len, 0, RELAXED)
+            store64(&s.opens, s.opens + 1, RELAXED)
             p.slot = i
             p.head_cache = head
             return <int>i
@@ -370,14 +411,18 @@ cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noex
     cdef uint64_t room = v.capacity - (tail & v.mask)
     return need + room if room < need else need
 
-cdef bint has_room(ProducerState *p, uint64_t need) noexcept nogil:
+cdef bint may_claim(ProducerState *p, uint64_t need) noexcept nogil:
+    """Room for need bytes, or the ring is sealed: either way the claim
+    should look again (and report the seal)."""
     cdef RingView *v = &p.ring
     cdef uint64_t tail = load64(&v.hdr.tail, RELAXED)
+    if tail & TAIL_SEALED:
+        return True
     p.head_cache = load64(&v.hdr.head, ACQUIRE)  # pairs with advance_head's release store of head
     return (tail - p.head_cache) + claim_total(v, tail, need) <= v.capacity
 
 cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexcept nogil:
-    """Sleep until head may have moved.  OK means "try again"."""
+    """Sleep until head may have moved or the ring was sealed.  OK means "try again"."""
     cdef SegmentHeader *h = p.ring.hdr
     cdef uint32_t seq, _i
     cdef uint64_t consumer
@@ -385,14 +430,14 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
     if p.spun_for != p.head_cache + 1:     # spin once per head, not every wait slice
         p.spun_for = p.head_cache + 1
         for _i in range(p.spin):
-            if has_room(p, need):
+            if may_claim(p, need):
                 return OK
             cpu_relax()
-    seq = load32(&h.space_seq, ACQUIRE)  # pairs with advance_head's release increment of space_seq
+    seq = load32(&h.space_seq, ACQUIRE)  # pairs with wake_producers' release increment of space_seq
     store32(&h.space_waiting, 1, RELAXED)
     pause_point(P_SPACE_WAIT)
-    handshake_fence()  # SEQ_CST; pairs with advance_head's fence: we see its head, or it sees our flag
-    if has_room(p, need):
+    handshake_fence()  # SEQ_CST; pairs with advance_head's and ring_seal's fences: we see head or the seal, or they see our flag
+    if may_claim(p, need):
         return OK
     consumer = load64(&h.consumer, RELAXED)
     if consumer != 0 and not owner_alive(consumer):
@@ -407,7 +452,7 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
                         int64_t deadline) noexcept nogil:
     """Claim a record for length payload bytes and mark it BUSY.  Returns OK,
     TIMEOUT, INTERRUPTED (call again with the same deadline), ERR_TOO_LARGE
-    (nothing written) or ERR_CONSUMER_GONE."""
+    (nothing written), SEALED (nothing claimed) or ERR_CONSUMER_GONE."""
     cdef RingView *v = &p.ring
     cdef SegmentHeader *h = v.hdr
     cdef Slot *s = &v.slots[p.slot]
@@ -419,6 +464,8 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
     need = record_size(length)
     tail = load64(&h.tail, RELAXED)
     while True:
+        if tail & TAIL_SEALED:
+            return SEALED               # sealed before our CAS: refused, nothing claimed
         if tail & (ALIGN - 1):
             return ERR_CORRUPT          # a header at tail would cross the mapping's end
         total = claim_total(v, tail, need)
@@ -441,6 +488,7 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
         if cas64(&h.tail, &tail, tail + total, False, RELEASE, RELAXED):  # release pairs with recover_unwritten's acquire of tail: the intent is visible first
             break
         store64(&s.intent_len, 0, RELAXED)     # a stale intent must not hold up recovery
+        # (the CAS failed: another claim, or the seal, changed tail; look again)
     pause_point(P_CLAIMED)
     if total != need:
         room = total - need
@@ -472,10 +520,7 @@ cdef void publish(ProducerState *p, uint64_t state) noexcept nogil:
     p.reserved = False
     pause_point(P_COMMITTED)
     handshake_fence()  # SEQ_CST; pairs with wait_for_data's fence: we see its flag, or it sees our commit
-    if load32(&h.data_waiting, RELAXED) and exchange32(&h.data_waiting, 0, RELAXED):
-        fetch_add32(&h.data_seq, 1, RELEASE)  # pairs with wait_for_data's acquire load of data_seq
-        futex_wake(&h.data_seq, 1)
-        fetch_add64(&h.producer_wakeups, 1, RELAXED)
+    wake_consumer(h)
 
 cdef void producer_commit(ProducerState *p) noexcept nogil:
     cdef Slot *s = &p.ring.slots[p.slot]
@@ -504,6 +549,7 @@ cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
         if cas64(&v.hdr.consumer, &owner, me, False, ACQUIRE, ACQUIRE):  # pairs with consumer_close's release store of consumer
             break
     c.owner = me
+    store64(&v.hdr.held_frames, 0, RELAXED)  # what a dead consumer held is delivered again
     c.head = load64(&v.hdr.head, ACQUIRE)  # pairs with the previous consumer's release store of head
     c.cursor = c.head
     c.tail_cache = c.head
@@ -512,6 +558,7 @@ cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
 
 cdef void consumer_close(ConsumerState *c) noexcept nogil:
     cdef uint64_t me = c.owner
+    store64(&c.ring.hdr.held_frames, 0, RELAXED)  # the next consumer gets them again
     cas64(&c.ring.hdr.consumer, &me, 0, False, RELEASE, RELAXED)  # pairs with consumer_open's acquire of consumer
 
 cdef int checked_size(ConsumerState *c, uint64_t pos, uint64_t length) noexcept nogil:
@@ -524,7 +571,7 @@ cdef int checked_size(ConsumerState *c, uint64_t pos, uint64_t length) noexcept 
     if size > c.ring.capacity - (pos & c.ring.mask):
         return 0
     if size > c.tail_cache - pos:
-        tail = load64(&c.ring.hdr.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
+        tail = tail_pos(load64(&c.ring.hdr.tail, ACQUIRE))  # pairs with producer_claim's release CAS of tail
         if size > tail - pos or tail - pos > c.ring.capacity:
             return 0                    # and a bad tail is not cached
         c.tail_cache = tail
@@ -556,14 +603,12 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
     store64(&h.head, pos, RELEASE)  # pairs with producer_claim's acquire load of head: our reads are done
     pause_point(P_HEAD)
     handshake_fence()  # SEQ_CST; pairs with wait_for_space's fence: we see its flag, or it sees our head
-    if load32(&h.space_waiting, RELAXED) and exchange32(&h.space_waiting, 0, RELAXED):
-        fetch_add32(&h.space_seq, 1, RELEASE)  # pairs with wait_for_space's acquire load of space_seq
-        futex_wake(&h.space_seq, 0x7fffffff)
-        fetch_add64(&h.consumer_wakeups, 1, RELAXED)
+    wake_producers(h)
     return OK
 
 cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
-    """Deliver the record at the cursor, skipping padding."""
+    """Deliver the record at the cursor, skipping padding.  SEALED when the
+    cursor reached a sealed tail: no frame will ever come again."""
     cdef RingView *v = &c.ring
     cdef SegmentHeader *h = v.hdr
     cdef uint64_t pos, word, state, length, tail
@@ -571,7 +616,10 @@ cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
     while True:
         pos = c.cursor
         if pos == c.tail_cache:
-            tail = load64(&h.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
+            tail = load64(&h.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail (and ring_seal's)
+            if tail == pos | TAIL_SEALED:
+                return SEALED           # sealed and drained
+            tail = tail_pos(tail)
             if tail - pos > v.capacity or (pos | tail) & (ALIGN - 1):
                 return ERR_CORRUPT      # kept out of tail_cache, so the next call checks again
             c.tail_cache = tail         # (a misaligned cursor from head would put a header across the mapping's end)
@@ -594,6 +642,7 @@ cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
             if length > v.max_frame:
                 return ERR_CORRUPT
             c.held += 1
+            store64(&h.held_frames, c.held, RELAXED)
             store64(&h.received_frames, h.received_frames + 1, RELAXED)
             store64(&h.received_bytes, h.received_bytes + length, RELAXED)
             out.pos = pos
@@ -613,12 +662,15 @@ cdef bint ready(ConsumerState *c) noexcept nogil:
 
 cdef int ready_checked(ConsumerState *c) noexcept nogil:
     """ready(), for wait_for_data: OK when poll will find the cursor's record
-    ready, PENDING when not.  A ready header at the cursor with tail still at
-    the cursor is impossible (the producer moved tail before writing it), so
-    it is ERR_CORRUPT: poll would see an empty ring and we would spin."""
+    ready or the ring sealed and drained, PENDING when not.  A ready header at
+    the cursor with tail still at the cursor is impossible (the producer moved
+    tail before writing it), so it is ERR_CORRUPT: poll would see an empty
+    ring and we would spin."""
+    cdef uint64_t tail
     if not ready(c):
-        return PENDING
-    if load64(&c.ring.hdr.tail, ACQUIRE) == c.cursor:  # pairs with producer_claim's release CAS of tail: it precedes the header ready() saw
+        tail = load64(&c.ring.hdr.tail, RELAXED)  # poll loads it again with acquire
+        return OK if tail == c.cursor | TAIL_SEALED else PENDING
+    if tail_pos(load64(&c.ring.hdr.tail, ACQUIRE)) == c.cursor:  # pairs with producer_claim's release CAS of tail: it precedes the header ready() saw
         return ERR_CORRUPT
     return OK
 
@@ -647,7 +699,7 @@ cdef int recover_unwritten(ConsumerState *c) noexcept nogil:
     cdef uint64_t pos = c.cursor, tail, ipos, ilen, end, best = 0, word
     cdef uint32_t i, j
     cdef bint found = False, proven
-    tail = load64(&v.hdr.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail: intents are visible
+    tail = tail_pos(load64(&v.hdr.tail, ACQUIRE))  # pairs with producer_claim's release CAS of tail: intents are visible
     if tail - pos > v.capacity:
         return ERR_CORRUPT              # else mark_abandoned could loop for 2^64 / capacity laps
     for i in range(v.nslots):
@@ -722,10 +774,10 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
             if st != PENDING:
                 return st
             cpu_relax()
-    seq = load32(&h.data_seq, ACQUIRE)  # pairs with publish's release increment of data_seq
+    seq = load32(&h.data_seq, ACQUIRE)  # pairs with wake_consumer's release increment of data_seq
     store32(&h.data_waiting, 1, RELAXED)
     pause_point(P_DATA_WAIT)
-    handshake_fence()  # SEQ_CST; pairs with publish's fence: we see its commit, or it sees our flag
+    handshake_fence()  # SEQ_CST; pairs with publish's and ring_seal's fences: we see the commit or the seal, or they see our flag
     st = ready_checked(c)
     if st != PENDING:
         return st
@@ -737,7 +789,8 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
 
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil:
     """Deliver the next committed record.  Returns OK, TIMEOUT, INTERRUPTED
-    (call again with the same deadline) or ERR_CORRUPT."""
+    (call again with the same deadline), SEALED (sealed and drained) or
+    ERR_CORRUPT."""
     cdef int st
     while True:
         st = poll(c, out)
@@ -761,6 +814,7 @@ cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil:
     if pos - c.head >= c.cursor - c.head:
         return ERR_CORRUPT              # a scribbled length moved head past a held frame
     c.held -= 1
+    store64(&c.ring.hdr.held_frames, c.held, RELAXED)
     store64(&rec.commit, tag(&c.ring, pos) | RELEASED, RELAXED)
     if pos != c.head and c.held != 0:
         return OK
@@ -811,11 +865,12 @@ LAYOUT = {
         "consumer": _at(&_h, &_h.consumer, sizeof(_h.consumer)),
         "received_frames": _at(&_h, &_h.received_frames, sizeof(_h.received_frames)),
         "received_bytes": _at(&_h, &_h.received_bytes, sizeof(_h.received_bytes)),
+        "held_frames": _at(&_h, &_h.held_frames, sizeof(_h.held_frames)),
         "consumer_waits": _at(&_h, &_h.consumer_waits, sizeof(_h.consumer_waits)),
         "abandoned_frames": _at(&_h, &_h.abandoned_frames, sizeof(_h.abandoned_frames)),
         "abandoned_bytes": _at(&_h, &_h.abandoned_bytes, sizeof(_h.abandoned_bytes)),
-        "producer_wakeups": _at(&_h, &_h.producer_wakeups, sizeof(_h.producer_wakeups)),
-        "consumer_wakeups": _at(&_h, &_h.consumer_wakeups, sizeof(_h.consumer_wakeups)),
+        "wakeups_to_consumer": _at(&_h, &_h.wakeups_to_consumer, sizeof(_h.wakeups_to_consumer)),
+        "wakeups_to_producers": _at(&_h, &_h.wakeups_to_producers, sizeof(_h.wakeups_to_producers)),
         "_pad5": _at(&_h, &_h._pad5, sizeof(_h._pad5)),
     }),
     "Slot": (sizeof(Slot), {
@@ -826,6 +881,7 @@ LAYOUT = {
         "bytes": _at(&_s, &_s.bytes, sizeof(_s.bytes)),
         "aborted": _at(&_s, &_s.aborted, sizeof(_s.aborted)),
         "full_waits": _at(&_s, &_s.full_waits, sizeof(_s.full_waits)),
+        "opens": _at(&_s, &_s.opens, sizeof(_s.opens)),
         "_pad": _at(&_s, &_s._pad, sizeof(_s._pad)),
     }),
     "RecordHeader": (sizeof(RecordHeader), {
@@ -843,6 +899,6 @@ LAYOUT = {
         "RECORD_HEADER": RECORD_HEADER, "MIN_CAPACITY": MIN_CAPACITY,
         "DEFAULT_SLOTS": DEFAULT_SLOTS, "MAX_NDIM": MAX_NDIM, "PID_BITS": PID_BITS,
         "BUSY": BUSY, "COMMITTED": COMMITTED, "PAD": PAD, "RELEASED": RELEASED,
-        "STATE_MASK": STATE_MASK,
+        "STATE_MASK": STATE_MASK, "TAIL_SEALED": TAIL_SEALED,
     },
 }

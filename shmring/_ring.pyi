@@ -41,19 +41,22 @@ class RingStats(TypedDict):
     head: int
     tail: int
     fill: int
+    sealed: bool
     producers: int
+    producers_opened: int
     consumer_pid: int | None
     frames_committed: int
     bytes_committed: int
     frames_aborted: int
     frames_received: int
     bytes_received: int
+    frames_held: int
     frames_abandoned: int
     bytes_abandoned: int
     producer_waits: int
     consumer_waits: int
-    producer_wakeups: int
-    consumer_wakeups: int
+    wakeups_to_consumer: int
+    wakeups_to_producers: int
 
 @disjoint_base
 class Ring:
@@ -68,10 +71,21 @@ class Ring:
         max_frame: int | None = None,
         mode: int = 0o600,
         producers: int = 128,
+        replace_stale: bool = False,
         _start: int = 0,                # tests: the first position (0, near 2**32, 2**64)
     ) -> Ring: ...
     @staticmethod
     def attach(name: str) -> Ring: ...
+    @staticmethod
+    def open_or_create(
+        name: str,
+        capacity: int,
+        *,
+        max_frame: int | None = None,
+        mode: int = 0o600,
+        producers: int = 128,
+        replace_stale: bool = False,
+    ) -> Ring: ...
     @property
     def name(self) -> str: ...
     @property
@@ -88,6 +102,9 @@ class Ring:
     def creator_pid(self) -> int: ...
     @property
     def created(self) -> float: ...
+    @property
+    def sealed(self) -> bool: ...
+    def seal(self) -> None: ...
     def producer(self, *, spin: int = 0, nontemporal: bool = False) -> Producer: ...
     def consumer(self, *, spin: int = 0, stall_timeout: float = 1.0) -> Consumer: ...
     def stats(self) -> RingStats: ...

@@ -8,6 +8,7 @@ cimport cython
 from cpython.buffer cimport (
     PyObject_GetBuffer, PyBuffer_Release, PyBuffer_FillInfo, PyBUF_SIMPLE)
 from cpython.exc cimport PyErr_CheckSignals
+from libc cimport errno as c_errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
@@ -15,7 +16,7 @@ from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAI
 from shmring cimport _core
 from shmring._core cimport (
     owner_pid,
-    OK, TIMEOUT, INTERRUPTED, ERR_TOO_LARGE, ERR_CORRUPT, ERR_CONSUMER_GONE,
+    OK, TIMEOUT, INTERRUPTED, SEALED, ERR_TOO_LARGE, ERR_CORRUPT, ERR_CONSUMER_GONE,
     NOWAIT, NO_DEADLINE, RingView, ProducerState, ConsumerState, Received)
 from shmring.includes.atomics cimport (
     RELAXED, ACQUIRE, RELEASE, load32, store32, cas32, fetch_add32, cpu_relax)
@@ -24,6 +25,7 @@ from shmring.layout cimport (
     MAX_NDIM, ALIGN, STATE_MASK)
 
 import errno
+import fcntl
 import os
 import re
 import secrets
@@ -33,7 +35,7 @@ import weakref
 
 from shmring.errors import (
     RingError, Full, Empty, FrameTooLarge, IncompatibleRing, ConsumerExists,
-    ConsumerGone, RingCorrupted)
+    ConsumerGone, RingCorrupted, Sealed)
 
 include "status.pxi"
 include "waits.pxi"

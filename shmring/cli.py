@@ -24,7 +24,7 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"slots      {ring.producer_slots} (producers open at once, at most)\n"
           f"creator    pid {ring.creator_pid}, {created:%Y-%m-%d %H:%M:%S} UTC")
     for key, value in ring.stats().items():
-        print(f"{key:<17}{value}")
+        print(f"{key:<21}{value}")
     return 0
 
 
@@ -62,7 +62,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
               f"{_pid(r['creator_pid'], r['creator_alive']):>13} "
               f"{_pid(r['consumer_pid'], r['consumer_alive']):>13} "
               f"{users:>9} {r['abandoned_frames']:>9} "
-              f"{'stale' if r['stale'] else 'live'}")
+              f"{'stale' if r['stale'] else 'live'}{', sealed' if r['sealed'] else ''}")
     return 0
 
 

@@ -85,16 +85,15 @@ cdef class Consumer:
         return 0
 
     cdef int next_record(self, Received *r, int64_t deadline) except -1:
-        """Receive one record inside a call: 1, or 0 if none came before deadline."""
+        """Receive one record inside a call: OK, TIMEOUT if none came before
+        deadline, or SEALED if none ever will; the caller decides what those mean."""
         cdef int st = _core.consumer_receive(&self.st, r, NOWAIT)
         if st == TIMEOUT and deadline != NOWAIT:
             with nogil:
-                st = OK if receive_blocking(&self.st, r, deadline) else TIMEOUT
-        if st == OK:
-            return 1
-        if st != TIMEOUT:
+                st = receive_blocking(&self.st, r, deadline)
+        if st != OK and st != TIMEOUT and st != SEALED:
             raise_status(st, NULL, &self.st)
-        return 0
+        return st
 
     cdef int give_back(self, uint64_t pos) except -1:
         """Release one record (Frame.release())."""
@@ -112,13 +111,16 @@ cdef class Consumer:
 
     def recv(self, timeout=None):
         """The next frame, a zero-copy read-only view.  Release it when done
-        (or use `with`).  Raises Empty if the timeout runs out."""
+        (or use `with`).  Raises Empty if the timeout runs out, Sealed once
+        the ring is sealed and every frame was received."""
         cdef int64_t deadline = deadline_for(timeout)
         cdef Received r
+        cdef int st
         self.begin()
         try:
-            if not self.next_record(&r, deadline):
-                raise_status(TIMEOUT, NULL, &self.st)
+            st = self.next_record(&r, deadline)
+            if st != OK:
+                raise_status(st, NULL, &self.st)
             return make_frame(self, &r)
         finally:
             self.end()
@@ -127,10 +129,12 @@ cdef class Consumer:
         """The next frame's contents as bytes, released at once."""
         cdef int64_t deadline = deadline_for(timeout)
         cdef Received r
+        cdef int st
         self.begin()
         try:
-            if not self.next_record(&r, deadline):
-                raise_status(TIMEOUT, NULL, &self.st)
+            st = self.next_record(&r, deadline)
+            if st != OK:
+                raise_status(st, NULL, &self.st)
             return self.copy_out(&r)
         finally:
             self.end()
@@ -149,23 +153,38 @@ cdef class Consumer:
         return self
 
     def __next__(self):
-        return self.recv()
+        """The next frame, waiting as long as it takes; the iteration ends
+        once the ring is sealed and every frame was received."""
+        cdef Received r
+        self.begin()
+        try:
+            if self.next_record(&r, NO_DEADLINE) == SEALED:
+                raise StopIteration
+            return make_frame(self, &r)
+        finally:
+            self.end()
 
     def recv_many(self, Py_ssize_t max_frames, timeout=None):
         """Up to max_frames frames, zero copy: waits as long as timeout for
         the first, then takes only frames already committed.  An empty list
-        if the timeout runs out.  Release each frame as after recv();
+        if the timeout runs out; Sealed instead once the ring is sealed and
+        every frame was received.  Release each frame as after recv();
         dropping the list releases those still held."""
         cdef int64_t deadline = deadline_for(timeout)
         cdef Received r
         cdef list frames = []
+        cdef int st = OK
         if max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, not {max_frames}")
         self.begin()
         try:
-            while len(frames) < max_frames and \
-                    self.next_record(&r, deadline if not frames else NOWAIT):
+            while len(frames) < max_frames:
+                st = self.next_record(&r, deadline if not frames else NOWAIT)
+                if st != OK:
+                    break
                 frames.append(make_frame(self, &r))
+            if st == SEALED and not frames:
+                raise_status(st, NULL, &self.st)
         finally:
             self.end()
         return frames
@@ -176,13 +195,18 @@ cdef class Consumer:
         cdef int64_t deadline = deadline_for(timeout)
         cdef Received r
         cdef list out = []
+        cdef int st = OK
         if max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, not {max_frames}")
         self.begin()
         try:
-            while len(out) < max_frames and \
-                    self.next_record(&r, deadline if not out else NOWAIT):
+            while len(out) < max_frames:
+                st = self.next_record(&r, deadline if not out else NOWAIT)
+                if st != OK:
+                    break
                 out.append(self.copy_out(&r))
+            if st == SEALED and not out:
+                raise_status(st, NULL, &self.st)
         finally:
             self.end()
         return out

@@ -7,6 +7,8 @@
     ├── IncompatibleRing                     attach to a foreign or other-version segment
     ├── ConsumerExists                       the ring already has a live consumer
     ├── ConsumerGone                         the consumer died while a producer waited
+    ├── Sealed                               the ring was sealed: no new frames (producers),
+    │                                        and none left to deliver (the consumer)
     └── RingCorrupted                        shared memory holds impossible values
 
 OSError subclasses (FileExistsError, FileNotFoundError, PermissionError) keep
@@ -40,6 +42,12 @@ class ConsumerExists(RingError):
 
 class ConsumerGone(RingError):
     """The ring's consumer died while this producer waited for space."""
+
+
+class Sealed(RingError):
+    """The ring was sealed (Ring.seal()): a producer may not send any more,
+    and a consumer has received every frame there will be.  Iterating over a
+    consumer ends instead."""
 
 
 class RingCorrupted(RingError):

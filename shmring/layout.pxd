@@ -11,7 +11,7 @@ cdef extern from *:
     const uint64_t MAGIC "SHMRING_MAGIC"
 
 cdef enum:
-    VERSION = 1
+    VERSION = 2                     # 2: the seal bit in tail, held_frames, slot opens
     LINE = 128                      # counters sit 128 B apart (no false sharing)
     ALIGN = 64                      # records and payloads start on cache lines
     RECORD_HEADER = 64
@@ -27,6 +27,12 @@ cdef enum:
     RELEASED = 4                    # released out of order by a consumer
     STATE_MASK = 63
 
+# The low bit of tail: sealed, no new claims.  Positions are multiples of 64,
+# so the bit is free, and a claim's CAS on tail and the seal are ordered on
+# one word (docs/design.md, "End of stream").
+cdef enum:
+    TAIL_SEALED = 1
+
 cdef struct SegmentHeader:
     # line 0 (offset 0): identity, written once by the creator, magic last
     uint64_t magic
@@ -40,7 +46,7 @@ cdef struct SegmentHeader:
     uint64_t creator                # owner word of the creating process
     uint64_t created_ns
     uint8_t _pad0[64]
-    # line 1 (offset 128): claimed up to here, CAS by producers
+    # line 1 (offset 128): claimed up to here, CAS by producers; | TAIL_SEALED
     uint64_t tail
     uint8_t _pad1[120]
     # line 2 (offset 256): released up to here, stored by the consumer
@@ -58,12 +64,13 @@ cdef struct SegmentHeader:
     uint64_t consumer
     uint64_t received_frames
     uint64_t received_bytes
+    uint64_t held_frames            # delivered and not yet released
     uint64_t consumer_waits
     uint64_t abandoned_frames
     uint64_t abandoned_bytes
-    uint64_t producer_wakeups       # FUTEX_WAKE calls made by producers
-    uint64_t consumer_wakeups       # FUTEX_WAKE calls made by the consumer
-    uint8_t _pad5[320]
+    uint64_t wakeups_to_consumer    # FUTEX_WAKE calls for a consumer sleeping on an empty ring
+    uint64_t wakeups_to_producers   # FUTEX_WAKE calls for producers sleeping on a full ring
+    uint8_t _pad5[312]
 
 # One per producer, from offset 1024, LINE bytes each.
 cdef struct Slot:
@@ -74,7 +81,8 @@ cdef struct Slot:
     uint64_t bytes
     uint64_t aborted
     uint64_t full_waits
-    uint8_t _pad[72]
+    uint64_t opens                  # producers that took this slot, ever
+    uint8_t _pad[64]
 
 # The 64-byte header in front of every record.
 cdef struct RecordHeader:

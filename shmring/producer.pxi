@@ -110,7 +110,8 @@ cdef class Producer:
 
     def send(self, data, *, type=0, timeout=None):
         """Copy one frame into the ring.  data is any C-contiguous buffer.
-        Raises Full if the timeout runs out, FrameTooLarge beyond max_frame."""
+        Raises Full if the timeout runs out, FrameTooLarge beyond max_frame,
+        Sealed once the ring is sealed."""
         cdef uint32_t t = check_type(type)
         cdef int64_t deadline = deadline_for(timeout)
         self.ensure_usable()
@@ -126,10 +127,13 @@ cdef class Producer:
         self.ensure_usable()
         if self.st.reserved:
             raise_status(OPEN_CLAIM)
-        for data in buffers:
-            if not self.copy_in(data, t, deadline, False):
-                break
-            sent += 1
+        try:
+            for data in buffers:
+                if not self.copy_in(data, t, deadline, False):
+                    break
+                sent += 1
+        except Sealed as e:
+            raise Sealed(f"{e}; {sent} frame(s) of this call were sent before the seal") from None
         return sent
 
     def reserve(self, nbytes, *, type=0, timeout=None):

@@ -50,6 +50,7 @@ class RingInfo(TypedDict):
     consumer_alive: bool
     producers: list[ProducerInfo]
     abandoned_frames: int | None
+    sealed: bool
     live: bool
     stale: bool
     error: str | None
@@ -71,7 +72,7 @@ def read_ring(path: str) -> RingInfo:
         "name": name, "path": path, "size": None, "capacity": None, "max_frame": None,
         "fill": None, "creator_pid": None, "creator_alive": False,
         "consumer_pid": None, "consumer_alive": False,
-        "producers": [], "abandoned_frames": None, "live": False, "stale": False,
+        "producers": [], "abandoned_frames": None, "sealed": False, "live": False, "stale": False,
         "error": None}
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -110,7 +111,8 @@ def read_ring(path: str) -> RingInfo:
             tail, hd = _u64(m, H.tail), _u64(m, H.head)
             info.update({
                 "capacity": capacity, "max_frame": _u64(m, H.max_frame),
-                "fill": (tail - hd) & 0xFFFFFFFFFFFFFFFF,
+                "fill": ((tail & ~layout.TAIL_SEALED) - hd) & 0xFFFFFFFFFFFFFFFF,
+                "sealed": bool(tail & layout.TAIL_SEALED),
                 "creator_pid": owner_pid(creator), "creator_alive": owner_alive(creator),
                 "consumer_pid": owner_pid(consumer), "consumer_alive": owner_alive(consumer),
                 "abandoned_frames": _u64(m, H.abandoned_frames)})
@@ -153,12 +155,16 @@ def remove_ring(name: str, *, force: bool = False, directory: str | None = None)
     if info["error"] and info["error"].startswith("cannot open") and not os.path.lexists(path):
         raise FileNotFoundError(2, f"no ring named {name!r}", path)
     if info["live"] and not force:
-        who = []
-        if info["creator_alive"]:
-            who.append(f"creator pid {info['creator_pid']}")
-        if info["consumer_alive"]:
-            who.append(f"consumer pid {info['consumer_pid']}")
-        who += [f"producer pid {p['pid']}" for p in info["producers"] if p["alive"]]
-        raise RingError(f"ring {name!r} is in use ({', '.join(who)})")
+        raise RingError(f"ring {name!r} is in use ({', '.join(users(info))})")
     os.unlink(path)
     return info
+
+
+def users(info: RingInfo) -> list[str]:
+    """The live processes of a ring read_ring() described, as 'creator pid N' etc."""
+    who = []
+    if info["creator_alive"]:
+        who.append(f"creator pid {info['creator_pid']}")
+    if info["consumer_alive"]:
+        who.append(f"consumer pid {info['consumer_pid']}")
+    return who + [f"producer pid {p['pid']}" for p in info["producers"] if p["alive"]]

@@ -12,6 +12,7 @@ MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
                          "docs", "model")
 # (file, spin -D switch or None, must it fail?)
 RUNS = [("claim.pml", None, False), ("claim.pml", "PAD_SHORT", True),
+        ("claim.pml", "SEAL_STORE", True),
         ("wakeup.pml", None, False), ("wakeup.pml", "NOFENCE", True)]
 TIMEOUT = 120
 

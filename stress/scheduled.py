@@ -1,9 +1,9 @@
 """Hypothesis-driven interleavings of real processes at the core's pause points.
 
 Hypothesis draws a whole Scenario up front; the coordinator replays its
-schedule one pause point at a time, kills producers where it says, lets
-everything run free to drain, and checks the invariants.  A failure shrinks
-to a short, readable Scenario."""
+schedule one pause point at a time, kills producers (and the sealer) where it
+says, lets everything run free to drain, and checks the invariants.  A
+failure shrinks to a short, readable Scenario."""
 import os
 import signal
 import time
@@ -25,6 +25,7 @@ DRAIN_DEADLINE = 60.0
 STALL = 0.2                     # the consumer's stall_timeout: dead claims are recovered after it
 QUIET_ROUND = 2 * STALL + 0.3   # liveness: progress within two quiet rounds
 KILL_POINTS = ("claim_cas", "claimed", "busy", "payload", "commit", "committed", "space_wait")
+SEAL_KILL_POINTS = ("seal", "sealed")     # before the sealer's CAS on tail, and after it
 STARTS = {"0": 0, "2^32": 1 << 32, "2^64": 1 << 64}
 
 
@@ -36,6 +37,10 @@ class Scenario:
     sizes: dict                 # producer -> frame sizes, in order
     schedule: list              # bursts (participant, turns); 0 is the consumer
     kills: dict = field(default_factory=dict)  # producer -> (pause point, nth arrival there)
+    seal: bool = False          # participant len(sizes) + 1 seals the ring, racing the producers
+
+    def sealer(self):
+        return len(self.sizes) + 1 if self.seal else None
 
     def start_pos(self):
         base, _, back = self.start.partition("-")
@@ -55,11 +60,17 @@ def scenarios(draw):
     back = 0 if base == "0" else draw(st.one_of(   # how far below 2^32 / 2^64 to start
         st.sampled_from([64, capacity // 2, capacity - 64, capacity + 64]),
         st.integers(0, 3 * capacity // 64).map(lambda k: k * 64)))
-    schedule = draw(st.lists(st.tuples(st.integers(0, n), st.integers(1, 8)), max_size=12))
+    seal = draw(st.booleans())
+    schedule = draw(st.lists(st.tuples(st.integers(0, n + seal), st.integers(1, 8)),
+                             max_size=12))
+    if seal:                    # the sealer's turn lands among the claims, not only at the drain
+        schedule.insert(draw(st.integers(0, len(schedule))), (n + 1, draw(st.integers(1, 2))))
     kills = draw(st.dictionaries(st.integers(1, n), st.tuples(st.sampled_from(KILL_POINTS),
                                                              st.integers(1, 2)), max_size=2))
+    if seal and draw(st.booleans()):
+        kills[n + 1] = (draw(st.sampled_from(SEAL_KILL_POINTS)), 1)
     return Scenario(capacity, f"{base}-{back:#x}" if back else base, draw(st.integers(1, 3)),
-                    sizes, schedule, kills)
+                    sizes, schedule, kills, seal)
 
 
 class Run:
@@ -68,7 +79,7 @@ class Run:
     def __init__(self, sc, scratch):
         self.sc = sc
         self.ring = shmring.Ring.create(rings.unique_name("lab"), sc.capacity, _start=sc.start_pos())
-        self.ctl = Control(os.path.join(scratch, "control"), len(sc.sizes) + 1)
+        self.ctl = Control(os.path.join(scratch, "control"), len(sc.sizes) + 1 + sc.seal)
         self.out = os.path.join(scratch, "records")
         self.pids = {}
         self.seen = {}                      # participant -> arrivals already handled
@@ -83,6 +94,9 @@ class Run:
                                           self.out, self.sc.hold, STALL, True)
         for i, sizes in self.sc.sizes.items():
             self.pids[i] = processes.fork(workers.produce, self.ring, self.ctl, i, sizes, True)
+        if self.sc.seal:
+            self.pids[self.sc.sealer()] = processes.fork(workers.seal, self.ring, self.ctl,
+                                                         self.sc.sealer(), True)
         for i in self.pids:
             self.seen[i] = 0
             self.running.add(i)
@@ -96,14 +110,17 @@ class Run:
         self.running.discard(i)
         self.seen[i] = self.ctl.arrivals(i)
         point = POINT_NAMES[self.ctl.point(i)]
-        self.trace.append(f"{'C' if i == CONSUMER else f'P{i}'}@{point}")
+        self.trace.append(f"{self.who(i)}@{point}")
         key = (i, point)
         self.visits[key] = self.visits.get(key, 0) + 1
         if self.sc.kills.get(i) == (point, self.visits[key]):
             os.kill(self.pids[i], signal.SIGKILL)
             self.killed[i] = point
-            self.trace.append(f"kill P{i}")
+            self.trace.append(f"kill {self.who(i)}")
             self.poll_exit(i, time.monotonic() + START_WAIT)
+
+    def who(self, i):
+        return "C" if i == CONSUMER else "S" if i == self.sc.sealer() else f"P{i}"
 
     def poll_exit(self, i, deadline=0):
         status = processes.reap(self.pids[i], deadline)
@@ -125,10 +142,11 @@ class Run:
         self.ctl.release_all(len(self.pids))
 
         def exited():
-            for i in self.sc.sizes:
+            others = [i for i in self.pids if i != CONSUMER]
+            for i in others:
                 if i not in self.status:
                     self.poll_exit(i)
-            return len(self.status) == len(self.sc.sizes)
+            return all(i in self.status for i in others)
         return wait_drained(self.ring, exited, self.pids[CONSUMER])
 
     def finish(self):
@@ -138,12 +156,20 @@ class Run:
         if self.status.get(CONSUMER) != 0:
             bad.append(f"consumer ended with status {self.status.get(CONSUMER)}")
             return bad
-        outcomes = {i: Outcome(self.ctl.sent(i), self.killed.get(i), self.status.get(i))
+        sealer = self.sc.sealer()
+        if sealer is not None and sealer not in self.killed and self.status.get(sealer) != 0:
+            bad.append(f"sealer ended with status {self.status.get(sealer)}")
+        stats = self.ring.stats()
+        if stats["sealed"] != (sealer is not None and self.killed.get(sealer) != "seal"):
+            bad.append(f"ring sealed: {stats['sealed']}, though the sealer "
+                       f"{'was killed before its CAS' if sealer in self.killed else 'ran'}")
+        outcomes = {i: Outcome(self.ctl.sent(i), self.killed.get(i), self.status.get(i),
+                               self.ctl.refused(i))
                     for i in self.sc.sizes}
         abandoned = sum(1 for p in self.killed.values() if p in CLAIM_POINTS)
         return bad + check(workers.read_records(self.out),
                            lambda i, seq: self.sc.sizes[i][seq], outcomes,
-                           self.ring.stats(), abandoned)
+                           stats, abandoned, workers.read_meta(self.out)["saw_seal"])
 
     def close(self):
         processes.kill_all([pid for i, pid in self.pids.items() if i not in self.status])
@@ -154,13 +180,14 @@ class Run:
 
 def wait_drained(ring, exited, consumer):
     """Wait until every producer has exited (exited() polls) and the ring is
-    empty.  Violations if the consumer process dies, if the ring stops making
-    progress for two quiet rounds, or if it does not drain by the deadline."""
+    empty.  Violations if the consumer process dies (it may end only at the
+    seal), if the ring stops making progress for two quiet rounds, or if it
+    does not drain by the deadline."""
     deadline = time.monotonic() + DRAIN_DEADLINE
     last, quiet_since = None, time.monotonic()
     while True:
         code = processes.reap(consumer, 0)
-        if code is not None:
+        if code is not None and not (code == 0 and ring.stats()["sealed"]):
             return [(f"consumer died with status {code} before the ring drained "
                     "(its traceback is above)")]
         done = exited()

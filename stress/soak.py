@@ -1,7 +1,7 @@
 """Free-running soak: many producer processes on a small ring, no pause
 points, random sizes, for a set time; optionally SIGKILLing a random producer
-now and then (each is replaced by a fresh one)."""
-import json
+now and then (each is replaced by a fresh one).  It ends by telling the
+producers to stop or, in half the runs, by sealing the ring under them."""
 import os
 import random
 import signal
@@ -67,7 +67,11 @@ def soak(seconds, kills, seed=None):
                     start_producer()
                     next_kill = time.monotonic() + rng.uniform(0.1, 0.5)
                 time.sleep(0.01)
-            ctl.stop("producers")
+            sealed = rng.random() < 0.5
+            if sealed:
+                ring.seal()             # an orchestrator's shutdown: claims in flight race it
+            else:
+                ctl.stop("producers")
             bad = wait_drained(ring, exited, consumer)
             ctl.stop("consumer")
             code = processes.reap(consumer, time.monotonic() + 10)
@@ -75,12 +79,13 @@ def soak(seconds, kills, seed=None):
                 bad.append(f"consumer ended with status {code}")
             stats = ring.stats()
             if not bad:
-                outcomes = {i: Outcome(ctl.sent(i), killed.get(i), status[i]) for i in sizes}
+                outcomes = {i: Outcome(ctl.sent(i), killed.get(i), status[i], ctl.refused(i))
+                            for i in sizes}
+                meta = workers.read_meta(out)
                 bad = check(workers.read_records(out),
                             lambda i, seq: sizes[i][seq % len(sizes[i])], outcomes, stats,
-                            None if kills else 0)
-                with open(out + ".json") as f:
-                    max_gap = json.load(f)["max_gap"]
+                            None if kills else 0, meta["saw_seal"])
+                max_gap = meta["max_gap"]
             else:
                 max_gap = float("nan")
         finally:
@@ -91,5 +96,6 @@ def soak(seconds, kills, seed=None):
     wraps = ((stats["tail"] - start) % (1 << 64)) // CAPACITY
     summary = (f"{stats['frames_received']} frames, {stats['bytes_received'] / 1e6:.1f} MB, "
                f"{wraps} wraps, {len(killed)} kills, {stats['frames_abandoned']} recoveries, "
-               f"max stall {max_gap * 1e3:.0f} ms (seed {seed}, start {start:#x})")
+               f"max stall {max_gap * 1e3:.0f} ms, {'sealed' if sealed else 'stopped'} "
+               f"(seed {seed}, start {start:#x})")
     return bad, summary

@@ -5,7 +5,7 @@ import struct
 import time
 import zlib
 
-from shmring import Empty
+from shmring import Empty, Sealed
 from shmring.testing.frames import frame_type, payload
 
 RECORD = struct.Struct("<IQI")      # type, length, crc32 of the frame as received
@@ -13,13 +13,25 @@ SEND_TIMEOUT = 60                   # no producer waits for space longer than th
 
 
 def produce(ring, control, i, sizes, install):
-    """Send sizes[seq] bytes for seq = 0, 1, ... as producer i (participant i)."""
+    """Send sizes[seq] bytes for seq = 0, 1, ... as producer i (participant i),
+    until the ring is sealed."""
     if install:
         control.install(i)
     with ring.producer() as p:
         for seq, n in enumerate(sizes):
-            p.send(payload(i, seq, n), type=frame_type(i, seq), timeout=SEND_TIMEOUT)
+            try:
+                p.send(payload(i, seq, n), type=frame_type(i, seq), timeout=SEND_TIMEOUT)
+            except Sealed:
+                control.set_refused(i)
+                return
             control.set_sent(i, seq + 1)
+
+
+def seal(ring, control, i, install):
+    """Seal the ring, as participant i: any process holding it may."""
+    if install:
+        control.install(i)
+    ring.seal()
 
 
 def produce_until_stopped(ring, control, i, sizes):
@@ -32,38 +44,43 @@ def produce_until_stopped(ring, control, i, sizes):
         while not control.stopped("producers"):
             n = sizes[seq % len(sizes)]
             data = payload(i, seq, n)
-            if seq % 2 == 0:
-                p.send(data, type=frame_type(i, seq), timeout=SEND_TIMEOUT)
-            else:
-                r = p.reserve(n, type=frame_type(i, seq), timeout=SEND_TIMEOUT)
-                with r, memoryview(r) as view:
-                    view[:n // 2] = data[:n // 2]
-                    os.sched_yield()
-                    view[n // 2:] = data[n // 2:]
+            try:
+                if seq % 2 == 0:
+                    p.send(data, type=frame_type(i, seq), timeout=SEND_TIMEOUT)
+                else:
+                    r = p.reserve(n, type=frame_type(i, seq), timeout=SEND_TIMEOUT)
+                    with r, memoryview(r) as view:
+                        view[:n // 2] = data[:n // 2]
+                        os.sched_yield()
+                        view[n // 2:] = data[n // 2:]
+            except Sealed:
+                control.set_refused(i)
+                return
             seq += 1
             control.set_sent(i, seq)
 
 
 def consume(ring, control, i, out_path, hold, stall_timeout, install):
-    """Receive until told to stop, writing one RECORD per frame to out_path.
-    Holds up to `hold` frames and releases them newest first (out of order),
-    and never sleeps while holding any, so producers are not starved.  Also
-    notes the longest gap between two deliveries (the soak's max stall)."""
+    """Receive until told to stop, or until the ring is sealed and drained,
+    writing one RECORD per frame to out_path.  Holds up to `hold` frames and
+    releases them newest first (out of order), and never sleeps while holding
+    any, so producers are not starved.  Also notes the longest gap between
+    two deliveries (the soak's max stall) and whether it saw the seal."""
     if install:
         control.install(i)
     held = []
     max_gap = 0.0
     last = time.monotonic()
+    saw_seal = False
     with open(out_path, "wb") as out, ring.consumer(stall_timeout=stall_timeout) as c:
         while not control.stopped("consumer"):
             try:
-                f = c.recv(timeout=0)
-            except Empty:
-                release(held)
-                try:
-                    f = c.recv(timeout=0.05)
-                except Empty:
-                    continue
+                f = next_frame(c, held)
+            except Sealed:
+                saw_seal = True
+                break
+            if f is None:
+                continue
             now = time.monotonic()
             max_gap, last = max(max_gap, now - last), now
             out.write(RECORD.pack(f.type, len(f), zlib.crc32(f)))
@@ -72,12 +89,31 @@ def consume(ring, control, i, out_path, hold, stall_timeout, install):
                 release(held)
         release(held)
     with open(out_path + ".json", "w") as meta:
-        json.dump({"max_gap": max_gap}, meta)
+        json.dump({"max_gap": max_gap, "saw_seal": saw_seal}, meta)
+
+
+def next_frame(c, held):
+    """A frame at once, or else, having released the frames held, within
+    50 ms; None if none came."""
+    try:
+        return c.recv(timeout=0)
+    except Empty:
+        release(held)
+    try:
+        return c.recv(timeout=0.05)
+    except Empty:
+        return None
 
 
 def release(held):
     while held:
         held.pop().release()
+
+
+def read_meta(path):
+    """What consume() noted besides the records: max_gap, saw_seal."""
+    with open(path + ".json") as f:
+        return json.load(f)
 
 
 def read_records(path):

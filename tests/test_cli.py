@@ -23,7 +23,9 @@ def shmring_cmd(*args, timeout=120):
 def test_demo_streams_and_verifies():
     result = shmring_cmd("demo", "--producers", "2", "--seconds", "1", "--size", "65536")
     assert result.returncode == 0, result.stderr
-    summary = result.stdout.splitlines()[-1].split("\r")[-1]
+    *_, summary, last = result.stdout.splitlines()
+    assert last == demo.NEXT                # one line on where to go next
+    summary = summary.split("\r")[-1]
     match = re.match(r"(\d+) frames verified .* ([\d.]+) frames/s, ([\d.]+) GB/s, "
                      r"([\d.]+) CPU s/GB", summary)
     assert match, summary

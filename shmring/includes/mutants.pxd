@@ -47,6 +47,14 @@ cdef extern from * nogil:
     #define SHMRING_STREAM_FENCE() shmring_stream_fence()
     #endif
 
+    #ifdef SHMRING_MUTANT_SEAL_STORE            /* the seal stores the tail it loaded, so a */
+    #define SHMRING_SEAL_CAS(p, expected, desired) \\
+        (__atomic_store_n((p), (desired), __ATOMIC_RELEASE), 1)  /* claim in between is lost */
+    #else
+    #define SHMRING_SEAL_CAS(p, expected, desired) \\
+        __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)
+    #endif
+
     #ifdef SHMRING_MUTANT_NO_RECOVERY           /* dead producers are never skipped */
     #define SHMRING_RECOVERY 0
     #else
@@ -62,3 +70,4 @@ cdef extern from * nogil:
     bint no_room "SHMRING_NO_ROOM"(uint64_t tail, uint64_t head, uint64_t total, uint64_t cap)
     void handshake_fence "SHMRING_HANDSHAKE_FENCE"()
     void stream_fence "SHMRING_STREAM_FENCE"()     # includes/stream.pxd's sfence
+    bint seal_cas "SHMRING_SEAL_CAS"(uint64_t *p, uint64_t *expected, uint64_t desired)

@@ -279,6 +279,9 @@ def drive(state, ex):
             if out["corrupt"] >= 2:
                 break
             continue
+        except shmring.Sealed:          # a scribbled tail may carry the seal bit
+            out["sealed"] = True
+            break
         empties = 0
         out["frames"] += 1
         check_frame(f, ring, state)
@@ -302,7 +305,8 @@ def drive(state, ex):
             with contextlib.suppress(shmring.RingError):
                 state["res"].abort()
         for k in range(4):
-            with contextlib.suppress(shmring.Full, shmring.RingCorrupted, shmring.ConsumerGone):
+            with contextlib.suppress(shmring.Full, shmring.RingCorrupted, shmring.ConsumerGone,
+                                     shmring.Sealed):
                 p.send(b"z" * (k * 300), timeout=0.01)
     return out
 
