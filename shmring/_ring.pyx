@@ -550,8 +550,13 @@ def _producer_in(ring, spin, nontemporal=False):
     return ring.producer(spin=spin, nontemporal=nontemporal)
 
 
+cdef bint forbidden(object dt):
+    """A dtype no frame may carry: objects, structs, subarrays, empty items."""
+    return dt.hasobject or dt.fields is not None or dt.subdtype is not None or dt.itemsize == 0
+
+
 cdef object array_code(object dt, tuple shape):
-    if dt.hasobject or dt.fields is not None or dt.subdtype is not None or dt.itemsize == 0:
+    if forbidden(dt):
         raise ValueError(f"cannot send arrays of dtype {dt}: plain numeric, bytes "
                          "and datetime dtypes only")
     code = dt.str.encode("ascii")
@@ -563,6 +568,24 @@ cdef object array_code(object dt, tuple shape):
         if not 0 <= n <= 0xffffffff:
             raise ValueError(f"array dimension {n} out of range")
     return code
+
+
+def dtype_from_code(code):
+    """The dtype named by a dtype.str code as a frame header carries it (up to
+    8 bytes, NUL padded), if it is one send_array() accepts; ValueError
+    otherwise.  The code is untrusted: it is matched before numpy parses it."""
+    try:
+        text = code.rstrip(b"\0").decode("ascii")
+        if not _DTYPE_CODE.match(text):
+            raise ValueError
+        dt = numpy().dtype(text)
+        if dt.str != text:
+            raise ValueError
+    except Exception:
+        raise ValueError(f"an unreadable dtype {bytes(code)!r}") from None
+    if forbidden(dt):
+        raise ValueError(f"a forbidden dtype {dt}")
+    return dt
 
 
 cdef void write_array_header(ProducerState *p, bytes code, tuple shape) noexcept:
@@ -942,6 +965,19 @@ cdef class Frame:
     def released(self):
         return self.released
 
+    @property
+    def producer(self):
+        """The slot index of the producer that wrote the frame."""
+        self.check()
+        return _core.header_at(&self.consumer.st.ring, self.pos).slot
+
+    @property
+    def layout(self):
+        """(dtype, shape) as sent by send_array() or reserve_array(), or None
+        for a frame sent as bytes; validated like array(), without making one."""
+        self.check()
+        return None if self.ndim == RAW else self.array_meta(numpy())
+
     def array(self):
         """A read-only ndarray over the frame: dtype and shape as sent by
         send_array(), otherwise 1-D uint8."""
@@ -957,17 +993,9 @@ cdef class Frame:
         cdef RecordHeader *rec = _core.header_at(&self.consumer.st.ring, self.pos)
         cdef int i
         try:
-            code = (<char *>rec.dtype)[:8].rstrip(b"\0").decode("ascii")
-            if not _DTYPE_CODE.match(code):
-                raise ValueError(code)
-            dt = np.dtype(code)
-            if dt.str != code:
-                raise ValueError(code)
-        except Exception:
-            raise RingCorrupted(f"frame at position {self.pos} carries an unreadable dtype "
-                                f"{(<char *>rec.dtype)[:8]!r}") from None
-        if dt.hasobject or dt.fields is not None or dt.subdtype is not None or dt.itemsize == 0:
-            raise RingCorrupted(f"frame carries a forbidden dtype {dt}")
+            dt = dtype_from_code((<char *>rec.dtype)[:8])
+        except ValueError as e:
+            raise RingCorrupted(f"frame at position {self.pos} carries {e}") from None
         if self.ndim > MAX_NDIM:
             raise RingCorrupted(f"frame claims {self.ndim} dimensions")
         shape = tuple(rec.shape[i] for i in range(self.ndim))
