@@ -16,6 +16,7 @@ from shmring.errors import (
     FrameTooLarge,
     Full,
     IncompatibleRing,
+    MalformedMessage,
     RingCorrupted,
     RingError,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "FrameTooLarge",
     "Full",
     "IncompatibleRing",
+    "MalformedMessage",
     "Producer",
     "Reservation",
     "Ring",

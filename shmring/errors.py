@@ -7,7 +7,8 @@
     ├── IncompatibleRing                     attach to a foreign or other-version segment
     ├── ConsumerExists                       the ring already has a live consumer
     ├── ConsumerGone                         the consumer died while a producer waited
-    └── RingCorrupted                        shared memory holds impossible values
+    ├── RingCorrupted                        shared memory holds impossible values
+    └── MalformedMessage (also ValueError)   a bridge message breaks the wire format
 
 OSError subclasses (FileExistsError, FileNotFoundError, PermissionError) keep
 their usual meaning for the segment file itself.
@@ -45,3 +46,8 @@ class ConsumerGone(RingError):
 class RingCorrupted(RingError):
     """The segment holds values no correct participant writes.  The ring
     cannot be trusted any more; create a new one."""
+
+
+class MalformedMessage(RingError, ValueError):
+    """A bridge message that breaks the wire format (shmring.bridge.wire).
+    The receiver counts it, logs it and drops it; its ring is not touched."""

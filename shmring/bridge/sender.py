@@ -1,0 +1,213 @@
+"""The sending end: the consumer of a local ring, forwarding each frame to a
+Receiver as one ZeroMQ message, without copying it."""
+import collections
+import contextlib
+import logging
+import secrets
+import time
+
+import zmq
+
+from shmring._ring import Ring
+from shmring.bridge import address, auth, wire
+from shmring.bridge.monitor import Monitor
+from shmring.bridge.report import Meter
+from shmring.errors import Empty
+
+log = logging.getLogger("shmring.bridge.send")
+SLICE = 0.1                             # seconds any wait lasts before stop() and stats are seen
+FIRST_PART = int(zmq.SNDMORE | zmq.NOBLOCK)     # an int: enum arithmetic costs a microsecond
+
+
+class Sender:
+    """Forward the frames of `ring` (a Ring or its name) to the Receiver at
+    `endpoint` (PORT, HOST:PORT or tcp://HOST:PORT), in ring order.
+
+    Becomes the ring's consumer.  A frame goes out zero copy (ZeroMQ sends
+    from the ring) and is released once ZeroMQ is done with its memory.
+    hwm bounds the messages ZeroMQ queues for the receiver; beyond it,
+    frames wait in the ring.  CURVE: curve_secret is this sender's
+    NAME.key_secret file, curve_server the receiver's public NAME.key.
+    heartbeat: seconds without a sign of life from the receiver before the
+    connection is dropped and made again.  stats_every: seconds between
+    stats lines in the log.
+
+    run() forwards until stop(); close() ends the stream: the receiver
+    confirms it has everything sent (see docs/bridge.md)."""
+
+    def __init__(self, ring, endpoint, *, hwm=1000, curve_secret=None, curve_server=None,
+                 heartbeat=10.0, stats_every=None):
+        if (curve_secret is None) != (curve_server is None):
+            raise ValueError("CURVE needs both curve_secret and curve_server")
+        if not heartbeat >= 1:
+            raise ValueError(f"heartbeat must be >= 1 second, not {heartbeat!r}")
+        self.ring = ring if isinstance(ring, Ring) else Ring.attach(ring)
+        self.endpoint = address.endpoint(endpoint)
+        self.stream = secrets.randbits(64)
+        self.frames = self.bytes = 0
+        self._meter = Meter(stats_every, self.stats, _line, log)
+        self._pending = collections.deque()     # (tracker, frame) that ZeroMQ still holds
+        self._unsent = None             # a frame taken but not handed to ZeroMQ at stop()
+        self._stop = self._closed = False
+        self._next_tick = 0.0
+        self._consumer = self.ring.consumer()
+        self._ctx = zmq.Context()
+        try:
+            sock = self._sock = self._ctx.socket(zmq.DEALER)
+            sock.sndhwm = hwm
+            sock.linger = 0             # close() decides what is delivered, not linger
+            sock.heartbeat_ivl = int(heartbeat * 250)
+            sock.heartbeat_timeout = int(heartbeat * 1000)
+            sock.ipv6 = "[" in self.endpoint
+            if curve_secret is not None:
+                auth.client(sock, curve_secret, curve_server)
+            self._monitor = Monitor(sock, log, "receiver")
+            sock.connect(self.endpoint)
+        except BaseException:
+            self._ctx.destroy(linger=0)
+            self._consumer.close()
+            raise
+        log.info("forwarding ring %r to %s as stream %016x", self.ring.name, self.endpoint,
+                 self.stream)
+
+    def run(self, frames=None):
+        """Forward frames until stop() (or, if frames is given, until that
+        many more were handed to ZeroMQ)."""
+        goal = None if frames is None else self.frames + frames
+        while not self._stop and (goal is None or self.frames < goal):
+            self._tick()
+            try:
+                frame = self._consumer.recv(timeout=0 if self._pending else SLICE)
+            except Empty:
+                if self._pending:
+                    # The ring is drained; what frees room now is ZeroMQ finishing a frame.
+                    self._wait_oldest()
+                continue
+            if not self._forward(frame):
+                break
+
+    def stop(self):
+        """Make run() return within about 0.1 s; safe from a signal handler
+        or another thread."""
+        self._stop = True
+
+    def close(self, timeout=10.0):
+        """End the stream: send END after the last frame and wait up to
+        timeout seconds for the receiver to confirm it.  Frames ZeroMQ has
+        not finished with stay in the ring for the next sender.  Returns
+        whether the receiver confirmed."""
+        if self._closed:
+            return False
+        self._closed = self._stop = True
+        confirmed = False
+        try:
+            confirmed = self._end(time.monotonic() + timeout)
+        finally:
+            self._shutdown(confirmed)
+        return confirmed
+
+    def stats(self):
+        ring = self.ring.stats()
+        return {"frames": self.frames, "bytes": self.bytes, "in_zmq": len(self._pending),
+                "connected": self._monitor.connected, "refused": self._monitor.refused,
+                "ring_fill": ring["fill"] / ring["capacity"]}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- the loop's parts ---------------------------------------------------
+
+    def _tick(self):
+        """Give back what ZeroMQ finished; every SLICE, log events and stats."""
+        pending = self._pending
+        while pending and pending[0][0].done:
+            pending.popleft()[1].release()
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + SLICE
+            self._monitor.poll()
+            self._meter.tick(now)
+
+    def _wait_oldest(self):
+        with contextlib.suppress(zmq.NotDone):
+            self._pending[0][0].wait(SLICE)
+
+    def _forward(self, frame):
+        """Send frame, header first; False if stop() came while ZeroMQ's
+        queue was full (the frame is kept for the next sender)."""
+        n = len(frame)
+        header = wire.data(self.stream, self.frames, frame.type, frame.producer, n, frame.layout)
+        while True:
+            try:
+                self._sock.send(header, FIRST_PART)
+                break
+            except zmq.Again:           # at the high-water mark: the receiver is behind
+                if self._stop:
+                    self._unsent = frame
+                    return False
+                self._tick()
+                self._sock.poll(SLICE * 1000, zmq.POLLOUT)
+        # The rest of a message is never refused once its first part was taken.
+        tracker = self._sock.send(frame, copy=False, track=True)
+        self.frames += 1
+        self.bytes += n
+        if tracker.done:                # below zmq.COPY_THRESHOLD pyzmq copies the frame
+            frame.release()
+        else:
+            self._pending.append((tracker, frame))
+        return True
+
+    def _end(self, deadline):
+        """Send END and wait for END_ACK, then for ZeroMQ to finish with the
+        frames: True if both came before deadline."""
+        end = wire.end(self.stream, self.frames)
+        while not self._sock.poll(SLICE * 1000, zmq.POLLOUT):
+            self._tick()
+            if time.monotonic() > deadline:
+                return False
+        self._sock.send(end)
+        while True:
+            self._tick()
+            if time.monotonic() > deadline:
+                return False
+            if not self._sock.poll(SLICE * 1000, zmq.POLLIN):
+                continue
+            reply = self._sock.recv_multipart()
+            try:
+                h = wire.decode(reply[-1])
+            except ValueError as e:
+                log.warning("ignored a malformed reply from the receiver: %s", e)
+                continue
+            if h == wire.Header(wire.END_ACK, self.stream, self.frames):
+                break
+        while self._pending:
+            self._tick()
+            if time.monotonic() > deadline:
+                return False
+            self._wait_oldest()
+        return True
+
+    def _shutdown(self, confirmed):
+        self._tick()
+        held = len(self._pending) + (self._unsent is not None)
+        if confirmed:
+            log.info("stream %016x ended after %d frames; the receiver has them all",
+                     self.stream, self.frames)
+        else:
+            log.warning("the receiver did not confirm the end of stream %016x; %d frame(s) "
+                        "stay in ring %r for the next sender, which may send some of them "
+                        "twice", self.stream, held, self.ring.name)
+        # ZeroMQ stops reading the frames before the ring may hand them to another consumer.
+        self._monitor.close()
+        self._ctx.destroy(linger=0)
+        self._consumer.close()
+        self._pending.clear()
+        self._unsent = None
+
+
+def _line(s, rate):
+    return (f"frames {s['frames']}, {rate:.3f} GB/s, in ZeroMQ {s['in_zmq']}, "
+            f"ring {s['ring_fill']:.0%} full, {'connected' if s['connected'] else 'NOT connected'}")
