@@ -1,5 +1,7 @@
 """A socket's connection events, read from its ZeroMQ monitor socket and
 logged: connects, disconnects and refused handshakes (CURVE)."""
+import logging
+
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
@@ -19,8 +21,9 @@ class Monitor:
     """Reads the monitor socket of sock without blocking; `connected` is
     whether the last connection reached a completed handshake."""
 
-    def __init__(self, sock, log, peer):
+    def __init__(self, sock, log, peer, disconnect_level):
         self.sock, self.log, self.peer = sock, log, peer
+        self.disconnect_level = disconnect_level
         self.events = sock.get_monitor_socket(EVENTS)
         self.limited = Limited(log)
         self.connected = False
@@ -39,11 +42,11 @@ class Monitor:
                 self.log.info("%s connected (%s)", self.peer, where)
             elif kind == E.DISCONNECTED:
                 self.connected = False
-                self.limited.warning(kind, f"{self.peer} disconnected ({where})")
+                self.limited.log(self.disconnect_level, kind, f"{self.peer} disconnected ({where})")
             elif kind in FAILED:
                 self.refused += 1
                 self.connected = False
-                self.limited.warning(kind, f"handshake with {self.peer} failed ({where}): "
+                self.limited.log(logging.WARNING, kind, f"handshake with {self.peer} failed ({where}): "
                                            f"{FAILED[kind]}")
 
     def close(self):

@@ -56,13 +56,16 @@ class Receiver:
             sock = self._sock = self._ctx.socket(zmq.ROUTER)
             sock.rcvhwm = hwm
             sock.linger = 0
-            sock.heartbeat_ivl = HEARTBEAT_IVL      # no timeout here: a full ring stalls reading
+            # Pings tell senders we are alive.  No timeout here (0; unset it would
+            # be HEARTBEAT_IVL): while the ring is full we read nothing, pongs included.
+            sock.heartbeat_ivl = HEARTBEAT_IVL
+            sock.heartbeat_timeout = 0
             sock.maxmsgsize = max(self.ring.max_frame, wire.HEADER.size)   # bounds our memory
             bind = address.endpoint(endpoint)
             sock.ipv6 = "[" in bind
             if curve_secret is not None:
                 self._auth = auth.server(self._ctx, sock, curve_secret, curve_allow)
-            self._monitor = Monitor(sock, log, "a sender")
+            self._monitor = Monitor(sock, log, "a sender", logging.INFO)
             sock.bind(bind)
             self.endpoint = sock.last_endpoint.decode()
         except BaseException:
@@ -173,11 +176,11 @@ class Receiver:
                 return p.reserve_array(h.shape, h.dtype, type=h.type, timeout=timeout)
             except Full:
                 if self.drop_when_full:
-                    self._limited.warning("full", "ring %r is full: dropping frames",
+                    self._limited.log(logging.WARNING, "full", "ring %r is full: dropping frames",
                                           self.ring.name)
                     return None
             except ConsumerGone:
-                self._limited.warning("gone", "the consumer of ring %r died: waiting for "
+                self._limited.log(logging.WARNING, "gone", "the consumer of ring %r died: waiting for "
                                               "another", self.ring.name)
                 if self.drop_when_full:
                     return None
@@ -229,7 +232,7 @@ class Receiver:
 
     def _reject(self, head, error):
         self.malformed += 1
-        self._limited.warning("malformed", "dropped a malformed message from %s: %s",
+        self._limited.log(logging.WARNING, "malformed", "dropped a malformed message from %s: %s",
                               _address(head), error)
         self._discard()
 

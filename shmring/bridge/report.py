@@ -26,14 +26,14 @@ class Meter:
 
 
 class Limited:
-    """log.warning() at most once per `every` seconds for each key (a kind
-    of event); the lines held back are counted in the next one."""
+    """A log line at most once per `every` seconds for each key (a kind of
+    event); the lines held back are counted in the next one."""
 
-    def __init__(self, log, every=10.0):
-        self.log, self.every = log, every
+    def __init__(self, logger, every=10.0):
+        self.logger, self.every = logger, every
         self.seen = {}                  # key: (time logged, lines held back)
 
-    def warning(self, key, text, *args):
+    def log(self, level, key, text, *args):
         now = time.monotonic()
         last, held = self.seen.get(key, (None, 0))
         if last is not None and now - last < self.every:
@@ -42,4 +42,4 @@ class Limited:
         if held:
             text += f" ({held} more like it in the last {now - last:.0f} s)"
         self.seen[key] = (now, 0)
-        self.log.warning(text, *args)
+        self.logger.log(level, text, *args)

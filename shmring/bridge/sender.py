@@ -61,7 +61,7 @@ class Sender:
             sock.ipv6 = "[" in self.endpoint
             if curve_secret is not None:
                 auth.client(sock, curve_secret, curve_server)
-            self._monitor = Monitor(sock, log, "receiver")
+            self._monitor = Monitor(sock, log, "receiver", logging.WARNING)
             sock.connect(self.endpoint)
         except BaseException:
             self._ctx.destroy(linger=0)
@@ -183,12 +183,13 @@ class Sender:
                 continue
             if h == wire.Header(wire.END_ACK, self.stream, self.frames):
                 break
-        while self._pending:
+        while True:
             self._tick()
+            if not self._pending:
+                return True
             if time.monotonic() > deadline:
                 return False
             self._wait_oldest()
-        return True
 
     def _shutdown(self, confirmed):
         self._tick()

@@ -1,0 +1,227 @@
+"""Helpers for the bridge tests: `shmring bridge` processes that die with
+the test and whose log lines can be waited for, producers of self-checking
+frames (bytes and arrays), and a consumer that checks them."""
+import contextlib
+import multiprocessing
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+from _frames import die_with_parent, frame_bytes, frame_length, frame_type, split_type
+
+from shmring import ConsumerGone
+
+fork = multiprocessing.get_context("fork")
+DTYPES = ["<f4", "|u1", "<i8", ">i2", "<c8", "|b1", "<M8[ms]", "|S3"]
+
+
+class Bridge:
+    """A `python -m shmring bridge ...` process; its log (stderr) is read
+    into `lines` as it comes."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([sys.executable, "-m", "shmring", "bridge", *args],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=die_with_parent)
+        self.lines = []
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append(None)     # EOF
+            self.cond.notify_all()
+
+    def wait_for(self, pattern, timeout=20.0, start=0, until=None):
+        """The first match of pattern in a log line from index start on (for
+        which until(match) holds, if given); fails the test after timeout
+        seconds or at EOF."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        i = start
+        with self.cond:
+            while True:
+                while i < len(self.lines):
+                    line = self.lines[i]
+                    if line is None:
+                        raise AssertionError(f"exited ({self.proc.wait()}) before a line "
+                                             f"matching {pattern!r}:\n{self.log()}")
+                    m = rx.search(line)
+                    if m and (until is None or until(m)):
+                        return m
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no line matching {pattern!r} in {timeout} s:\n"
+                                         f"{self.log()}")
+                self.cond.wait(left)
+
+    def mark(self):
+        """The index of the next line, for wait_for(start=...)."""
+        with self.cond:
+            return len(self.lines)
+
+    def log(self):
+        return "\n".join(line for line in self.lines if line is not None)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=20.0):
+        """The exit status; fails the test if it does not exit in time."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"still running after {timeout} s:\n{self.log()}") from None
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@contextlib.contextmanager
+def bridges():
+    """A function that starts Bridge processes; every one is killed on the
+    way out."""
+    made = []
+
+    def start(*args):
+        made.append(Bridge(*args))
+        return made[-1]
+    try:
+        yield start
+    finally:
+        for b in made:
+            if b.proc.poll() is None:
+                b.kill()
+
+
+def receiver(start, ring, *args, endpoint="127.0.0.1:0"):
+    """Start `bridge recv`; returns (process, the endpoint it bound)."""
+    r = start("recv", endpoint, ring, *args)
+    return r, r.wait_for(r"listening on (\S+)").group(1)
+
+
+def is_array(seq):
+    return seq % 4 == 3
+
+
+def array_for(producer, seq):
+    dt = np.dtype(DTYPES[seq % len(DTYPES)])
+    shape = (seq % 5 + 1, 3) if seq % 2 else (seq % 7 + 1,)
+    values = (np.arange(int(np.prod(shape))) * 31 + producer * 7 + seq) % 100
+    return values.astype(dt).reshape(shape)
+
+
+def produce(ring, producer, count, max_frame, size=None, timeout=60):
+    """Child process body: count frames from producer, each checkable by
+    check(): every fourth one an array, the others self-checking bytes
+    (random sizes up to max_frame, or all of `size` bytes).  When the
+    consumer (a sender) is killed, it waits for the next one."""
+    die_with_parent()
+    deadline = time.monotonic() + timeout
+    with ring.producer() as p:
+        for seq in range(count):
+            while True:
+                try:
+                    send_one(p, producer, seq, max_frame, size, deadline - time.monotonic())
+                    break
+                except ConsumerGone:
+                    assert time.monotonic() < deadline, "no new consumer came"
+                    time.sleep(0.01)    # until a new consumer takes the dead one's place
+    ring.close()
+
+
+def send_one(p, producer, seq, max_frame, size, timeout):
+    if is_array(seq) and size is None:
+        p.send_array(array_for(producer, seq), type=frame_type(producer, seq), timeout=timeout)
+    else:
+        n = frame_length(producer, seq, max_frame) if size is None else size
+        p.send(frame_bytes(producer, seq, n), type=frame_type(producer, seq), timeout=timeout)
+
+
+def start_producers(ring, count, producers=1, first=0, size=None):
+    procs = [fork.Process(target=produce, args=(ring, i, count, ring.max_frame, size),
+                          daemon=True) for i in range(first, first + producers)]
+    for p in procs:
+        p.start()
+    return procs
+
+
+def check(frame, max_frame, size=None):
+    """(producer, seq) of a frame made by produce(), after checking its
+    type, length, bytes, and for arrays dtype and shape."""
+    producer, seq = split_type(frame.type)
+    if is_array(seq) and size is None:
+        want = array_for(producer, seq)
+        got = frame.array()
+        assert frame.layout == (want.dtype, want.shape), (producer, seq, frame.layout)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert np.array_equal(got, want), f"producer {producer} seq {seq}: wrong array"
+        del got
+        return producer, seq
+    n = frame_length(producer, seq, max_frame) if size is None else size
+    assert frame.layout is None, (producer, seq, frame.layout)
+    assert len(frame) == n, f"producer {producer} seq {seq}: {len(frame)} bytes, expected {n}"
+    assert bytes(frame) == frame_bytes(producer, seq, n), f"producer {producer} seq {seq}: torn"
+    return producer, seq
+
+
+def receive(consumer, count, max_frame, size=None, timeout=30.0):
+    """(producer, seq) of the next count frames, each checked."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        with consumer.recv(timeout=max(0.0, deadline - time.monotonic())) as f:
+            got.append(check(f, max_frame, size))
+    return got
+
+
+def drain(consumer, max_frame, size=None):
+    """(producer, seq) of the frames already in the ring."""
+    got = []
+    while True:
+        try:
+            f = consumer.recv(timeout=0)
+        except TimeoutError:
+            return got
+        with f:
+            got.append(check(f, max_frame, size))
+
+
+def in_order(got):
+    """{producer: [seq, ...]} of got, in the order received."""
+    out = {}
+    for producer, seq in got:
+        out.setdefault(producer, []).append(seq)
+    return out
+
+
+def join(procs, timeout=30.0):
+    for p in procs:
+        p.join(timeout)
+        assert p.exitcode == 0, f"producer exited with {p.exitcode}"
+
+
+def rss(pid):
+    """Resident memory of pid, bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=20.0):
+    proc.signal(sig)
+    return proc.wait(timeout)
