@@ -21,9 +21,11 @@ def keygen(directory, name):
             raise FileExistsError(f"{path} exists; remove it first to make a new key pair")
     mask = os.umask(0o077)
     try:
-        return zmq.auth.create_certificates(directory, name)
+        public, secret = zmq.auth.create_certificates(directory, name)
     finally:
         os.umask(mask)
+    os.chmod(public, 0o644)
+    return public, secret
 
 
 def _secret_pair(path):

@@ -1,5 +1,15 @@
 """The sending end: the consumer of a local ring, forwarding each frame to a
-Receiver as one ZeroMQ message, without copying it."""
+Receiver as one ZeroMQ message, without copying it in Python.
+
+A frame leaves the ring only when ZeroMQ has passed it on.  Large frames
+are sent from the ring itself (zero copy) with a MessageTracker, and
+released when it says ZeroMQ is done with them.  pyzmq copies smaller ones
+(below zmq.COPY_THRESHOLD, 64 KiB): tracking each would cost more than the
+copy.  They stay in the ring until a later tracked message is done, since
+ZeroMQ writes one connection's messages in order: a small frame is
+tracked too, as a fence, when the ring has nothing after it or every
+FENCE_EVERY frames.  So a killed sender leaves every frame ZeroMQ had not
+written in the ring, for the next sender."""
 import collections
 import contextlib
 import logging
@@ -16,6 +26,7 @@ from shmring.errors import Empty
 
 log = logging.getLogger("shmring.bridge.send")
 SLICE = 0.1                             # seconds any wait lasts before stop() and stats are seen
+FENCE_EVERY = 64                        # small frames between two tracked ones, at most
 FIRST_PART = int(zmq.SNDMORE | zmq.NOBLOCK)     # an int: enum arithmetic costs a microsecond
 
 
@@ -23,14 +34,12 @@ class Sender:
     """Forward the frames of `ring` (a Ring or its name) to the Receiver at
     `endpoint` (PORT, HOST:PORT or tcp://HOST:PORT), in ring order.
 
-    Becomes the ring's consumer.  A frame goes out zero copy (ZeroMQ sends
-    from the ring) and is released once ZeroMQ is done with its memory.
-    hwm bounds the messages ZeroMQ queues for the receiver; beyond it,
-    frames wait in the ring.  CURVE: curve_secret is this sender's
-    NAME.key_secret file, curve_server the receiver's public NAME.key.
-    heartbeat: seconds without a sign of life from the receiver before the
-    connection is dropped and made again.  stats_every: seconds between
-    stats lines in the log.
+    Becomes the ring's consumer.  hwm bounds the messages ZeroMQ queues for
+    the receiver; beyond it, frames wait in the ring.  CURVE: curve_secret
+    is this sender's NAME.key_secret file, curve_server the receiver's
+    public NAME.key.  heartbeat: seconds without a sign of life from the
+    receiver before the connection is dropped and made again.
+    stats_every: seconds between stats lines in the log.
 
     run() forwards until stop(); close() ends the stream: the receiver
     confirms it has everything sent (see docs/bridge.md)."""
@@ -46,8 +55,9 @@ class Sender:
         self.stream = secrets.randbits(64)
         self.frames = self.bytes = 0
         self._meter = Meter(stats_every, self.stats, _line, log)
-        self._pending = collections.deque()     # (tracker, frame) that ZeroMQ still holds
-        self._unsent = None             # a frame taken but not handed to ZeroMQ at stop()
+        self._open = []                 # frames sent since the last tracked one
+        self._pending = collections.deque()     # (tracker, frames it covers), oldest first
+        self._taken = collections.deque()       # from the ring, not yet sent: 2 at most
         self._stop = self._closed = False
         self._next_tick = 0.0
         self._consumer = self.ring.consumer()
@@ -74,17 +84,25 @@ class Sender:
         """Forward frames until stop() (or, if frames is given, until that
         many more were handed to ZeroMQ)."""
         goal = None if frames is None else self.frames + frames
+        taken = self._taken
         while not self._stop and (goal is None or self.frames < goal):
             self._tick()
-            try:
-                frame = self._consumer.recv(timeout=0 if self._pending else SLICE)
-            except Empty:
-                if self._pending:
-                    # The ring is drained; what frees room now is ZeroMQ finishing a frame.
-                    self._wait_oldest()
-                continue
-            if not self._forward(frame):
-                break
+            if not taken:
+                try:
+                    taken.append(self._consumer.recv(timeout=0 if self._pending else SLICE))
+                except Empty:
+                    if self._pending:
+                        # Drained: what frees room now is ZeroMQ finishing a frame.
+                        self._wait_oldest()
+                    continue
+            if len(taken) == 1:         # look ahead: the last frame before a pause is a fence
+                with contextlib.suppress(Empty):
+                    taken.append(self._consumer.recv(timeout=0))
+            fence = len(taken) == 1 or len(self._open) + 1 >= FENCE_EVERY \
+                or self.frames + 1 == goal
+            if not self._forward(taken[0], fence):
+                return
+            taken.popleft()
 
     def stop(self):
         """Make run() return within about 0.1 s; safe from a signal handler
@@ -94,7 +112,7 @@ class Sender:
     def close(self, timeout=10.0):
         """End the stream: send END after the last frame and wait up to
         timeout seconds for the receiver to confirm it.  Frames ZeroMQ has
-        not finished with stay in the ring for the next sender.  Returns
+        not passed on stay in the ring for the next sender.  Returns
         whether the receiver confirmed."""
         if self._closed:
             return False
@@ -108,7 +126,7 @@ class Sender:
 
     def stats(self):
         ring = self.ring.stats()
-        return {"frames": self.frames, "bytes": self.bytes, "in_zmq": len(self._pending),
+        return {"frames": self.frames, "bytes": self.bytes, "in_zmq": self._held(),
                 "connected": self._monitor.connected, "refused": self._monitor.refused,
                 "ring_fill": ring["fill"] / ring["capacity"]}
 
@@ -124,20 +142,26 @@ class Sender:
         """Give back what ZeroMQ finished; every SLICE, log events and stats."""
         pending = self._pending
         while pending and pending[0][0].done:
-            pending.popleft()[1].release()
+            for frame in pending.popleft()[1]:
+                frame.release()
         now = time.monotonic()
         if now >= self._next_tick:
             self._next_tick = now + SLICE
             self._monitor.poll()
             self._meter.tick(now)
 
-    def _wait_oldest(self):
-        with contextlib.suppress(zmq.NotDone):
-            self._pending[0][0].wait(SLICE)
+    def _held(self):
+        """Frames sent and not yet released."""
+        return len(self._open) + sum(len(frames) for _, frames in self._pending)
 
-    def _forward(self, frame):
-        """Send frame, header first; False if stop() came while ZeroMQ's
-        queue was full (the frame is kept for the next sender)."""
+    def _wait_oldest(self):
+        if self._pending:
+            with contextlib.suppress(zmq.NotDone):
+                self._pending[0][0].wait(SLICE)
+
+    def _forward(self, frame, fence):
+        """Send frame, header first, tracked if it is large or a fence;
+        False if stop() came while ZeroMQ's queue was full."""
         n = len(frame)
         header = wire.data(self.stream, self.frames, frame.type, frame.producer, n, frame.layout)
         while True:
@@ -146,18 +170,19 @@ class Sender:
                 break
             except zmq.Again:           # at the high-water mark: the receiver is behind
                 if self._stop:
-                    self._unsent = frame
                     return False
                 self._tick()
                 self._sock.poll(SLICE * 1000, zmq.POLLOUT)
         # The rest of a message is never refused once its first part was taken.
-        tracker = self._sock.send(frame, copy=False, track=True)
+        self._open.append(frame)
+        if fence or n >= zmq.COPY_THRESHOLD:
+            msg = zmq.Frame(frame, copy=False, track=True)      # ZeroMQ reads the ring
+            self._pending.append((self._sock.send(msg, copy=False, track=True), self._open))
+            self._open = []
+        else:
+            self._sock.send(frame)      # copied by pyzmq
         self.frames += 1
         self.bytes += n
-        if tracker.done:                # below zmq.COPY_THRESHOLD pyzmq copies the frame
-            frame.release()
-        else:
-            self._pending.append((tracker, frame))
         return True
 
     def _end(self, deadline):
@@ -183,6 +208,9 @@ class Sender:
                 continue
             if h == wire.Header(wire.END_ACK, self.stream, self.frames):
                 break
+        for frame in self._open:        # received, so ZeroMQ passed them on
+            frame.release()
+        self._open = []
         while True:
             self._tick()
             if not self._pending:
@@ -193,11 +221,11 @@ class Sender:
 
     def _shutdown(self, confirmed):
         self._tick()
-        held = len(self._pending) + (self._unsent is not None)
         if confirmed:
             log.info("stream %016x ended after %d frames; the receiver has them all",
                      self.stream, self.frames)
         else:
+            held = self._held() + len(self._taken)
             log.warning("the receiver did not confirm the end of stream %016x; %d frame(s) "
                         "stay in ring %r for the next sender, which may send some of them "
                         "twice", self.stream, held, self.ring.name)
@@ -205,8 +233,9 @@ class Sender:
         self._monitor.close()
         self._ctx.destroy(linger=0)
         self._consumer.close()
+        self._open = []
         self._pending.clear()
-        self._unsent = None
+        self._taken.clear()
 
 
 def _line(s, rate):
