@@ -5,6 +5,7 @@ import contextlib
 import multiprocessing
 import re
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -17,6 +18,20 @@ from shmring import ConsumerGone
 
 fork = multiprocessing.get_context("fork")
 DTYPES = ["<f4", "|u1", "<i8", ">i2", "<c8", "|b1", "<M8[ms]", "|S3"]
+# The wire header as docs/bridge.md lays it out, packed here rather than by
+# shmring.bridge.wire, so that a fault in its encoder cannot hide one in its decoder:
+# version kind ndim type producer stream seq length dtype shape[8]
+HEADER = struct.Struct("<BBBIIQQQ8s8I")
+DATA, END, END_ACK, RAW = 1, 2, 3, 0xFF
+# dtype codes a ring refuses in a record header, so a receiver must too
+REFUSED_DTYPES = [b"|O8", b"<U0", b"|V0", b"|S0", b"xyz", b"<f8,<i4", b"<M8[xx]", b"<f3",
+                  b"\xff\xfe", b"f8", b"=f8", b"<f8\x00x", b"|V8\x00\x00\x00\x01"]
+
+
+def header(kind=DATA, ndim=RAW, type=0, producer=0, stream=0, seq=0, length=0, dtype=b"",
+           shape=(), version=1):
+    return HEADER.pack(version, kind, ndim, type, producer, stream, seq, length, dtype,
+                       *shape, *[0] * (8 - len(shape)))
 
 
 class Bridge:

@@ -6,29 +6,29 @@ The test packs headers itself, from the layout docs/bridge.md gives, so a
 fault in the bridge's own encoder cannot hide one in its decoder."""
 import contextlib
 import secrets
-import struct
 import uuid
 
 import numpy as np
 import pytest
 import zmq
-from _bridge import bridges, receiver, stop
+from _bridge import (
+    DATA,
+    END,
+    END_ACK,
+    HEADER,
+    RAW,
+    REFUSED_DTYPES,
+    bridges,
+    header,
+    receiver,
+    stop,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
 import shmring
 
-HEADER = struct.Struct("<BBBIIQQQ8s8I")   # version kind ndim type producer stream seq length dtype shape
-DATA, END, END_ACK, RAW = 1, 2, 3, 0xFF
 DTYPES = ["|u1", "<f4", ">i8", "<c16", "|b1", "<M8[us]", "|S5", "<U2"]
-REFUSED_DTYPES = [b"|O8", b"<U0", b"|V0", b"|S0", b"xyz", b"<f8,<i4", b"<M8[xx]", b"<f3",
-                  b"\xff\xfe", b"f8", b"<f8\x00x"]
-
-
-def header(kind=DATA, ndim=RAW, type=0, producer=0, stream=0, seq=0, length=0, dtype=b"",
-           shape=(), version=1):
-    return HEADER.pack(version, kind, ndim, type, producer, stream, seq, length, dtype,
-                       *shape, *[0] * (8 - len(shape)))
 
 
 @st.composite

@@ -10,8 +10,9 @@ import sys
 import uuid
 
 import pytest
-import shmring
 from _bridge import bridges, receiver, stop
+
+import shmring
 
 
 def keygen(directory, name):
