@@ -34,21 +34,20 @@ def header(kind=DATA, ndim=RAW, type=0, producer=0, stream=0, seq=0, length=0, d
                        *shape, *[0] * (8 - len(shape)))
 
 
-class Bridge:
-    """A `python -m shmring bridge ...` process; its log (stderr) is read
-    into `lines` as it comes."""
+class Proc:
+    """A process running argv, its output (stdout and stderr, where the
+    bridge logs) read into `lines` as it comes."""
 
-    def __init__(self, *args):
-        self.proc = subprocess.Popen([sys.executable, "-m", "shmring", "bridge", *args],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True,
+    def __init__(self, argv):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True,
                                      preexec_fn=die_with_parent)
         self.lines = []
         self.cond = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
-        for line in self.proc.stderr:
+        for line in self.proc.stdout:
             with self.cond:
                 self.lines.append(line.rstrip("\n"))
                 self.cond.notify_all()
@@ -106,12 +105,12 @@ class Bridge:
 
 @contextlib.contextmanager
 def bridges():
-    """A function that starts Bridge processes; every one is killed on the
-    way out."""
+    """start(*args) runs `python -m shmring bridge *args`, start(argv=[...])
+    any command, as a Proc; every one is killed on the way out."""
     made = []
 
-    def start(*args):
-        made.append(Bridge(*args))
+    def start(*args, argv=None):
+        made.append(Proc(argv or [sys.executable, "-m", "shmring", "bridge", *args]))
         return made[-1]
     try:
         yield start

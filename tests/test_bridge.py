@@ -3,6 +3,7 @@ bridge recv` and consumer processes, over loopback TCP, between two rings."""
 import contextlib
 import os
 import signal
+import sys
 import uuid
 
 import pytest
@@ -18,7 +19,7 @@ from _bridge import (
     start_producers,
     stop,
 )
-from _helpers_harden import Child, wait_until
+from _helpers_harden import ROOT, Child, wait_until
 
 import shmring
 
@@ -299,3 +300,15 @@ def test_check_helper_sees_a_wrong_frame(ring):
         p.send(b"not a test frame", type=5)
         with c.recv(0) as f, pytest.raises(AssertionError):
             check(f, r.max_frame)
+
+
+def test_the_two_host_example_runs_as_two_loopback_processes():
+    example = [sys.executable, os.path.join(ROOT, "docs", "examples", "bridge_video.py")]
+    with bridges() as start:
+        receive = start(argv=[*example, "receive", "--listen", "127.0.0.1:0", "--frames", "40"])
+        endpoint = receive.wait_for(r"listening on (\S+)").group(1)
+        send = start(argv=[*example, "send", endpoint, "--frames", "40"])
+        assert send.wait(60) == 0, send.log()
+        assert send.log().endswith("sent 40 frames; host B has them all")
+        receive.wait_for(r"received 40 frames of \(1080, 1920, 4\), in order")
+        assert stop(receive, signal.SIGINT) == 0, receive.log()
