@@ -43,15 +43,18 @@ def add_bridge_arguments(parser):
     recv.add_argument("endpoint", help="where to listen: PORT, HOST:PORT or tcp://HOST:PORT "
                       "(the host defaults to 127.0.0.1; 0.0.0.0 or * for every interface)")
     recv.add_argument("ring", help="the local ring; the receiver becomes one of its producers")
-    for command, default in ((send, 1000), (recv, 64)):
+    for command in (send, recv):
         command.add_argument("--create", metavar="CAPACITY", type=int,
                              help="create the ring with this capacity if it does not exist")
-        command.add_argument("--hwm", type=int, default=default,
-                             help=f"messages ZeroMQ queues on this side (default {default})")
         command.add_argument("--stats", metavar="SECONDS", type=float,
                              help="log a stats line every SECONDS")
         command.add_argument("--curve-secret", metavar="FILE",
                              help="this side's NAME.key_secret (CURVE; see keygen)")
+    send.add_argument("--hwm", type=int, default=1000,
+                      help="frames ZeroMQ queues for the receiver (default 1000); large ones "
+                      "stay in the ring until sent")
+    recv.add_argument("--buffer", metavar="BYTES", type=int,
+                      help="bytes ZeroMQ queues here, about (default: the ring's capacity)")
     send.add_argument("--curve-server", metavar="FILE", help="the receiver's public NAME.key")
     send.add_argument("--heartbeat", metavar="SECONDS", type=float, default=10.0,
                       help="reconnect after this long without a sign of the receiver")

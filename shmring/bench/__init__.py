@@ -6,7 +6,7 @@ import sys
 import time
 
 from shmring._ring import NONTEMPORAL_MIN
-from shmring.bench import checks, harness, measure, peers, report, rings
+from shmring.bench import bridge, checks, harness, measure, peers, report, rings
 
 SIZES = (64, 4096, 1 << 20, 8_294_400)
 SPIN = rings.SPIN
@@ -20,7 +20,7 @@ def lineup():
         peers.MpPipe(), peers.FasterFifo(), peers.Zmq(), peers.Iceoryx2(),
         rings.Shmring("send"), rings.Shmring("send-nt"), rings.Shmring("reserve"),
         rings.Shmring("batch"),
-        rings.ShmringNogil(),
+        rings.ShmringNogil(), bridge.ZmqTcp(), bridge.Bridge(),
     ]
 
 

@@ -24,7 +24,7 @@ def throughput_once(peer, size, producers, total):
     try:
         consumer = (ch.consumer, ch.drain, total)
         makers = [(lambda i=i: ch.producer(i), ch.fill, (n, payload))
-                  for i, n in enumerate(split(total, producers))]
+                  for i, n in enumerate(split(total, producers))] + ch.helpers(total)
         seconds, cpu, _ = run_processes(consumer, makers)
     finally:
         ch.close()

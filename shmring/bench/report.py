@@ -81,6 +81,11 @@ def targets(records, checks):
         rows.append((f"ping-pong p50, {api} spin vs os.pipe",
                      ratio(rec("shmring", f"ping-pong {api} spin"), pipe_lat, "p50_us"),
                      "<=", 0.5))
+    for size, label in ((big, "8.3 MB"), (4096, "4 KiB")):
+        bridge, zmq = rec("shmring", "bridge", size), rec("pyzmq tcp", "bridge baseline", size)
+        rows += [(f"{label} bridge GB/s vs pyzmq tcp", ratio(bridge, zmq, "gb_per_s"), ">=", 0.8),
+                 (f"{label} bridge CPU/GB vs pyzmq tcp", ratio(bridge, zmq, "cpu_s_per_gb"),
+                  "<=", 1.25)]
     idle = checks.get("idle")
     if idle:
         for key in ("consumer_spin0_cpu_s", "consumer_spin200000_cpu_s", "producer_full_cpu_s"):

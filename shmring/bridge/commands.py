@@ -44,7 +44,7 @@ def send(args):
 
 
 def recv(args):
-    receiver = Receiver(args.endpoint, open_ring(args.ring, args.create), hwm=args.hwm,
+    receiver = Receiver(args.endpoint, open_ring(args.ring, args.create), buffer=args.buffer,
                         drop_when_full=args.drop_when_full, curve_secret=args.curve_secret,
                         curve_allow=args.curve_allow, stats_every=args.stats)
     stop_on_signals(receiver)

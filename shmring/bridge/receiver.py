@@ -17,6 +17,7 @@ HEARTBEAT_IVL = 500                     # ms between pings, so that senders see 
 STOP_GRACE = 5.0                        # seconds a frame in hand waits for room after stop()
 MAX_STREAMS = 1024                      # sequence numbers kept for this many senders
 BATCH = 256                             # messages taken per poll
+FIRST_HWM = 16                          # messages queued here before the first frame's size is known
 DISCARD = bytearray()                   # recv_into() this drops a message part
 NOBLOCK, RCVMORE = int(zmq.NOBLOCK), int(zmq.RCVMORE)  # ints: enum lookups cost a microsecond
 
@@ -27,9 +28,11 @@ class Receiver:
     or its name), with its type, dtype and shape.  Any number of senders;
     ZeroMQ queues them fairly.
 
-    A full ring stops the receiver, and ZeroMQ's high-water mark (hwm
-    messages queued here) then stops the senders; drop_when_full drops and
-    counts frames instead.  Each sender's sequence numbers are checked:
+    A full ring stops the receiver, and ZeroMQ's high-water mark then stops
+    the senders; drop_when_full drops and counts frames instead.  ZeroMQ
+    queues about `buffer` bytes here (default: the ring's capacity): its
+    high-water mark, which counts messages, is set to buffer // the largest
+    frame so far, from 2 to 1000.  Each sender's sequence numbers are checked:
     gaps are counted and logged, and a repeated or older one is dropped.
     Malformed messages are counted, logged and dropped.  CURVE:
     curve_secret is this receiver's NAME.key_secret file, curve_allow a
@@ -37,12 +40,16 @@ class Receiver:
 
     `endpoint` is then what was bound (tcp://127.0.0.1:PORT for port 0)."""
 
-    def __init__(self, endpoint, ring, *, hwm=64, drop_when_full=False, curve_secret=None,
+    def __init__(self, endpoint, ring, *, buffer=None, drop_when_full=False, curve_secret=None,
                  curve_allow=None, stats_every=None):
         if (curve_secret is None) != (curve_allow is None):
             raise ValueError("CURVE needs both curve_secret and curve_allow")
         self.ring = ring if isinstance(ring, Ring) else Ring.attach(ring)
         self.drop_when_full = drop_when_full
+        self.buffer = self.ring.capacity if buffer is None else int(buffer)
+        if self.buffer < 1:
+            raise ValueError(f"buffer must be >= 1 byte, not {buffer!r}")
+        self._largest = 0               # the largest frame so far, which sets the hwm
         self.frames = self.bytes = self.drops = self.gaps = self.lost = self.malformed = 0
         self._streams = {}              # stream -> next seq, least recently used first
         self._meter = Meter(stats_every, self.stats, _line, log)
@@ -54,7 +61,7 @@ class Receiver:
         self._ctx = zmq.Context()
         try:
             sock = self._sock = self._ctx.socket(zmq.ROUTER)
-            sock.rcvhwm = hwm
+            sock.rcvhwm = FIRST_HWM
             sock.linger = 0
             # Pings tell senders we are alive.  No timeout here (0; unset it would
             # be HEARTBEAT_IVL): while the ring is full we read nothing, pongs included.
@@ -141,7 +148,11 @@ class Receiver:
             return
         if h.kind == wire.END:
             self._end(peer, head, h)
-        elif self._write(head, h):
+            return
+        if h.length > self._largest:
+            self._largest = h.length
+            self._sock.rcvhwm = min(1000, max(2, self.buffer // h.length))
+        if self._write(head, h):
             self._follow(head, h)
 
     def _write(self, head, h):
