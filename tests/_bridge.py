@@ -201,6 +201,22 @@ def receive(consumer, count, max_frame, size=None, timeout=30.0):
     return got
 
 
+def receive_while(consumer, busy, max_frame, size=None, timeout=30.0):
+    """(producer, seq) of the frames that come while busy() holds, then of
+    those left in the ring."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while busy():
+        assert time.monotonic() < deadline, f"still busy after {timeout} s"
+        try:
+            f = consumer.recv(timeout=0.1)
+        except TimeoutError:
+            continue
+        with f:
+            got.append(check(f, max_frame, size))
+    return got + drain(consumer, max_frame, size)
+
+
 def drain(consumer, max_frame, size=None):
     """(producer, seq) of the frames already in the ring."""
     got = []

@@ -26,16 +26,28 @@ def open_ring(name, create):
         return shmring.Ring.attach(name)
 
 
-def stop_on_signals(bridge):
+def until_signal(make):
+    """make() a Sender or Receiver that SIGTERM and SIGINT will stop(), even
+    one that comes while it is being made."""
+    made, came = [], []
+
+    def handler(*_):
+        came.append(True)
+        for bridge in made:
+            bridge.stop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: bridge.stop())
+        signal.signal(sig, handler)
+    made.append(make())
+    if came:
+        made[0].stop()
+    return made[0]
 
 
 def send(args):
-    sender = Sender(open_ring(args.ring, args.create), args.endpoint, hwm=args.hwm,
-                    curve_secret=args.curve_secret, curve_server=args.curve_server,
-                    heartbeat=args.heartbeat, stats_every=args.stats)
-    stop_on_signals(sender)
+    sender = until_signal(lambda: Sender(
+        open_ring(args.ring, args.create), args.endpoint, hwm=args.hwm,
+        curve_secret=args.curve_secret, curve_server=args.curve_server,
+        heartbeat=args.heartbeat, stats_every=args.stats))
     try:
         sender.run()
     finally:
@@ -44,10 +56,10 @@ def send(args):
 
 
 def recv(args):
-    receiver = Receiver(args.endpoint, open_ring(args.ring, args.create), buffer=args.buffer,
-                        drop_when_full=args.drop_when_full, curve_secret=args.curve_secret,
-                        curve_allow=args.curve_allow, stats_every=args.stats)
-    stop_on_signals(receiver)
+    receiver = until_signal(lambda: Receiver(
+        args.endpoint, open_ring(args.ring, args.create), buffer=args.buffer,
+        drop_when_full=args.drop_when_full, curve_secret=args.curve_secret,
+        curve_allow=args.curve_allow, stats_every=args.stats))
     try:
         receiver.run()
     finally:

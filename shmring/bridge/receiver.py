@@ -17,7 +17,6 @@ HEARTBEAT_IVL = 500                     # ms between pings, so that senders see 
 STOP_GRACE = 5.0                        # seconds a frame in hand waits for room after stop()
 MAX_STREAMS = 1024                      # sequence numbers kept for this many senders
 BATCH = 256                             # messages taken per poll
-FIRST_HWM = 16                          # messages queued here before the first frame's size is known
 DISCARD = bytearray()                   # recv_into() this drops a message part
 NOBLOCK, RCVMORE = int(zmq.NOBLOCK), int(zmq.RCVMORE)  # ints: enum lookups cost a microsecond
 
@@ -61,7 +60,7 @@ class Receiver:
         self._ctx = zmq.Context()
         try:
             sock = self._sock = self._ctx.socket(zmq.ROUTER)
-            sock.rcvhwm = FIRST_HWM
+            sock.rcvhwm = 1000          # lowered as frames come: raised, libzmq can stall (_take)
             sock.linger = 0
             # Pings tell senders we are alive.  No timeout here (0; unset it would
             # be HEARTBEAT_IVL): while the ring is full we read nothing, pongs included.
@@ -150,6 +149,8 @@ class Receiver:
             self._end(peer, head, h)
             return
         if h.length > self._largest:
+            # Only ever lowered: a reader that wakes a blocked writer every
+            # hwm/2 messages would never wake one blocked at a lower hwm.
             self._largest = h.length
             self._sock.rcvhwm = min(1000, max(2, self.buffer // h.length))
         if self._write(head, h):
