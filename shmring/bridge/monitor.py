@@ -18,16 +18,22 @@ FAILED = {
 
 
 class Monitor:
-    """Reads the monitor socket of sock without blocking; `connected` is
-    whether the last connection reached a completed handshake."""
+    """Reads the monitor socket of sock without blocking and logs what it
+    says; peer names the other side, disconnect_level is the log level of
+    a disconnect.  `connected`: the last connection completed its handshake;
+    `ever`: one did."""
 
     def __init__(self, sock, log, peer, disconnect_level):
-        self.sock, self.log, self.peer = sock, log, peer
-        self.disconnect_level = disconnect_level
+        self.log, self.peer, self.disconnect_level = log, peer, disconnect_level
         self.events = sock.get_monitor_socket(EVENTS)
         self.limited = Limited(log)
-        self.connected = False
+        self.connected = self.ever = False
         self.refused = 0                # handshakes that failed
+
+    def wait(self, timeout):
+        """Wait up to timeout seconds for an event, then poll()."""
+        self.events.poll(timeout * 1000)
+        self.poll()
 
     def poll(self):
         while True:
@@ -38,7 +44,7 @@ class Monitor:
             event = parse_monitor_message(msg)
             kind, where = event["event"], event["endpoint"].decode(errors="replace")
             if kind == E.HANDSHAKE_SUCCEEDED:
-                self.connected = True
+                self.connected = self.ever = True
                 self.log.info("%s connected (%s)", self.peer, where)
             elif kind == E.DISCONNECTED:
                 self.connected = False
@@ -46,9 +52,5 @@ class Monitor:
             elif kind in FAILED:
                 self.refused += 1
                 self.connected = False
-                self.limited.log(logging.WARNING, kind, f"handshake with {self.peer} failed ({where}): "
-                                           f"{FAILED[kind]}")
-
-    def close(self):
-        self.sock.disable_monitor()
-        self.events.close(linger=0)
+                self.limited.log(logging.WARNING, kind,
+                                 f"handshake with {self.peer} failed ({where}): {FAILED[kind]}")

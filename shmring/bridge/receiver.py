@@ -62,6 +62,7 @@ class Receiver:
             sock = self._sock = self._ctx.socket(zmq.ROUTER)
             sock.rcvhwm = 1000          # lowered as frames come: raised, libzmq can stall (_take)
             sock.linger = 0
+            sock.router_mandatory = 1   # an END_ACK that cannot go out says so
             # Pings tell senders we are alive.  No timeout here (0; unset it would
             # be HEARTBEAT_IVL): while the ring is full we read nothing, pongs included.
             sock.heartbeat_ivl = HEARTBEAT_IVL
@@ -104,6 +105,8 @@ class Receiver:
         self._stop = True
 
     def close(self):
+        """Stop listening.  What ZeroMQ still queues here is dropped: stop
+        the senders first (docs/bridge.md)."""
         self._stop = True
         self._close_zmq()
         self._producer.close()
@@ -188,12 +191,13 @@ class Receiver:
                 return p.reserve_array(h.shape, h.dtype, type=h.type, timeout=timeout)
             except Full:
                 if self.drop_when_full:
-                    self._limited.log(logging.WARNING, "full", "ring %r is full: dropping frames",
-                                          self.ring.name)
+                    self._limited.log(logging.WARNING, "full",
+                                      "ring %r is full: dropping frames", self.ring.name)
                     return None
             except ConsumerGone:
-                self._limited.log(logging.WARNING, "gone", "the consumer of ring %r died: waiting for "
-                                              "another", self.ring.name)
+                self._limited.log(logging.WARNING, "gone",
+                                  "the consumer of ring %r died: waiting for another",
+                                  self.ring.name)
                 if self.drop_when_full:
                     return None
                 time.sleep(SLICE)       # it raises at once until a new consumer comes
@@ -238,14 +242,13 @@ class Receiver:
         try:
             self._sock.send_multipart([peer, wire.end(h.stream, h.seq, wire.END_ACK)],
                                       zmq.NOBLOCK)
-        except zmq.Again:
-            log.warning("could not confirm the end of stream %016x: its sender is gone",
-                        h.stream)
+        except zmq.ZMQError as e:       # ROUTER_MANDATORY: gone, or not reading
+            log.warning("could not confirm the end of stream %016x: %s", h.stream, e)
 
     def _reject(self, head, error):
         self.malformed += 1
-        self._limited.log(logging.WARNING, "malformed", "dropped a malformed message from %s: %s",
-                              _address(head), error)
+        self._limited.log(logging.WARNING, "malformed",
+                          "dropped a malformed message from %s: %s", _address(head), error)
         self._discard()
 
     def _discard(self):

@@ -9,7 +9,11 @@ copy.  They stay in the ring until a later tracked message is done, since
 ZeroMQ writes one connection's messages in order: a small frame is
 tracked too, as a fence, when the ring has nothing after it or every
 FENCE_EVERY frames.  So a killed sender leaves every frame ZeroMQ had not
-written in the ring, for the next sender."""
+written in the ring, for the next sender.
+
+A MessageTracker also says done when ZeroMQ dropped the message, as it may
+when a handshake fails.  So nothing is sent before a first handshake has
+succeeded: a sender that is refused (CURVE) takes nothing from its ring."""
 import collections
 import contextlib
 import logging
@@ -58,7 +62,7 @@ class Sender:
         self._open = []                 # frames sent since the last tracked one
         self._pending = collections.deque()     # (tracker, frames it covers), oldest first
         self._taken = collections.deque()       # from the ring, not yet sent: 2 at most
-        self._stop = self._closed = False
+        self._stop = self._closed = self._confirmed = False
         self._next_tick = 0.0
         self._consumer = self.ring.consumer()
         self._ctx = zmq.Context()
@@ -87,6 +91,11 @@ class Sender:
         taken = self._taken
         while not self._stop and (goal is None or self.frames < goal):
             self._tick()
+            if not self._monitor.ever:
+                # Nothing goes out before a first handshake: libzmq can drop what it
+                # queued for a connection whose handshake fails (CURVE refused).
+                self._monitor.wait(SLICE)
+                continue
             if not taken:
                 try:
                     taken.append(self._consumer.recv(timeout=0 if self._pending else SLICE))
@@ -115,14 +124,13 @@ class Sender:
         not passed on stay in the ring for the next sender.  Returns
         whether the receiver confirmed."""
         if self._closed:
-            return False
+            return self._confirmed
         self._closed = self._stop = True
-        confirmed = False
         try:
-            confirmed = self._end(time.monotonic() + timeout)
+            self._confirmed = self._end(time.monotonic() + timeout)
         finally:
-            self._shutdown(confirmed)
-        return confirmed
+            self._shutdown(self._confirmed)
+        return self._confirmed
 
     def stats(self):
         ring = self.ring.stats()
@@ -230,7 +238,6 @@ class Sender:
                         "stay in ring %r for the next sender, which may send some of them "
                         "twice", self.stream, held, self.ring.name)
         # ZeroMQ stops reading the frames before the ring may hand them to another consumer.
-        self._monitor.close()
         self._ctx.destroy(linger=0)
         self._consumer.close()
         self._open = []
