@@ -38,6 +38,7 @@ def send(args):
         maker = ctx.Process(target=camera, args=(ring, args.frames))
         maker.start()
         sender = shmring.bridge.Sender(ring, args.endpoint)
+        signal.signal(signal.SIGINT, lambda *_: sender.stop())     # Ctrl-C: stop in order
         try:
             sender.run(frames=args.frames)
         finally:

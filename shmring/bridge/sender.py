@@ -46,7 +46,9 @@ class Sender:
     stats_every: seconds between stats lines in the log.
 
     run() forwards until stop(); close() ends the stream: the receiver
-    confirms it has everything sent (see docs/bridge.md)."""
+    confirms it has everything sent (see docs/bridge.md).  Call stop() from
+    a signal handler, as `shmring bridge send` does, rather than letting
+    KeyboardInterrupt land between the two parts of a message."""
 
     def __init__(self, ring, endpoint, *, hwm=1000, curve_secret=None, curve_server=None,
                  heartbeat=10.0, stats_every=None):
