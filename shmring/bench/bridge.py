@@ -22,11 +22,15 @@ class BridgeChannel(RingChannel):
         return self.far.consumer()
 
     def helpers(self, total):
-        return [(self.sender, forward, total), (self.receiver, forward, total)]
+        return [(self.receiver, forward, total), (self.sender, forward, total)]
 
     def sender(self):
+        """Connected before the clock starts: the receiver is set up first."""
         from shmring.bridge import Sender
-        return Sender(self.ring, self.endpoint)
+        sender = Sender(self.ring, self.endpoint)
+        if not sender.wait_connected(30):
+            raise TimeoutError(f"no receiver at {self.endpoint}")
+        return sender
 
     def receiver(self):
         from shmring.bridge import Receiver

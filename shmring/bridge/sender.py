@@ -115,6 +115,14 @@ class Sender:
                 return
             taken.popleft()
 
+    def wait_connected(self, timeout):
+        """Wait up to timeout seconds for a first handshake with the
+        receiver; whether one has succeeded."""
+        deadline = time.monotonic() + timeout
+        while not self._monitor.ever and time.monotonic() < deadline:
+            self._monitor.wait(min(SLICE, deadline - time.monotonic()))
+        return self._monitor.ever
+
     def stop(self):
         """Make run() return within about 0.1 s; safe from a signal handler
         or another thread."""
