@@ -9,7 +9,8 @@
     ├── ConsumerGone                         the consumer died while a producer waited
     ├── Sealed                               the ring was sealed: no new frames (producers),
     │                                        and none left to deliver (the consumer)
-    └── RingCorrupted                        shared memory holds impossible values
+    ├── RingCorrupted                        shared memory holds impossible values
+    └── MalformedMessage (also ValueError)   a bridge message breaks the wire format
 
 OSError subclasses (FileExistsError, FileNotFoundError, PermissionError) keep
 their usual meaning for the segment file itself.
@@ -53,3 +54,8 @@ class Sealed(RingError):
 class RingCorrupted(RingError):
     """The segment holds values no correct participant writes.  The ring
     cannot be trusted any more; create a new one."""
+
+
+class MalformedMessage(RingError, ValueError):
+    """A bridge message that breaks the wire format (shmring.bridge.wire).
+    The receiver counts it, logs it and drops it; its ring is not touched."""

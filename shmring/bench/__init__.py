@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from shmring._ring import NONTEMPORAL_MIN
-from shmring.bench import checks, harness, measure, peers, report, rings, streams
+from shmring.bench import bridge, checks, harness, measure, peers, report, rings, streams
 
 SIZES = (64, 4096, 1 << 20, 8_294_400)
 SPIN = rings.SPIN
@@ -24,7 +24,7 @@ def lineup():
         peers.MpQueue(), peers.MpPipe(), peers.FasterFifo(), peers.Zmq(), peers.Iceoryx2(),
         rings.Shmring("send"), rings.Shmring("recv_bytes"), rings.Shmring("send-nt"),
         rings.Shmring("reserve"), rings.Shmring("batch"),
-        rings.ShmringNogil(),
+        rings.ShmringNogil(), bridge.ZmqTcp(), bridge.Bridge(),
     ]
 
 

@@ -202,6 +202,12 @@ def targets(records, checks):
                      2e6, None))
         rows.append((f"64 B, 15 producers, shares max/min ({top['mode']})",
                      top["share_max_min"], "<=", 1.5, None))
+    for size, name in ((BIG, "8.3 MB"), (4096, "4 KiB")):
+        bridged = rec("shmring", "bridge", size)
+        against(f"{name} bridge GB/s vs pyzmq tcp", bridged, "pyzmq tcp",
+                "gb_per_s", ">=", 0.8, size)
+        against(f"{name} bridge CPU/GB vs pyzmq tcp", bridged, "pyzmq tcp",
+                "cpu_s_per_gb", "<=", 1.25, size)
     idle = checks.get("idle")
     if idle:
         for key in ("consumer_spin0_cpu_s", "consumer_spin200000_cpu_s", "producer_full_cpu_s"):
