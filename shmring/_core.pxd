@@ -116,4 +116,5 @@ cdef void producer_abort(ProducerState *p) noexcept nogil
 cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil
 cdef void consumer_close(ConsumerState *c) noexcept nogil
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil
+cdef void consumer_unreceive(ConsumerState *c, Received *r) noexcept nogil
 cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil

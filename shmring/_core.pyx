@@ -806,6 +806,18 @@ cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noe
         if st != OK:
             return st
 
+cdef void consumer_unreceive(ConsumerState *c, Received *r) noexcept nogil:
+    """Take back the record consumer_receive just delivered, unreleased: it
+    is delivered again next (recv_into with too small a buffer).  Consumer
+    state and counters only; the record stays COMMITTED."""
+    cdef SegmentHeader *h = c.ring.hdr
+    debug_assert(c.held > 0 and r.pos + record_size(r.length) == c.cursor)
+    c.cursor = r.pos
+    c.held -= 1
+    store64(&h.held_frames, c.held, RELAXED)
+    store64(&h.received_frames, h.received_frames - 1, RELAXED)
+    store64(&h.received_bytes, h.received_bytes - r.length, RELAXED)
+
 cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil:
     """Give a delivered record back.  Space returns in ring order: out of
     order, the record is only marked, and head moves when the prefix is free."""

@@ -72,6 +72,7 @@ cdef class Consumer:
     cdef int next_record(self, Received *r, int64_t deadline) except -1
     cdef int give_back(self, uint64_t pos) except -1
     cdef bytes copy_out(self, Received *r)
+    cdef Frame releasable(self, object frame)
 
 cdef class Frame:
     cdef Consumer consumer
@@ -84,6 +85,7 @@ cdef class Frame:
     cdef bint released
     cdef bint release_unviewed  # left a `with` block while viewed
     cdef int check(self) except -1
+    cdef int refuse_release(self) except -1
     cdef void drop(self) noexcept
 
 # --- the Cython API: claim, commit, receive and release without the GIL. ---

@@ -6,7 +6,7 @@ One extension built from one room per concern (docs/design.md, "Where things
 live"), included in the order they depend on each other."""
 cimport cython
 from cpython.buffer cimport (
-    PyObject_GetBuffer, PyBuffer_Release, PyBuffer_FillInfo, PyBUF_SIMPLE)
+    PyObject_GetBuffer, PyBuffer_Release, PyBuffer_FillInfo, PyBUF_SIMPLE, PyBUF_WRITABLE)
 from cpython.exc cimport PyErr_CheckSignals
 from libc cimport errno as c_errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t

@@ -10,13 +10,26 @@ _DTYPE_CODE = re.compile(r"[<>|][biufcmMSUV][0-9]{1,5}(\[[0-9]{0,3}[A-Za-z]{1,2}
 _np = None
 
 
+_frombuffer = None
+_uint8 = None
+
+
 cdef object numpy():
     """numpy, imported on first use: bytes-only users never pay for it."""
-    global _np
+    global _np, _frombuffer, _uint8
     if _np is None:
         import numpy
+        _frombuffer, _uint8 = numpy.frombuffer, numpy.dtype(numpy.uint8)
         _np = numpy
     return _np
+
+
+cdef object bytes_array(object buffer):
+    """A 1-D uint8 ndarray over buffer (Frame.array() of raw bytes): numpy's
+    function and dtype are looked up once, not per frame."""
+    if _np is None:
+        numpy()
+    return _frombuffer(buffer, _uint8)
 
 
 cdef bint forbidden(object dt):

@@ -57,16 +57,20 @@ cdef class Consumer:
             raise_status(ERR_CORRUPT, NULL, &self.st)
         if not hold(&self.st, CALLER):
             raise_status(CONSUMER_BUSY)
-        try:
-            self.release_dropped()
-        except BaseException:
-            let_go(&self.st)
-            raise
+        if self.dropped:
+            try:
+                self.release_dropped()
+            except BaseException:
+                let_go(&self.st)
+                raise
         return 0
 
     cdef int end(self) except -1:
         """Leave a call, whatever happened in it: release what was dropped
         meanwhile (even after Ctrl-C or RingCorrupted), then let go."""
+        if not self.dropped:
+            let_go(&self.st)
+            return 0
         try:
             self.release_dropped()
         finally:
@@ -109,21 +113,71 @@ cdef class Consumer:
             self.end()
         return 0
 
-    def recv(self, timeout=None):
+    def recv(self, timeout=None, *, release=None):
         """The next frame, a zero-copy read-only view.  Release it when done
         (or use `with`).  Raises Empty if the timeout runs out, Sealed once
-        the ring is sealed and every frame was received."""
+        the ring is sealed and every frame was received.  release: a frame
+        of this consumer to release first, as its release() would, in the
+        same call (`frame = c.recv(release=frame)`)."""
         cdef int64_t deadline = deadline_for(timeout)
         cdef Received r
         cdef int st
+        cdef Frame done = self.releasable(release) if release is not None else None
         self.begin()
         try:
+            if done is not None and not done.released:
+                done.released = True
+                st = _core.consumer_release(&self.st, done.pos)
+                if st != OK:
+                    raise_status(st, NULL, &self.st)
             st = self.next_record(&r, deadline)
             if st != OK:
                 raise_status(st, NULL, &self.st)
             return make_frame(self, &r)
         finally:
             self.end()
+
+    cdef Frame releasable(self, object frame):
+        """recv(release=frame)'s checks, those of frame.release() first."""
+        cdef Frame f = <Frame?>frame
+        if f.consumer is not self:
+            raise ValueError("release= takes a frame received from this consumer")
+        if f.exports and not f.released:
+            f.refuse_release()
+        return f
+
+    def recv_into(self, buffer, timeout=None):
+        """Copy the next frame into buffer (any writable C-contiguous buffer)
+        and release it at once; returns its length.  The cheapest way to take
+        one small frame.  A frame longer than buffer raises ValueError and
+        stays in the ring, the next to be received."""
+        cdef int64_t deadline = deadline_for(timeout)
+        cdef Received r
+        cdef Py_buffer buf
+        cdef int st
+        try:
+            PyObject_GetBuffer(buffer, &buf, PyBUF_WRITABLE)
+        except (BufferError, ValueError) as e:
+            raise ValueError(f"recv_into needs a writable C-contiguous buffer ({e})") from None
+        try:
+            self.begin()
+            try:
+                st = self.next_record(&r, deadline)
+                if st != OK:
+                    raise_status(st, NULL, &self.st)
+                if r.length > <uint64_t>buf.len:
+                    _core.consumer_unreceive(&self.st, &r)
+                    raise ValueError(f"the next frame has {r.length} bytes, more than the "
+                                     f"buffer's {buf.len}; it stays in the ring")
+                memcpy(buf.buf, r.data, r.length)
+                st = _core.consumer_release(&self.st, r.pos)
+                if st != OK:
+                    raise_status(st, NULL, &self.st)
+                return r.length
+            finally:
+                self.end()
+        finally:
+            PyBuffer_Release(&buf)
 
     def recv_bytes(self, timeout=None):
         """The next frame's contents as bytes, released at once."""

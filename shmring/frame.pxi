@@ -57,11 +57,13 @@ cdef class Frame:
         """A read-only ndarray over the frame: dtype and shape as sent by
         send_array(), otherwise 1-D uint8.  It keeps the frame's space until
         it dies."""
-        np = numpy()
-        layout = self.layout
-        if layout is None:
-            return np.frombuffer(self, dtype=np.uint8)
-        return np.frombuffer(self, dtype=layout[0]).reshape(layout[1])
+        cdef tuple layout
+        self.check()
+        if self.ndim == RAW:
+            return bytes_array(self)
+        layout = read_array_header(
+            _core.header_at(&self.consumer.st.ring, self.pos), self.length, self.ndim)
+        return numpy().frombuffer(self, dtype=layout[0]).reshape(layout[1])
 
     def release(self):
         """Give the frame's space back to the ring now.  Views of it must be
@@ -69,11 +71,14 @@ cdef class Frame:
         if self.released:
             return
         if self.exports:
-            raise BufferError(f"{self.exports} view(s) of this frame are still alive; "
-                              "delete them before release, or leave the frame to be "
-                              "released when the last view dies")
+            self.refuse_release()
         self.released = True
         self.consumer.give_back(self.pos)
+
+    cdef int refuse_release(self) except -1:
+        raise BufferError(f"{self.exports} view(s) of this frame are still alive; "
+                          "delete them before release, or leave the frame to be "
+                          "released when the last view dies")
 
     cdef void drop(self) noexcept:
         """Release without raising: for a frame dropped, or left by `with`, or
@@ -97,7 +102,7 @@ cdef class Frame:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):      # fixed arity: no tuple per `with`
         if self.exports:
             self.release_unviewed = True    # views outlive the block: the last one releases
         else:

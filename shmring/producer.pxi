@@ -268,10 +268,9 @@ cdef class Reservation:
     def array(self):
         """A writable ndarray over the reservation: the reserve_array() shape
         and dtype, else 1-D uint8."""
-        np = numpy()
         if self.dtype is None:
-            return np.frombuffer(self, dtype=np.uint8)
-        return np.frombuffer(self, dtype=self.dtype).reshape(self.shape)
+            return bytes_array(self)
+        return numpy().frombuffer(self, dtype=self.dtype).reshape(self.shape)
 
     cdef int finish(self, bint keep) except -1:
         self.check_own()

@@ -544,3 +544,86 @@ def test_last_view_dying_during_a_recv_is_released_when_it_ends(ring):
         p.send(b"y")
         reader.join(30)
         assert got == [b"y"] and c.held == 0 and ring.stats()["fill"] == 0
+
+
+def test_recv_releases_the_frame_it_is_given(ring):
+    with ring.producer() as p, ring.consumer() as c:
+        for i in range(3):
+            p.send(bytes([i]) * 100)
+        f = c.recv(0)
+        g = c.recv(0, release=f)
+        assert f.released and not g.released and bytes(g) == bytes([1]) * 100
+        assert c.held == 1
+        g = c.recv(0, release=g)
+        assert c.held == 1 and bytes(g) == bytes([2]) * 100
+        with pytest.raises(shmring.Empty):
+            c.recv(0, release=g)          # released first, then the wait ran out
+        assert g.released and c.held == 0 and ring.stats()["fill"] == 0
+        p.send(b"again")
+        with c.recv(0, release=g) as h:   # an already released frame: nothing to do
+            assert bytes(h) == b"again"
+
+
+def test_recv_release_follows_release_rules(ring, name):
+    with ring.producer() as p, ring.consumer() as c:
+        p.send(b"one")
+        p.send(b"two")
+        f = c.recv(0)
+        view = memoryview(f)
+        with pytest.raises(BufferError):
+            c.recv(0, release=f)          # as f.release(): nothing received
+        assert not f.released and c.held == 1
+        view.release()
+        with pytest.raises(TypeError):
+            c.recv(0, release=b"not a frame")
+        with shmring.Ring.create(name + "-other", 1 << 16) as other:
+            try:
+                with other.producer() as q, other.consumer() as d:
+                    q.send(b"elsewhere")
+                    foreign = d.recv(0)
+                    with pytest.raises(ValueError, match="this consumer"):
+                        c.recv(0, release=foreign)
+                    foreign.release()
+            finally:
+                other.unlink()
+        assert not f.released and c.held == 1
+        assert bytes(c.recv(0, release=f)) == b"two"
+
+
+@pytest.mark.parametrize("target", [bytearray(100), np.zeros(100, np.uint8), memoryview(bytearray(100))])
+def test_recv_into(ring, target):
+    with ring.producer() as p, ring.consumer() as c:
+        p.send(b"abc", type=7)
+        p.send(b"")
+        assert c.recv_into(target, timeout=0) == 3
+        assert bytes(memoryview(target)[:3]) == b"abc" and c.held == 0
+        assert c.recv_into(target) == 0
+        assert ring.stats()["fill"] == 0 and ring.stats()["frames_received"] == 2
+        with pytest.raises(shmring.Empty):
+            c.recv_into(target, timeout=0)
+
+
+def test_recv_into_keeps_a_frame_too_long_for_the_buffer(ring):
+    with ring.producer() as p, ring.consumer() as c:
+        p.send(b"x" * 200)
+        p.send(b"next")
+        before = ring.stats()
+        with pytest.raises(ValueError, match="200 bytes.*stays in the ring"):
+            c.recv_into(bytearray(199), timeout=0)
+        after = ring.stats()
+        assert c.held == 0 and after["fill"] == before["fill"]
+        assert after["frames_received"] == before["frames_received"] == 0
+        assert after["bytes_received"] == 0 and after["frames_held"] == 0
+        out = bytearray(200)
+        assert c.recv_into(out, timeout=0) == 200 and out == b"x" * 200
+        assert c.recv_bytes(timeout=0) == b"next"
+        assert ring.stats()["fill"] == 0
+
+
+@pytest.mark.parametrize("bad", [b"read-only", memoryview(bytearray(8))[::2], "text"])
+def test_recv_into_needs_a_writable_contiguous_buffer(ring, bad):
+    with ring.producer() as p, ring.consumer() as c:
+        p.send(b"kept")
+        with pytest.raises((ValueError, TypeError)):
+            c.recv_into(bad, timeout=0)
+        assert c.recv_bytes(timeout=0) == b"kept"
