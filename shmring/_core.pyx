@@ -20,7 +20,7 @@ from shmring.includes.stream cimport HAVE_STREAM, load128, stream128
 from shmring.includes.lab cimport LAB_BUILD, pause_point, lab_attach
 from shmring.includes.mutants cimport (
     COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, tag_mismatch, no_room, handshake_fence,
-    stream_fence, seal_cas)
+    stream_fence, seal_cas, REWIND_SPAN)
 from shmring.layout cimport (
     SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, LINE, ALIGN, RECORD_HEADER,
     MIN_CAPACITY, DEFAULT_SLOTS, MAX_NDIM, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK,
@@ -45,11 +45,13 @@ cdef enum:
     P_SPACE_WAIT = 10       # producer announced itself as waiter, not re-checked
     P_SEAL = 11             # sealer loaded tail, not yet sealed it (CAS)
     P_SEALED = 12           # tail sealed, sleepers not yet woken
+    P_REWIND = 13           # producer chose to rewind (head loaded), no intent written yet
 
 LAB_POINTS = {"claim_cas": P_CLAIM_CAS, "claimed": P_CLAIMED, "busy": P_BUSY,
               "payload": P_PAYLOAD, "commit": P_COMMIT, "committed": P_COMMITTED,
               "header": P_HEADER, "head": P_HEAD, "data_wait": P_DATA_WAIT,
-              "space_wait": P_SPACE_WAIT, "seal": P_SEAL, "sealed": P_SEALED}
+              "space_wait": P_SPACE_WAIT, "seal": P_SEAL, "sealed": P_SEALED,
+              "rewind": P_REWIND}
 
 
 def lab_enabled():
@@ -411,6 +413,29 @@ cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noex
     cdef uint64_t room = v.capacity - (tail & v.mask)
     return need + room if room < need else need
 
+# Rewinding (docs/design.md, "Rewind"): a claim this far into a lap looks at
+# head, at most once per REWIND_LOOK bytes of its claims, and pads to the end
+# of the lap when the record fits at the start of the next one, so that a ring
+# the consumer keeps empty reuses the memory it just released (still in the
+# cache) instead of walking its whole capacity.  Lab builds rewind early, so
+# that small rings exercise it.
+cdef uint64_t REWIND_AT = 1024 if LAB_BUILD else 1 << 20
+cdef uint64_t REWIND_LOOK = 256 if LAB_BUILD else 128 << 10
+
+cdef uint64_t rewind_total(ProducerState *p, uint64_t tail, uint64_t need) noexcept nogil:
+    """Bytes to claim at tail to rewind: padding to the end of the lap plus
+    the record; 0 to claim as usual."""
+    cdef RingView *v = &p.ring
+    cdef uint64_t room = v.capacity - (tail & v.mask)
+    if tail & v.mask < REWIND_AT or room < need or tail - p.looked < REWIND_LOOK:
+        return 0
+    p.looked = tail
+    p.head_cache = load64(&v.hdr.head, ACQUIRE)  # pairs with advance_head's release store of head
+    if no_room(tail, p.head_cache, REWIND_SPAN(room, need), v.capacity):
+        return 0                        # the start of the next lap still holds unreleased records
+    pause_point(P_REWIND)
+    return room + need
+
 cdef bint may_claim(ProducerState *p, uint64_t need) noexcept nogil:
     """Room for need bytes, or the ring is sealed: either way the claim
     should look again (and report the seal)."""
@@ -439,14 +464,17 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
     handshake_fence()  # SEQ_CST; pairs with advance_head's and ring_seal's fences: we see head or the seal, or they see our flag
     if may_claim(p, need):
         return OK
+    timeout = slice_until(deadline)
+    if timeout > 0:
+        fetch_add64(&p.ring.slots[p.slot].full_waits, 1, RELAXED)
+        if futex_wait(&h.space_seq, seq, timeout) == OK:
+            return OK                   # woken: head moved, or the seal
+    # A slice passed without a wake (or a signal came): is anyone still
+    # reading?  Asked only now, since it reads /proc, a syscall per wait.
     consumer = load64(&h.consumer, RELAXED)
     if consumer != 0 and not owner_alive(consumer):
         return ERR_CONSUMER_GONE
-    timeout = slice_until(deadline)
-    if timeout <= 0:
-        return TIMEOUT
-    fetch_add64(&p.ring.slots[p.slot].full_waits, 1, RELAXED)
-    return futex_wait(&h.space_seq, seq, timeout)
+    return TIMEOUT if timeout <= 0 else INTERRUPTED
 
 cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
                         int64_t deadline) noexcept nogil:
@@ -468,20 +496,22 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
             return SEALED               # sealed before our CAS: refused, nothing claimed
         if tail & (ALIGN - 1):
             return ERR_CORRUPT          # a header at tail would cross the mapping's end
-        total = claim_total(v, tail, need)
-        if no_room(tail, p.head_cache, total, v.capacity):
-            p.head_cache = load64(&h.head, ACQUIRE)  # pairs with advance_head's release store of head
+        total = rewind_total(p, tail, need)     # 0, or a rewind that fits before head
+        if total == 0:
+            total = claim_total(v, tail, need)
             if no_room(tail, p.head_cache, total, v.capacity):
-                if tail != load64(&h.tail, RELAXED):
+                p.head_cache = load64(&h.head, ACQUIRE)  # pairs with advance_head's release store of head
+                if no_room(tail, p.head_cache, total, v.capacity):
+                    if tail != load64(&h.tail, RELAXED):
+                        tail = load64(&h.tail, RELAXED)
+                        continue
+                    if deadline == NOWAIT:
+                        return TIMEOUT
+                    st = wait_for_space(p, need, deadline)
+                    if st != OK:
+                        return st
                     tail = load64(&h.tail, RELAXED)
                     continue
-                if deadline == NOWAIT:
-                    return TIMEOUT
-                st = wait_for_space(p, need, deadline)
-                if st != OK:
-                    return st
-                tail = load64(&h.tail, RELAXED)
-                continue
         store64(&s.intent_pos, tail, RELAXED)
         store64(&s.intent_len, total, RELAXED)
         pause_point(P_CLAIM_CAS)

@@ -55,6 +55,12 @@ cdef extern from * nogil:
         __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)
     #endif
 
+    #ifdef SHMRING_MUTANT_REWIND_OVERRUN        /* a rewind checks room for the record only, */
+    #define SHMRING_REWIND_SPAN(pad, need) (need)   /* not for the padding in front of it */
+    #else
+    #define SHMRING_REWIND_SPAN(pad, need) ((pad) + (need))
+    #endif
+
     #ifdef SHMRING_MUTANT_NO_RECOVERY           /* dead producers are never skipped */
     #define SHMRING_RECOVERY 0
     #else
@@ -71,3 +77,4 @@ cdef extern from * nogil:
     void handshake_fence "SHMRING_HANDSHAKE_FENCE"()
     void stream_fence "SHMRING_STREAM_FENCE"()     # includes/stream.pxd's sfence
     bint seal_cas "SHMRING_SEAL_CAS"(uint64_t *p, uint64_t *expected, uint64_t desired)
+    uint64_t REWIND_SPAN "SHMRING_REWIND_SPAN"(uint64_t pad, uint64_t need)
