@@ -53,6 +53,7 @@ cdef struct ProducerState:
     bint reserved
     uint32_t spin           # polls before sleeping
     uint64_t spun_for       # head_cache + 1 when we last spun
+    bint rewind             # may pad to the end of a lap to reuse its start
     uint64_t looked         # tail when we last looked at head to rewind
 
 cdef struct ConsumerState:

@@ -413,26 +413,34 @@ cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noex
     cdef uint64_t room = v.capacity - (tail & v.mask)
     return need + room if room < need else need
 
-# Rewinding (docs/design.md, "Rewind"): a claim this far into a lap looks at
-# head, at most once per REWIND_LOOK bytes of its claims, and pads to the end
-# of the lap when the record fits at the start of the next one, so that a ring
-# the consumer keeps empty reuses the memory it just released (still in the
-# cache) instead of walking its whole capacity.  Lab builds rewind early, so
-# that small rings exercise it.
-cdef uint64_t REWIND_AT = 1024 if LAB_BUILD else 1 << 20
-cdef uint64_t REWIND_LOOK = 256 if LAB_BUILD else 128 << 10
+# Rewinding (docs/design.md, "Rewind"): a claim at least rewind_at bytes
+# into a lap looks at head (at most once per an eighth of that in claims) and,
+# when the start of the next lap is released, the consumer holds no frame, and
+# rewind_at bytes of room would still be left, pads to the end of the lap and
+# puts its record there.  A ring that the consumer keeps nearly empty then
+# reuses the memory it just released, still in the cache, instead of walking
+# its whole capacity.  The padding holds its room until the consumer passes
+# it; a held frame in front of it would pin that, hence no rewind while the
+# consumer holds one.  Lab builds rewind from a quarter of the ring, so that
+# small rings do it.
+cdef uint64_t REWIND_AT = 1 << 20
+
+cdef inline uint64_t rewind_at(RingView *v) noexcept nogil:
+    return v.capacity // 4 if LAB_BUILD else REWIND_AT
 
 cdef uint64_t rewind_total(ProducerState *p, uint64_t tail, uint64_t need) noexcept nogil:
-    """Bytes to claim at tail to rewind: padding to the end of the lap plus
+    """Bytes to claim at tail to rewind: padding to the end of the lap, then
     the record; 0 to claim as usual."""
     cdef RingView *v = &p.ring
-    cdef uint64_t room = v.capacity - (tail & v.mask)
-    if tail & v.mask < REWIND_AT or room < need or tail - p.looked < REWIND_LOOK:
+    cdef uint64_t room = v.capacity - (tail & v.mask), least = rewind_at(v)
+    if not p.rewind or tail & v.mask < least or room < need or tail - p.looked < least // 8:
         return 0
     p.looked = tail
+    if load64(&v.hdr.held_frames, RELAXED) != 0:  # a hint that orders nothing: room is checked below
+        return 0
     p.head_cache = load64(&v.hdr.head, ACQUIRE)  # pairs with advance_head's release store of head
-    if no_room(tail, p.head_cache, REWIND_SPAN(room, need), v.capacity):
-        return 0                        # the start of the next lap still holds unreleased records
+    if no_room(tail, p.head_cache, REWIND_SPAN(room, need) + least, v.capacity):
+        return 0                        # the next lap's start is not released (or barely)
     pause_point(P_REWIND)
     return room + need
 

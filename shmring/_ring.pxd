@@ -32,7 +32,7 @@ cdef class Producer:
     cdef object reservation     # weakref to the last Reservation
 
     @staticmethod
-    cdef Producer open(Ring ring, uint32_t spin, bint nontemporal)
+    cdef Producer open(Ring ring, uint32_t spin, bint nontemporal, bint rewind)
     cdef int ensure_usable(self) except -1
     cdef int open_record(self, uint64_t nbytes, uint32_t type, int64_t deadline,
                          bint must) except -1

@@ -19,7 +19,7 @@ cdef class Producer:
         raise TypeError("use ring.producer()")
 
     @staticmethod
-    cdef Producer open(Ring ring, uint32_t spin, bint nontemporal):
+    cdef Producer open(Ring ring, uint32_t spin, bint nontemporal, bint rewind):
         cdef Producer p = Producer.__new__(Producer)
         p.closed = True                 # until it holds a slot
         p.seg = ring.live()
@@ -29,6 +29,7 @@ cdef class Producer:
                             f"{p.seg.name!r} are in use")
         p.closed = False
         p.st.spin = spin
+        p.st.rewind = rewind
         p.nontemporal = nontemporal
         p.gen = _core.generation()
         return p
@@ -37,16 +38,17 @@ cdef class Producer:
         """Refuse a closed or busy producer; in a forked child, take a slot of
         its own first (the one it holds, and any open claim, are the parent's)."""
         cdef uint32_t spin
+        cdef bint rewind
         if self.closed:
             raise RingError("producer is closed")
         if self.busy:
             raise_status(PRODUCER_BUSY)
         if self.gen != _core.generation():
-            spin = self.st.spin
+            spin, rewind = self.st.spin, self.st.rewind
             if _core.producer_open(&self.st, &self.seg.view) < 0:
                 self.closed = True
                 raise RingError("no free producer slot for the forked child")
-            self.st.spin = spin
+            self.st.spin, self.st.rewind = spin, rewind
             self.gen = _core.generation()
         return 0
 
@@ -206,16 +208,22 @@ cdef class Producer:
     def __exit__(self, *exc):
         self.close()
 
+    @property
+    def rewind(self):
+        """Whether this producer may pad to the end of a lap to reuse the
+        ring's start (docs/usage.md, "Working set")."""
+        return self.st.rewind
+
     def __reduce__(self):
-        return (_producer_in, (self.ring, self.st.spin, self.nontemporal))
+        return (_producer_in, (self.ring, self.st.spin, self.nontemporal, self.st.rewind))
 
     def __repr__(self):
         return f"<shmring.Producer slot={self.st.slot} of {self.seg.name!r}>"
 
 
-def _producer_in(ring, spin, nontemporal=False):
+def _producer_in(ring, spin, nontemporal=False, rewind=True):
     """Unpickle a Producer: a fresh producer on the same ring."""
-    return ring.producer(spin=spin, nontemporal=nontemporal)
+    return ring.producer(spin=spin, nontemporal=nontemporal, rewind=rewind)
 
 
 @cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first

@@ -111,12 +111,13 @@ cdef class Ring:
         process holding the ring may seal it; sealing again does nothing."""
         _core.ring_seal(&self.live().view)
 
-    def producer(self, *, spin=0, nontemporal=False):
+    def producer(self, *, spin=0, nontemporal=False, rewind=True):
         """A new producer.  spin is how many times to poll for room before
         sleeping; it trades CPU for latency.  nontemporal makes send(),
         send_many() and send_array() copy frames of 1 MiB or more past the
-        CPU cache (see docs/usage.md)."""
-        return Producer.open(self, check_spin(spin), nontemporal)
+        CPU cache; rewind=False keeps it from padding to the end of a lap to
+        reuse the ring's start (both in docs/usage.md)."""
+        return Producer.open(self, check_spin(spin), nontemporal, rewind)
 
     def consumer(self, *, spin=0, stall_timeout=1.0):
         """Become the ring's consumer (one live consumer per ring).  A claim

@@ -12,7 +12,8 @@ MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
                          "docs", "model")
 # (file, spin -D switch or None, must it fail?)
 RUNS = [("claim.pml", None, False), ("claim.pml", "PAD_SHORT", True),
-        ("claim.pml", "SEAL_STORE", True),
+        ("claim.pml", "SEAL_STORE", True), ("claim.pml", "REWIND", False),
+        ("claim.pml", "REWIND_OVERRUN", True),
         ("wakeup.pml", None, False), ("wakeup.pml", "NOFENCE", True)]
 TIMEOUT = 120
 

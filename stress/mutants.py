@@ -27,6 +27,7 @@ MUTANTS = {
     "no_stream_fence": ["fences"],
     "no_recovery": ["scheduled", "soak-kill"],
     "seal_store": ["scheduled"],
+    "rewind_overrun": ["scheduled", "soak"],
 }
 
 

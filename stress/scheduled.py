@@ -24,7 +24,8 @@ START_WAIT = 10.0
 DRAIN_DEADLINE = 60.0
 STALL = 0.2                     # the consumer's stall_timeout: dead claims are recovered after it
 QUIET_ROUND = 2 * STALL + 0.3   # liveness: progress within two quiet rounds
-KILL_POINTS = ("claim_cas", "claimed", "busy", "payload", "commit", "committed", "space_wait")
+KILL_POINTS = ("rewind", "claim_cas", "claimed", "busy", "payload", "commit", "committed",
+               "space_wait")
 SEAL_KILL_POINTS = ("seal", "sealed")     # before the sealer's CAS on tail, and after it
 STARTS = {"0": 0, "2^32": 1 << 32, "2^64": 1 << 64}
 

@@ -45,7 +45,7 @@ def test_a_real_segment_reads_as_the_layout_says(name):
     header, a slot and a record through them."""
     start = (1 << 32) - 128
     with shmring.Ring.create(name, 8192, producers=3, _start=start) as ring, \
-            open(ring.path, "rb") as f, ring.producer() as p:
+            open(ring.path, "rb") as f, ring.producer(rewind=False) as p:
         p.send(b"abc", type=77)
         data = f.read()
     h, s, r = layout.SegmentHeader, layout.Slot, layout.RecordHeader

@@ -164,7 +164,8 @@ def test_zero_length_frames(ring):
 def test_exact_wrap(name):
     """A frame that ends exactly at the end of the data area, the next one
     starting at offset 0, and one that needs padding."""
-    with shmring.Ring.create(name, 4096) as ring, ring.producer() as p, ring.consumer() as c:
+    with shmring.Ring.create(name, 4096) as ring, ring.producer(rewind=False) as p, \
+            ring.consumer() as c:
         for size in (1984, 1984 - 64, 0):            # 2048 + 1984 + 64 = 4096 exactly
             p.send(bytes([size % 251]) * size)
             assert c.recv_bytes(0) == bytes([size % 251]) * size
@@ -627,3 +628,71 @@ def test_recv_into_needs_a_writable_contiguous_buffer(ring, bad):
         with pytest.raises((ValueError, TypeError)):
             c.recv_into(bad, timeout=0)
         assert c.recv_bytes(timeout=0) == b"kept"
+
+
+def _address(frame):
+    """Where a frame's payload lies in this process's mapping."""
+    a = frame.array()
+    try:
+        return a.__array_interface__["data"][0]
+    finally:
+        del a
+
+
+MiB = 1 << 20
+
+
+@pytest.mark.parametrize("rewind", [True, False])
+def test_rewind_keeps_the_working_set_where_the_consumer_keeps_up(name, rewind):
+    """1 MiB frames through a 16 MiB ring, each received and released before
+    the next is sent: with rewinding they stay within the first 4 MiB (a
+    claim pads to the end of the lap once the lap's start is free), without
+    it they walk the whole ring."""
+    with shmring.Ring.create(name, 16 * MiB) as ring, ring.producer(rewind=rewind) as p, \
+            ring.consumer() as c:
+        assert p.rewind is rewind
+        first = None
+        spread = 0
+        for i in range(40):
+            p.send(bytes([i]) * MiB)
+            with c.recv(0) as f:
+                first = first or _address(f)
+                spread = max(spread, _address(f) + len(f) - first)
+                assert bytes(f) == bytes([i]) * MiB
+        laps = ring.stats()["tail"] // ring.capacity
+        if rewind:
+            assert spread <= 4 * MiB + 256 and laps >= 10
+        else:
+            assert spread > 15 * MiB and laps == 40 * (MiB + 64) // ring.capacity
+        assert ring.stats()["fill"] == 0 and ring.stats()["frames_received"] == 40
+
+
+def test_no_rewind_while_the_consumer_holds_a_frame(name):
+    """A frame held at the middle of the ring while 14 MiB more stream past:
+    a rewind to the ring's start would leave only the 8 MiB in front of it
+    until it is released (Full here), so none happens while the consumer
+    holds a frame."""
+    with shmring.Ring.create(name, 16 * MiB, _start=8 * MiB) as ring, ring.consumer() as c:
+        with ring.producer(rewind=False) as q:
+            q.send(b"kept", timeout=0)
+        kept = c.recv(0)
+        tail = ring.stats()["tail"]
+        with ring.producer() as p:
+            for i in range(28):
+                p.send(bytes([i]) * (MiB // 2), timeout=0)
+                with c.recv(0) as f:
+                    assert bytes(f) == bytes([i]) * (MiB // 2)
+        assert bytes(kept) == b"kept"
+        assert ring.stats()["tail"] - tail < ring.capacity     # no padding to a lap's end
+        kept.release()
+        assert ring.stats()["fill"] == 0
+
+
+def test_producer_rewind_survives_pickling_and_fork(ring):
+    import pickle
+    with ring.producer(rewind=False) as p:
+        q = pickle.loads(pickle.dumps(p))
+        try:
+            assert q.rewind is False and q is not p
+        finally:
+            q.close()

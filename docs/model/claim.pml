@@ -18,13 +18,33 @@
  * The consumer ends when it reaches a sealed tail, and must have delivered
  * every frame whose claim succeeded.
  *
- * Run by `python -m stress` (errors: 0 expected).  -DPAD_SHORT makes the
- * padding a line short, -DSEAL_STORE makes the seal a load and a later
- * store of tail (not a CAS): each must fail.
+ * -DREWIND adds the rewind (docs/design.md): a claim into a lap may instead
+ * pad to the lap's end and put its record at the start of the next lap, when
+ * padding and record fit before head; it never waits for that.  It runs with
+ * two frames per producer, which keeps its state space near the plain run's.
+ *
+ * Run by `python -m stress` (errors: 0 expected, with and without -DREWIND).
+ * -DPAD_SHORT makes the padding a line short, -DSEAL_STORE makes the seal a
+ * load and a later store of tail (not a CAS), -DREWIND_OVERRUN makes a rewind
+ * check room for its record but not for its padding: each must fail.
  */
 #define CAP 4           /* lines */
 #define MAXN 2          /* largest record: 2*MAXN - 1 <= CAP (design.md) */
-#define FRAMES 3        /* per producer */
+
+#ifdef REWIND_OVERRUN
+#define REWIND
+#define REWIND_SPAN need                /* forgets the padding in front of the record */
+#else
+#define REWIND_SPAN (room + need)
+#endif
+
+#ifdef REWIND
+#define FRAMES 2        /* per producer */
+#define MAY_REWIND (!sealed && tail % CAP != 0 && room >= need && tail - head + REWIND_SPAN <= CAP)
+#else
+#define FRAMES 3
+#define MAY_REWIND false
+#endif
 #define BUSY 1
 #define COMMITTED 2
 #define PAD 3
@@ -48,8 +68,12 @@ inline claim(need, pos) {
        fails the CAS (or is seen first), and wakes a producer waiting for room */
     atomic {
         room = CAP - (tail % CAP);
-        total = (room < need -> need + room : need);
-        (sealed || tail - head + total <= CAP);
+        if
+        :: MAY_REWIND -> total = need + room       /* rewind: pad to the lap's end */
+        :: true ->
+            total = (room < need -> need + room : need);
+            (sealed || tail - head + total <= CAP)
+        fi;
         if
         :: sealed -> refused = true
         :: else -> pos = tail; tail = tail + total; claimed[id]++
