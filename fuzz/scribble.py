@@ -40,11 +40,12 @@ HEADER_FIELDS = {
     "magic": (0, 8), "version": (8, 4), "data_offset": (12, 4), "capacity": (16, 8),
     "max_frame": (24, 8), "secret": (32, 8), "nslots": (40, 4), "header_size": (44, 4),
     "creator": (48, 8), "tail": (128, 8), "head": (256, 8), "data_seq": (384, 4),
-    "data_waiting": (388, 4), "space_seq": (512, 4), "space_waiting": (516, 4),
+    "data_waiting": (388, 4), "data_bell": (392, 4), "space_seq": (512, 4),
+    "space_waiting": (516, 4), "space_bell": (520, 4),
     "consumer": (640, 8), "received_frames": (648, 8), "abandoned_frames": (672, 8),
 }
 SLOT_FIELDS = {"owner": (0, 8), "intent_pos": (8, 8), "intent_len": (16, 8),
-               "frames": (24, 8)}
+               "frames": (24, 8), "bell": (56, 4)}
 RECORD_FIELDS = {"commit": (0, 8), "length": (8, 8), "type": (16, 4), "slot": (20, 2),
                  "ndim": (22, 1), "flags": (23, 1), "dtype": (24, 8),
                  "shape0": (32, 4), "shape1": (36, 4), "shape7": (60, 4)}

@@ -16,6 +16,7 @@ cdef enum Status:
     ERR_CONSUMER_GONE = -3
 
 cdef enum:
+    BELL_BASE = 80          # longest doorbell address prefix, NUL included (RingView.bell_base)
     PID_BITS = 24           # an owner word is (start time << PID_BITS) | pid
     NOWAIT = 0              # deadline for "never block"
     NO_DEADLINE = 0x7fffffffffffffff
@@ -32,6 +33,8 @@ cdef struct RingView:
     uint64_t secret
     uint64_t max_frame
     uint32_t nslots
+    uint32_t bell_len       # doorbell addresses: bell_base, then c.<owner> or p<slot>.<owner>;
+    char bell_base[BELL_BASE]   # set by _ring (segment.pxi), 0 until then
 
 # A delivered record, as the consumer validated it.  Also the C API's
 # receive() result (`shmring.Received`).
@@ -105,7 +108,14 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
 cdef void producer_commit(ProducerState *p) noexcept nogil
 cdef void producer_abort(ProducerState *p) noexcept nogil
 
+cdef int producer_arm(ProducerState *p, uint64_t length) noexcept nogil
+cdef void producer_disarm(ProducerState *p) noexcept nogil
+
 cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil
 cdef void consumer_close(ConsumerState *c) noexcept nogil
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil
 cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil
+cdef int consumer_arm(ConsumerState *c) noexcept nogil
+cdef void consumer_disarm(ConsumerState *c) noexcept nogil
+
+cdef int bell_address(RingView *v, int slot, uint64_t owner, void *addr) noexcept nogil

@@ -13,14 +13,17 @@ from posix.signal cimport kill
 
 from shmring.includes.atomics cimport (
     RELAXED, ACQUIRE, RELEASE, load64, store64, cas64, fetch_add64,
-    load32, store32, exchange32, fetch_add32, cpu_relax)
+    load32, store32, exchange32, fetch_add32, cas32, cpu_relax)
 from shmring.includes.futex cimport FUTEX_WAIT, FUTEX_WAKE, SYS_futex, timespec, syscall
+from shmring.includes.sockets cimport (
+    AF_UNIX, SOCK_DGRAM, SOCK_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, sockaddr, sockaddr_un,
+    socklen_t, socket, sendto)
 from shmring.includes.debug cimport debug_assert
 from shmring.includes.stream cimport HAVE_STREAM, load128, stream128
 from shmring.includes.lab cimport LAB_BUILD, pause_point, lab_attach
 from shmring.includes.mutants cimport (
     COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, tag_mismatch, no_room, handshake_fence,
-    stream_fence)
+    stream_fence, bell_recheck)
 from shmring.layout cimport (
     SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, ALIGN,
     RECORD_HEADER, MIN_CAPACITY, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK)
@@ -42,11 +45,18 @@ cdef enum:
     P_HEAD = 8              # consumer stored head, producers not yet woken
     P_DATA_WAIT = 9         # consumer announced itself as waiter, not re-checked
     P_SPACE_WAIT = 10       # producer announced itself as waiter, not re-checked
+    P_DATA_ARM = 11         # awaiting consumer found nothing, doorbell not armed yet
+    P_DATA_ARMED = 12       # awaiting consumer armed its doorbell, not re-checked
+    P_SPACE_ARMED = 13      # awaiting producer armed its doorbell, not re-checked
+    P_DATA_RING = 14        # producer won the consumer's doorbell flag, not rung yet
+    P_SPACE_RING = 15       # consumer won a producer's doorbell flag, not rung yet
 
 LAB_POINTS = {"claim_cas": P_CLAIM_CAS, "claimed": P_CLAIMED, "busy": P_BUSY,
               "payload": P_PAYLOAD, "commit": P_COMMIT, "committed": P_COMMITTED,
               "header": P_HEADER, "head": P_HEAD, "data_wait": P_DATA_WAIT,
-              "space_wait": P_SPACE_WAIT}
+              "space_wait": P_SPACE_WAIT, "data_arm": P_DATA_ARM, "data_armed": P_DATA_ARMED,
+              "space_armed": P_SPACE_ARMED, "data_ring": P_DATA_RING,
+              "space_ring": P_SPACE_RING}
 
 
 def lab_enabled():
@@ -200,6 +210,72 @@ cdef int64_t slice_until(int64_t deadline) noexcept nogil:
     cdef int64_t left = deadline - now_ns()
     return WAIT_SLICE_NS if left > WAIT_SLICE_NS else left
 
+# --- doorbells --------------------------------------------------------------
+# An awaiting consumer or producer owns a unix datagram socket bound beside
+# the segment (_ring's doorbell.pxi) and arms a flag in the segment; whoever
+# wins the flag with an exchange sends it one byte.  The byte is only a hint
+# that wakes an event loop: the waiter always looks at the ring itself.
+
+cdef uint32_t bell_sender = 0       # this process's sending socket + 1; 0 until the first ring
+
+cdef int sender() noexcept nogil:
+    """The unbound socket this process rings doorbells with, made on first
+    use (a forked child shares its parent's: it only sends)."""
+    cdef uint32_t none = 0
+    cdef int fd
+    if load32(&bell_sender, RELAXED) == 0:
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)
+        if fd < 0:
+            return -1
+        if not cas32(&bell_sender, &none, <uint32_t>fd + 1, False, RELAXED, RELAXED):  # the fd only
+            c_close(fd)                 # another thread made one first
+    return <int>load32(&bell_sender, RELAXED) - 1
+
+cdef int bell_address(RingView *v, int slot, uint64_t owner, void *addr) noexcept nogil:
+    """Fill the sockaddr_un of a doorbell: the consumer's (slot -1) or a
+    producer slot's.  Its name carries the owner word, so a stale doorbell is
+    told from a live one by its name alone.  Returns the address length, 0
+    if the ring has no doorbell directory."""
+    cdef sockaddr_un *a = <sockaddr_un *>addr
+    cdef int n
+    if v.bell_len == 0:
+        return 0
+    a.sun_family = AF_UNIX
+    memcpy(a.sun_path, v.bell_base, v.bell_len)
+    if slot < 0:
+        n = snprintf(a.sun_path + v.bell_len, sizeof(a.sun_path) - v.bell_len,
+                     "c.%llx", <unsigned long long>owner)
+    else:
+        n = snprintf(a.sun_path + v.bell_len, sizeof(a.sun_path) - v.bell_len,
+                     "p%d.%llx", slot, <unsigned long long>owner)
+    return <int>((a.sun_path - <char *>a) + v.bell_len + n + 1)
+
+cdef void ring_bell(RingView *v, int slot, uint64_t owner) noexcept nogil:
+    """One byte to a doorbell, never blocking.  A full queue means a ring is
+    pending already; a missing or closed doorbell (ENOENT, ECONNREFUSED) is a
+    waiter that is gone.  Either way the ring is the truth: errors are ignored."""
+    cdef sockaddr_un addr
+    cdef char one = 1
+    cdef int n
+    if owner == 0:
+        return                          # nobody there to wake
+    n = bell_address(v, slot, owner, &addr)
+    if n == 0:
+        return
+    fetch_add64(&v.hdr.doorbell_rings, 1, RELAXED)    # a statistic: orders nothing
+    sendto(sender(), &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL, <sockaddr *>&addr, <socklen_t>n)
+
+cdef void ring_producers(RingView *v) noexcept nogil:
+    """Ring every producer whose slot flag we win (advance_head won the
+    summary flag).  O(slots), paid only while some producer awaits room."""
+    cdef uint32_t i
+    cdef Slot *s
+    for i in range(v.nslots):
+        s = &v.slots[i]
+        if load32(&s.bell, RELAXED) and exchange32(&s.bell, 0, RELAXED):
+            pause_point(P_SPACE_RING)
+            ring_bell(v, <int>i, load64(&s.owner, RELAXED))
+
 # --- layout -----------------------------------------------------------------
 
 cdef uint64_t max_frame_for(uint64_t capacity) noexcept nogil:
@@ -337,6 +413,7 @@ cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
                 continue
         if cas64(&s.owner, &owner, me, False, ACQUIRE, RELAXED):  # acquire pairs with producer_close's release store of owner
             store64(&s.intent_len, 0, RELAXED)
+            store32(&s.bell, 0, RELAXED)   # a dead owner's armed flag would only cost a ring
             p.slot = i
             p.head_cache = head
             return <int>i
@@ -345,6 +422,7 @@ cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
 cdef void producer_close(ProducerState *p) noexcept nogil:
     if p.reserved:
         producer_abort(p)
+    producer_disarm(p)
     store64(&p.ring.slots[p.slot].owner, 0, RELEASE)  # pairs with producer_open's acquire of owner
 
 cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noexcept nogil:
@@ -384,6 +462,34 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
         return TIMEOUT
     fetch_add64(&p.ring.slots[p.slot].full_waits, 1, RELAXED)
     return futex_wait(&h.space_seq, seq, timeout)
+
+cdef int producer_arm(ProducerState *p, uint64_t length) noexcept nogil:
+    """Arm this slot's doorbell for an awaiting producer: wait_for_space's
+    handshake with a flag in place of the futex.  PENDING: armed, no room for
+    length yet: await the doorbell.  OK: room now, nothing armed.
+    ERR_CONSUMER_GONE (nothing armed)."""
+    cdef SegmentHeader *h = p.ring.hdr
+    cdef Slot *s = &p.ring.slots[p.slot]
+    cdef uint64_t consumer
+    store32(&s.bell, 1, RELAXED)
+    exchange32(&h.space_bell, 1, RELEASE)  # pairs with advance_head's acquire exchange: our slot flag is visible first (an RMW, so it never breaks another producer's release sequence)
+    pause_point(P_SPACE_ARMED)
+    handshake_fence()  # SEQ_CST; pairs with advance_head's fence: we see its head, or it sees our flag
+    if has_room(p, record_size(length)):
+        producer_disarm(p)
+        return OK
+    consumer = load64(&h.consumer, RELAXED)
+    if consumer != 0 and not owner_alive(consumer):
+        producer_disarm(p)
+        return ERR_CONSUMER_GONE
+    fetch_add64(&s.full_waits, 1, RELAXED)
+    return PENDING
+
+cdef void producer_disarm(ProducerState *p) noexcept nogil:
+    """Take our flag back (the await ended or was cancelled).  If the consumer
+    won it first, its ring is on the way: a spurious wake, drained later.
+    The summary flag stays: it costs the consumer one pass over the slots."""
+    exchange32(&p.ring.slots[p.slot].bell, 0, RELAXED)
 
 cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
                         int64_t deadline) noexcept nogil:
@@ -453,11 +559,14 @@ cdef void publish(ProducerState *p, uint64_t state) noexcept nogil:
     store64(&s.intent_len, 0, RELEASE)  # pairs with recover_unwritten's acquire of intent_len: commit is visible first
     p.reserved = False
     pause_point(P_COMMITTED)
-    handshake_fence()  # SEQ_CST; pairs with wait_for_data's fence: we see its flag, or it sees our commit
+    handshake_fence()  # SEQ_CST; pairs with wait_for_data's and consumer_arm's fences: we see their flag, or they see our commit
     if load32(&h.data_waiting, RELAXED) and exchange32(&h.data_waiting, 0, RELAXED):
         fetch_add32(&h.data_seq, 1, RELEASE)  # pairs with wait_for_data's acquire load of data_seq
         futex_wake(&h.data_seq, 1)
         fetch_add64(&h.producer_wakeups, 1, RELAXED)
+    if load32(&h.data_bell, RELAXED) and exchange32(&h.data_bell, 0, RELAXED):
+        pause_point(P_DATA_RING)
+        ring_bell(v, -1, load64(&h.consumer, RELAXED))
 
 cdef void producer_commit(ProducerState *p) noexcept nogil:
     cdef Slot *s = &p.ring.slots[p.slot]
@@ -494,6 +603,7 @@ cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
 
 cdef void consumer_close(ConsumerState *c) noexcept nogil:
     cdef uint64_t me = c.owner
+    consumer_disarm(c)
     cas64(&c.ring.hdr.consumer, &me, 0, False, RELEASE, RELAXED)  # pairs with consumer_open's acquire of consumer
 
 cdef int checked_size(ConsumerState *c, uint64_t pos, uint64_t length) noexcept nogil:
@@ -537,11 +647,13 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
     c.head = pos
     store64(&h.head, pos, RELEASE)  # pairs with producer_claim's acquire load of head: our reads are done
     pause_point(P_HEAD)
-    handshake_fence()  # SEQ_CST; pairs with wait_for_space's fence: we see its flag, or it sees our head
+    handshake_fence()  # SEQ_CST; pairs with wait_for_space's and producer_arm's fences: we see their flag, or they see our head
     if load32(&h.space_waiting, RELAXED) and exchange32(&h.space_waiting, 0, RELAXED):
         fetch_add32(&h.space_seq, 1, RELEASE)  # pairs with wait_for_space's acquire load of space_seq
         futex_wake(&h.space_seq, 0x7fffffff)
         fetch_add64(&h.consumer_wakeups, 1, RELAXED)
+    if load32(&h.space_bell, RELAXED) and exchange32(&h.space_bell, 0, ACQUIRE):  # pairs with producer_arm's release exchange: the slot flags set before it are visible
+        ring_producers(v)
     return OK
 
 cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
@@ -747,3 +859,28 @@ cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil:
     if pos != c.head and c.held != 0:
         return OK
     return advance_head(c)          # with nothing held, head must reach the cursor
+
+cdef int consumer_arm(ConsumerState *c) noexcept nogil:
+    """Arm the doorbell of an awaiting consumer, after a try found nothing:
+    wait_for_data's handshake with a flag in place of the futex.  EMPTY:
+    armed, nothing claimed at the cursor.  PENDING: armed, the cursor's claim
+    is not committed yet (await no longer than the stall check).  OK: a
+    record is ready, nothing armed.  ERR_CORRUPT."""
+    cdef SegmentHeader *h = c.ring.hdr
+    cdef int st
+    pause_point(P_DATA_ARM)
+    store32(&h.data_bell, 1, RELAXED)
+    pause_point(P_DATA_ARMED)
+    handshake_fence()  # SEQ_CST; pairs with publish's fence: we see its commit, or it sees our flag
+    st = bell_recheck(ready_checked(c))
+    if st != PENDING:
+        consumer_disarm(c)
+        return st
+    store64(&h.consumer_waits, h.consumer_waits + 1, RELAXED)
+    return EMPTY if load64(&h.tail, RELAXED) == c.cursor else PENDING
+
+cdef void consumer_disarm(ConsumerState *c) noexcept nogil:
+    """Take the flag back (a record was ready, or the await ended).  If a
+    producer won it first, its ring is on the way: a spurious wake, drained
+    later."""
+    exchange32(&c.ring.hdr.data_bell, 0, RELAXED)

@@ -43,10 +43,10 @@ cdef class Consumer:
         c.st.stall_ns = <int64_t>(min(stall_timeout, 1e9) * 1e9)
         c.st.wrapper = <void *>c
         c.gen = _core.generation()
+        remove_stale_doorbells(c.seg)
         return c
 
-    cdef int begin(self) except -1:
-        """Enter a call: hold the state, then release what was dropped meanwhile."""
+    cdef int usable(self) except -1:
         if self.closed:
             raise RingError("consumer is closed")
         if self.gen != _core.generation():
@@ -54,6 +54,17 @@ cdef class Consumer:
                             "a forked child must not use it")
         if self.corrupted:
             raise_status(ERR_CORRUPT, NULL, &self.st)
+        return 0
+
+    cdef int not_awaited(self) except -1:
+        """One waiting at a time: no other receive while a task awaits."""
+        if self.awaiting:
+            raise RingError("another task is awaiting this consumer; one waiting at a time")
+        return 0
+
+    cdef int begin(self) except -1:
+        """Enter a call: hold the state, then release what was dropped meanwhile."""
+        self.usable()
         if not hold(&self.st, CALLER):
             raise_status(CONSUMER_BUSY)
         try:
@@ -109,30 +120,45 @@ cdef class Consumer:
             self.end()
         return 0
 
+    cdef object receive(self, bint as_bytes, Py_ssize_t max_frames, int64_t deadline):
+        """The body of every receive, blocking or awaitable: wait as long as
+        deadline allows for the first record, then take only records already
+        committed.  max_frames 0: one Frame (bytes if as_bytes), or None if
+        none came; else a list of up to max_frames, empty if none came."""
+        cdef Received r
+        cdef list out
+        self.begin()
+        try:
+            if max_frames == 0:
+                if not self.next_record(&r, deadline):
+                    return None
+                return self.copy_out(&r) if as_bytes else make_frame(self, &r)
+            out = []
+            while len(out) < max_frames and \
+                    self.next_record(&r, deadline if not out else NOWAIT):
+                out.append(self.copy_out(&r) if as_bytes else make_frame(self, &r))
+            return out
+        finally:
+            self.end()
+
     def recv(self, timeout=None):
         """The next frame, a zero-copy read-only view.  Release it when done
         (or use `with`).  Raises Empty if the timeout runs out."""
         cdef int64_t deadline = deadline_for(timeout)
-        cdef Received r
-        self.begin()
-        try:
-            if not self.next_record(&r, deadline):
-                raise_status(TIMEOUT, NULL, &self.st)
-            return make_frame(self, &r)
-        finally:
-            self.end()
+        self.not_awaited()
+        got = self.receive(False, 0, deadline)
+        if got is None:
+            raise_status(TIMEOUT, NULL, &self.st)
+        return got
 
     def recv_bytes(self, timeout=None):
         """The next frame's contents as bytes, released at once."""
         cdef int64_t deadline = deadline_for(timeout)
-        cdef Received r
-        self.begin()
-        try:
-            if not self.next_record(&r, deadline):
-                raise_status(TIMEOUT, NULL, &self.st)
-            return self.copy_out(&r)
-        finally:
-            self.end()
+        self.not_awaited()
+        got = self.receive(True, 0, deadline)
+        if got is None:
+            raise_status(TIMEOUT, NULL, &self.st)
+        return got
 
     cdef bytes copy_out(self, Received *r):
         """The record's bytes; the record is released even if the copy fails."""
@@ -156,35 +182,116 @@ cdef class Consumer:
         if the timeout runs out.  Release each frame as after recv();
         dropping the list releases those still held."""
         cdef int64_t deadline = deadline_for(timeout)
-        cdef Received r
-        cdef list frames = []
-        if max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, not {max_frames}")
-        self.begin()
-        try:
-            while len(frames) < max_frames and \
-                    self.next_record(&r, deadline if not frames else NOWAIT):
-                frames.append(make_frame(self, &r))
-        finally:
-            self.end()
-        return frames
+        check_batch(max_frames)
+        self.not_awaited()
+        return self.receive(False, max_frames, deadline)
 
     def recv_bytes_many(self, Py_ssize_t max_frames, timeout=None):
         """Like recv_many(), but each frame's contents as bytes, its space
         released at once: the cheapest way to drain small frames."""
         cdef int64_t deadline = deadline_for(timeout)
-        cdef Received r
-        cdef list out = []
-        if max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, not {max_frames}")
+        check_batch(max_frames)
+        self.not_awaited()
+        return self.receive(True, max_frames, deadline)
+
+    # --- awaitable receives (asyncio, trio, anyio): see awaits below ---------
+
+    async def arecv(self, timeout=None):
+        """Awaitable recv(): the next frame, awaited without a thread or
+        polling.  Raises Empty if the timeout runs out."""
+        return await await_records(self, False, 0, timeout)
+
+    async def arecv_bytes(self, timeout=None):
+        """Awaitable recv_bytes()."""
+        return await await_records(self, True, 0, timeout)
+
+    async def arecv_many(self, Py_ssize_t max_frames, timeout=None):
+        """Awaitable recv_many(): an empty list if the timeout runs out."""
+        check_batch(max_frames)
+        return await await_records(self, False, max_frames, timeout)
+
+    async def arecv_bytes_many(self, Py_ssize_t max_frames, timeout=None):
+        """Awaitable recv_bytes_many(): an empty list if the timeout runs out."""
+        check_batch(max_frames)
+        return await await_records(self, True, max_frames, timeout)
+
+    def __aiter__(self):
+        return self
+
+    def __anext__(self):
+        return self.arecv()
+
+    # --- the doorbell, for event loops that are neither asyncio nor trio -----
+
+    def fileno(self):
+        """The doorbell's file descriptor: it becomes readable when a producer
+        rings the doorbell that arm() armed.  For selectors, GUI loops and
+        the like; asyncio, trio and anyio use arecv()."""
+        self.usable()
+        return self.doorbell().fd
+
+    def arm(self):
+        """Arm the doorbell after recv(timeout=0) raised Empty.  Returns how
+        long to wait at most, in seconds, for fileno() to become readable
+        before trying recv(timeout=0) again; 0.0 when a frame is ready now
+        (nothing is armed).  After the wait, call drain()."""
+        self.not_awaited()
+        self.usable()
+        self.doorbell()                 # it must exist before anyone can ring it
+        return self.arm_for(NO_DEADLINE)
+
+    def drain(self):
+        """Empty the doorbell and disarm it: after fileno() became readable,
+        or when you stop waiting.  Returns how many rings it held."""
+        self.usable()
+        _core.consumer_disarm(&self.st)
+        return 0 if self.bell is None else self.bell.drain()
+
+    cdef Doorbell doorbell(self):
+        """This consumer's doorbell, bound on first use."""
+        if self.bell is None:
+            self.bell = Doorbell.bind(self.seg, &self.st.ring, -1, self.st.owner)
+        return self.bell
+
+    cdef double arm_for(self, int64_t deadline) except -2:
+        """Arm the doorbell after a try found nothing.  Seconds to await it:
+        until the next stall check of a pending claim, or stall_timeout (which
+        also bounds how long a producer killed between winning the flag and
+        ringing can delay us), or deadline; 0 when a record is ready (try
+        again now); -1 when deadline has passed."""
+        cdef int64_t now = _core.now_ns(), wait, left
+        cdef int st
+        if deadline != NO_DEADLINE and now >= deadline:
+            return -1
         self.begin()
         try:
-            while len(out) < max_frames and \
-                    self.next_record(&r, deadline if not out else NOWAIT):
-                out.append(self.copy_out(&r))
+            st = _core.consumer_arm(&self.st)
         finally:
             self.end()
-        return out
+        if st == OK:
+            return 0
+        if st != EMPTY and st != PENDING:
+            raise_status(st, NULL, &self.st)
+        wait = self.st.stall_ns
+        if st == PENDING and self.st.stall_pos == self.st.cursor and self.st.stall_since:
+            left = self.st.stall_since + self.st.stall_ns - now
+            if left > 0:
+                wait = left
+        if deadline != NO_DEADLINE and deadline - now < wait:
+            wait = deadline - now
+        return wait / 1e9
+
+    cdef Doorbell enter_await(self):
+        cdef Doorbell bell = self.doorbell()
+        self.awaiting = True
+        return bell
+
+    cdef int leave_await(self) except -1:
+        """The await is over (a frame, the deadline, an error, a cancel):
+        leave no flag armed."""
+        self.awaiting = False
+        _core.consumer_disarm(&self.st)
+        return 0
 
     @property
     def held(self):
@@ -197,6 +304,10 @@ cdef class Consumer:
         consumer."""
         if self.closed:
             return
+        if self.awaiting:
+            raise RingError("a task is awaiting this consumer; cancel it before closing")
+        if self.bell is not None:
+            self.bell.close()           # in a forked child, only its copy of the socket
         if self.gen != _core.generation():
             self.closed = True          # the parent's: nothing of it is ours to close
             return
@@ -223,3 +334,41 @@ cdef class Consumer:
 
     def __reduce__(self):
         raise TypeError("a Consumer cannot be pickled: open one in the process that reads")
+
+
+cdef int check_batch(Py_ssize_t max_frames) except -1:
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, not {max_frames}")
+    return 0
+
+
+cdef inline bint nothing(object got):
+    """A receive's result when nothing came: None, or an empty list."""
+    return got is None or (type(got) is list and not got)
+
+
+async def await_records(Consumer c, bint as_bytes, Py_ssize_t max_frames, object timeout):
+    """The awaitable receives: try; while nothing comes, arm the doorbell, await
+    it (or the time arm_for allows), drain it and try again.  No frame is taken
+    at an await, so a cancel loses none; the flag is taken back however it ends."""
+    cdef int64_t deadline = deadline_for(timeout)
+    cdef double seconds
+    cdef Doorbell bell
+    c.not_awaited()
+    got = c.receive(as_bytes, max_frames, NOWAIT)
+    if nothing(got) and deadline != NOWAIT:
+        bell = c.enter_await()
+        try:
+            while nothing(got):
+                seconds = c.arm_for(deadline)
+                if seconds < 0:
+                    break
+                if seconds > 0:
+                    await bell.wait(seconds)
+                    bell.drain()
+                got = c.receive(as_bytes, max_frames, NOWAIT)
+        finally:
+            c.leave_await()
+    if got is None:
+        raise_status(TIMEOUT, NULL, &c.st)
+    return got

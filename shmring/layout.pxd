@@ -9,7 +9,7 @@ cdef extern from *:
     const uint64_t MAGIC "SHMRING_MAGIC"
 
 cdef enum:
-    VERSION = 1
+    VERSION = 2                     # 2: doorbell flags (lines 3 and 4, slots)
     LINE = 128                      # counters sit 128 B apart (no false sharing)
     ALIGN = 64                      # records and payloads start on cache lines
     RECORD_HEADER = 64
@@ -44,14 +44,18 @@ cdef struct SegmentHeader:
     # line 2 (offset 256): released up to here, stored by the consumer
     uint64_t head
     uint8_t _pad2[120]
-    # line 3 (offset 384): "data committed" futex and waiter flag
+    # line 3 (offset 384): "data committed" futex, waiter flag, doorbell flag
     uint32_t data_seq
     uint32_t data_waiting
-    uint8_t _pad3[120]
-    # line 4 (offset 512): "space released" futex and waiter flag
+    uint32_t data_bell              # 1: an awaiting consumer armed its doorbell
+    uint32_t _res3
+    uint64_t doorbell_rings         # doorbells rung, by producers and consumer
+    uint8_t _pad3[104]
+    # line 4 (offset 512): "space released" futex, waiter flag, doorbell flag
     uint32_t space_seq
     uint32_t space_waiting
-    uint8_t _pad4[120]
+    uint32_t space_bell             # 1: some slot's producer may have armed its doorbell
+    uint8_t _pad4[116]
     # lines 5-7 (offset 640): the consumer's owner word and counters
     uint64_t consumer
     uint64_t received_frames
@@ -72,7 +76,8 @@ cdef struct Slot:
     uint64_t bytes
     uint64_t aborted
     uint64_t full_waits
-    uint8_t _pad[72]
+    uint32_t bell                   # 1: this slot's awaiting producer armed its doorbell
+    uint8_t _pad[68]
 
 # The 64-byte header in front of every record.
 cdef struct RecordHeader:

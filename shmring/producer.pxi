@@ -5,10 +5,39 @@ cdef uint64_t COPY_WITHOUT_GIL = 64 * 1024   # larger copies let other threads r
 NONTEMPORAL_MIN = _core.stream_threshold() or None
 
 
+cdef double ROOM_WATCHDOG = 1.0    # an awaiting producer looks at the ring at least this often
+
+
 cdef uint32_t check_type(object type) except? 0xffffffff:
     if not isinstance(type, int) or not 0 <= type <= 0xfffffffe:
         raise ValueError(f"type must be an integer in [0, 2**32 - 2], not {type!r}")
     return type
+
+
+cdef int frame_buffer(object data, Py_buffer *buf) except -1:
+    """Export the bytes of a frame to send, with the errors send() documents."""
+    try:
+        PyObject_GetBuffer(data, buf, PyBUF_SIMPLE)
+    except (BufferError, ValueError) as e:
+        raise ValueError(f"frames must be C-contiguous buffers ({e}); "
+                         "send_array() takes any numpy array") from None
+    except TypeError:
+        raise TypeError(f"frames must be bytes-like objects (bytes, bytearray, memoryview, "
+                        f"numpy arrays), not {data.__class__.__name__}; encode strings "
+                        "first") from None
+    return 0
+
+
+cdef tuple array_claim(object shape, object dtype, uint64_t max_frame):
+    """(dtype, shape, header code, nbytes) of an array frame, checked."""
+    np = numpy()
+    dt = np.dtype(dtype)
+    shape = tuple(int(n) for n in ((shape,) if isinstance(shape, int) else shape))
+    code = dtype_code(dt)
+    nbytes = array_nbytes(dt, shape)
+    if nbytes > max_frame:
+        raise FrameTooLarge(f"array of {nbytes} bytes exceeds max_frame={max_frame}")
+    return dt, shape, code, nbytes
 
 
 cdef class Producer:
@@ -76,15 +105,7 @@ cdef class Producer:
         claim ran out of time."""
         cdef Py_buffer buf
         cdef bint ok = False
-        try:
-            PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
-        except (BufferError, ValueError) as e:
-            raise ValueError(f"frames must be C-contiguous buffers ({e}); "
-                             "send_array() takes any numpy array") from None
-        except TypeError:
-            raise TypeError(f"frames must be bytes-like objects (bytes, bytearray, memoryview, "
-                            f"numpy arrays), not {data.__class__.__name__}; encode strings "
-                            "first") from None
+        frame_buffer(data, &buf)
         try:
             if not self.open_record(buf.len, type, deadline, must):
                 return 0
@@ -146,13 +167,7 @@ cdef class Producer:
     def reserve_array(self, shape, dtype, *, type=0, timeout=None):
         """Like reserve(), for an array: .array() gives a writable ndarray of
         this shape and dtype, and the consumer's Frame.array() gets the same."""
-        np = numpy()
-        dt = np.dtype(dtype)
-        shape = tuple(int(n) for n in ((shape,) if isinstance(shape, int) else shape))
-        code = dtype_code(dt)
-        nbytes = array_nbytes(dt, shape)
-        if nbytes > self.seg.view.max_frame:
-            raise FrameTooLarge(f"array of {nbytes} bytes exceeds max_frame={self.seg.view.max_frame}")
+        dt, shape, code, nbytes = array_claim(shape, dtype, self.seg.view.max_frame)
         t = check_type(type)
         deadline = deadline_for(timeout)
         self.ensure_usable()
@@ -163,17 +178,135 @@ cdef class Producer:
     def send_array(self, arr, *, type=0, timeout=None):
         """Send a numpy array so that its dtype and shape travel with it.
         Any strides are fine: the one copy goes straight into the ring."""
-        cdef Py_buffer buf
         arr = numpy().asarray(arr)
         with self.reserve_array(arr.shape, arr.dtype, type=type, timeout=timeout) as r:
-            if not arr.flags.c_contiguous:
-                r.array()[...] = arr        # numpy's strided copy
-                return
-            PyObject_GetBuffer(arr, &buf, PyBUF_SIMPLE)
-            try:
-                self.fill(<uint8_t *>buf.buf, buf.len)
-            finally:
-                PyBuffer_Release(&buf)
+            self.fill_array(r, arr)
+
+    cdef int fill_array(self, Reservation r, object arr) except -1:
+        """Copy arr into the open reservation r of its shape and dtype."""
+        cdef Py_buffer buf
+        if not arr.flags.c_contiguous:
+            r.array()[...] = arr        # numpy's strided copy
+            return 0
+        PyObject_GetBuffer(arr, &buf, PyBUF_SIMPLE)
+        try:
+            self.fill(<uint8_t *>buf.buf, buf.len)
+        finally:
+            PyBuffer_Release(&buf)
+        return 0
+
+    # --- awaitable sends (asyncio, trio, anyio): they await room -------------
+
+    async def asend(self, data, *, type=0, timeout=None):
+        """Awaitable send(): awaits room while the ring is full, without a
+        thread or polling.  Raises Full if the timeout runs out."""
+        cdef uint32_t t = check_type(type)
+        cdef int64_t deadline = deadline_for(timeout)
+        self.ensure_usable()
+        await send_awaiting(self, data, t, deadline, True)
+
+    async def asend_many(self, buffers, *, type=0, timeout=None):
+        """Awaitable send_many(): returns how many were sent, all of them
+        unless the timeout (for the whole call) ran out first."""
+        cdef Py_ssize_t sent = 0
+        cdef uint32_t t = check_type(type)
+        cdef int64_t deadline = deadline_for(timeout)
+        self.ensure_usable()
+        if self.st.reserved:
+            raise_status(OPEN_CLAIM)
+        for data in buffers:
+            if not await send_awaiting(self, data, t, deadline, False):
+                break
+            sent += 1
+        return sent
+
+    async def asend_array(self, arr, *, type=0, timeout=None):
+        """Awaitable send_array()."""
+        arr = numpy().asarray(arr)
+        dt, shape, code, nbytes = array_claim(arr.shape, arr.dtype, self.seg.view.max_frame)
+        async with PendingReservation.make(self, nbytes, type, timeout, dt, shape) as r:
+            self.fill_array(r, arr)
+
+    def areserve(self, nbytes, *, type=0, timeout=None):
+        """Awaitable reserve(): `async with producer.areserve(n) as r:`
+        awaits room, then gives the Reservation, committed on a clean exit and
+        aborted on an exception (a cancel included)."""
+        if nbytes < 0:
+            raise ValueError(f"nbytes must be >= 0, not {nbytes}")
+        return PendingReservation.make(self, nbytes, type, timeout, None, None)
+
+    # --- the doorbell, for event loops that are neither asyncio nor trio -----
+
+    def fileno(self):
+        """The doorbell's file descriptor: it becomes readable when the
+        consumer rings the doorbell that arm() armed."""
+        self.ensure_usable()
+        return self.doorbell().fd
+
+    def arm(self, nbytes):
+        """Arm the doorbell after a send with timeout=0 raised Full.  Returns
+        how long to wait at most, in seconds, for fileno() to become readable
+        before trying again; 0.0 when there is room for nbytes now (nothing
+        is armed).  Raises ConsumerGone if the consumer died.  After the
+        wait, call drain()."""
+        if self.awaiting:
+            raise RingError("another task is awaiting this producer; one waiting at a time")
+        self.ensure_usable()
+        self.doorbell()                 # it must exist before anyone can ring it
+        return self.arm_for(nbytes, NO_DEADLINE)
+
+    def drain(self):
+        """Empty the doorbell and disarm it: after fileno() became readable,
+        or when you stop waiting.  Returns how many rings it held."""
+        self.ensure_usable()
+        _core.producer_disarm(&self.st)
+        return 0 if self.bell is None else self.bell.drain()
+
+    cdef Doorbell doorbell(self):
+        """This producer's doorbell, bound on first use; a new one in a forked
+        child, whose slot is its own."""
+        if self.bell is not None and self.bell.gen != _core.generation():
+            self.bell.close()           # the parent's: close our copy, keep its name
+            self.bell = None
+        if self.bell is None:
+            self.bell = Doorbell.bind(self.seg, &self.st.ring, <int>self.st.slot,
+                                      self.seg.view.slots[self.st.slot].owner)
+        return self.bell
+
+    cdef double arm_for(self, uint64_t nbytes, int64_t deadline) except -2:
+        """Arm the doorbell after a claim found no room.  Seconds to await it
+        (at most ROOM_WATCHDOG, which bounds how late a dead consumer is
+        noticed, and deadline); 0 when there is room (try again now); -1 when
+        deadline has passed."""
+        cdef int64_t now = _core.now_ns()
+        cdef double wait = ROOM_WATCHDOG
+        cdef int st
+        if deadline != NO_DEADLINE and now >= deadline:
+            return -1
+        st = _core.producer_arm(&self.st, nbytes)
+        if st == OK:
+            return 0
+        if st != PENDING:
+            raise_status(st, &self.st, NULL, nbytes)
+        if deadline != NO_DEADLINE and (deadline - now) / 1e9 < wait:
+            wait = (deadline - now) / 1e9
+        return wait
+
+    cdef Doorbell enter_await(self):
+        cdef Doorbell bell
+        if self.awaiting:
+            raise RingError("another task is awaiting this producer; "
+                            "give each task its own producer")
+        bell = self.doorbell()
+        self.awaiting = True
+        return bell
+
+    cdef int leave_await(self) except -1:
+        """The await is over: leave no flag armed."""
+        self.awaiting = False
+        if not self.closed:
+            _core.producer_disarm(&self.st)
+        return 0
 
     def close(self):
         """Give the producer slot back, aborting an open reservation (whose
@@ -183,11 +316,15 @@ cdef class Producer:
             return
         if self.busy:
             raise_status(PRODUCER_BUSY)
+        if self.awaiting:
+            raise RingError("a task is awaiting room on this producer; cancel it before closing")
         r = self.reservation() if self.reservation is not None else None
         if r is not None and r.open and r.exports:
             raise BufferError(f"{r.exports} view(s) of the open reservation are still alive; "
                               "delete them before closing the producer")
         self.closed = True
+        if self.bell is not None:
+            self.bell.close()           # in a forked child, only its copy of the socket
         if self.gen == _core.generation():
             _core.producer_close(&self.st)
 
@@ -309,3 +446,88 @@ cdef class Reservation:
                 and self.producer.st.reserved and not self.producer.closed \
                 and self.producer.st.res_pos == self.pos:
             _core.producer_abort(&self.producer.st)
+
+
+cdef class PendingReservation:
+    """What producer.areserve() returns: `async with` awaits room, claims it
+    and gives the Reservation; it commits on a clean exit and aborts on an
+    exception, a cancel included."""
+
+    def __init__(self):
+        raise TypeError("use producer.areserve(nbytes)")
+
+    @staticmethod
+    cdef PendingReservation make(Producer producer, uint64_t nbytes, object type,
+                                 object timeout, object dtype, object shape):
+        cdef PendingReservation pr = PendingReservation.__new__(PendingReservation)
+        pr.producer = producer
+        pr.nbytes = nbytes
+        pr.type = check_type(type)
+        deadline_for(timeout)           # checked now, counted from the await
+        pr.timeout = timeout
+        pr.dtype = dtype
+        pr.shape = shape
+        return pr
+
+    async def __aenter__(self):
+        cdef Producer p = self.producer
+        cdef int64_t deadline = deadline_for(self.timeout)
+        if self.reservation is not None:
+            raise RingError("this areserve() was already entered; call areserve() again")
+        p.ensure_usable()
+        if not await claim_awaiting(p, self.nbytes, self.type, deadline):
+            raise_status(TIMEOUT, &p.st, NULL, self.nbytes)
+        if self.dtype is not None:
+            write_array_header(_core.header_at(&p.st.ring, p.st.res_pos),
+                               dtype_code(self.dtype), self.shape)
+        self.reservation = Reservation.wrap(p, self.dtype, self.shape)
+        return self.reservation
+
+    async def __aexit__(self, exc_type, exc, tb):
+        return self.reservation.__exit__(exc_type, exc, tb)
+
+
+async def claim_awaiting(Producer p, uint64_t nbytes, uint32_t type, int64_t deadline):
+    """Claim nbytes, awaiting room: try; while there is none, arm the doorbell,
+    await it (or the time arm_for allows), drain it and try again.  True once
+    claimed, False if deadline came first.  The claim is made without an await
+    after it, so a cancel never leaves one open; the flag is taken back
+    however it ends."""
+    cdef double seconds
+    cdef Doorbell bell
+    if p.open_record(nbytes, type, NOWAIT, False):
+        return True
+    if deadline == NOWAIT:
+        return False
+    bell = p.enter_await()
+    try:
+        while True:
+            seconds = p.arm_for(nbytes, deadline)
+            if seconds < 0:
+                return False
+            if seconds > 0:
+                await bell.wait(seconds)
+                bell.drain()
+            if p.open_record(nbytes, type, NOWAIT, False):
+                return True
+    finally:
+        p.leave_await()
+
+
+async def send_awaiting(Producer p, object data, uint32_t type, int64_t deadline, bint must):
+    """One frame of asend() or asend_many(): claim awaiting room, then copy and
+    commit with no await between.  True if sent; False if deadline came first
+    (Full if must)."""
+    cdef Py_buffer buf
+    cdef bint ok = False
+    frame_buffer(data, &buf)
+    try:
+        if await claim_awaiting(p, buf.len, type, deadline):
+            p.fill(<uint8_t *>buf.buf, buf.len)
+            _core.producer_commit(&p.st)
+            ok = True
+        elif must:
+            raise_status(TIMEOUT, &p.st, NULL, buf.len)
+    finally:
+        PyBuffer_Release(&buf)
+    return ok

@@ -120,6 +120,7 @@ cdef class Ring:
             "frames_abandoned": h.abandoned_frames, "bytes_abandoned": h.abandoned_bytes,
             "producer_waits": waits, "consumer_waits": h.consumer_waits,
             "producer_wakeups": h.producer_wakeups, "consumer_wakeups": h.consumer_wakeups,
+            "doorbell_rings": h.doorbell_rings,
         }
 
     def close(self):

@@ -30,7 +30,7 @@ def corrupt(path, off, value, width=8):
 
 @pytest.mark.parametrize("off,value,width,match", [
     (L.OFF_MAGIC, 0x1234, 8, "not a shmring segment"),
-    (L.OFF_VERSION, 2, 4, "layout version 2"),
+    (L.OFF_VERSION, 3, 4, "layout version 3"),
     (L.OFF_VERSION, 0, 4, "layout version 0"),
     (L.OFF_CAPACITY, 5000, 8, "invalid capacity"),
     (L.OFF_CAPACITY, 0, 8, "invalid capacity"),

@@ -47,6 +47,12 @@ cdef extern from * nogil:
     #define SHMRING_STREAM_FENCE() shmring_stream_fence()
     #endif
 
+    #ifdef SHMRING_MUTANT_NO_RECHECK            /* an awaiting consumer arms without looking again */
+    #define SHMRING_BELL_RECHECK(looked) 2      /* PENDING: trusts the try before arming */
+    #else
+    #define SHMRING_BELL_RECHECK(looked) (looked)
+    #endif
+
     #ifdef SHMRING_MUTANT_NO_RECOVERY           /* dead producers are never skipped */
     #define SHMRING_RECOVERY 0
     #else
@@ -62,3 +68,4 @@ cdef extern from * nogil:
     bint no_room "SHMRING_NO_ROOM"(uint64_t tail, uint64_t head, uint64_t total, uint64_t cap)
     void handshake_fence "SHMRING_HANDSHAKE_FENCE"()
     void stream_fence "SHMRING_STREAM_FENCE"()     # includes/stream.pxd's sfence
+    int bell_recheck "SHMRING_BELL_RECHECK"(int looked)

@@ -1,0 +1,162 @@
+# Doorbells: how an event loop awaits a ring without a thread or polling.
+#
+# The waiting side (an awaiting consumer, or a producer awaiting room) owns a
+# unix datagram socket bound beside the segment, named for its owner:
+#     shmring.<name>@c.<owner>           the consumer's
+#     shmring.<name>@p<slot>.<owner>     a producer slot's
+# It arms a flag in the segment and awaits the socket; the publisher that
+# wins the flag sends one byte (_core: ring_bell).  The byte is only a hint:
+# after any wake the waiter looks at the ring itself, so a spurious wake costs
+# a look and a lost one cannot happen (docs/design.md, "Doorbells").
+
+_DOORBELL = re.compile(r"(shmring\..+@)(c|p(\d+))\.([0-9a-f]{1,16})\Z")
+cdef int MAX_DRAIN = 64             # reads per drain: a flooding sender cannot hold us
+
+
+def doorbell_prefix(name):
+    """The start of the file names of ring `name`'s doorbells, `shmring.<name>@`.
+    A name longer than 40 characters is cut and hashed, so that the longest
+    doorbell path fits a socket address; '@' and '~' never occur in a ring's
+    name, so a doorbell is never taken for a segment."""
+    segment_path(name)                  # the same checks as every name
+    if len(name) > 40:
+        name = f"{name[:23]}~{hashlib.blake2b(name.encode(), digest_size=8).hexdigest()}"
+    return f"shmring.{name}@"
+
+
+def doorbells(directory=None, name=None):
+    """The doorbell files in directory (default segment_dir()), of the ring
+    called name or of every ring, as dicts: path, prefix (which ring: see
+    doorbell_prefix), role ("consumer" or "producer"), slot (None for the
+    consumer), pid, and alive (whether its owner still runs)."""
+    directory = segment_dir() if directory is None else directory
+    want = None if name is None else doorbell_prefix(name)
+    try:
+        entries = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+    out = []
+    for entry in entries:
+        m = _DOORBELL.match(entry)
+        if m is None or (want is not None and m.group(1) != want):
+            continue
+        owner = int(m.group(4), 16)
+        out.append({"path": os.path.join(directory, entry), "prefix": m.group(1),
+                    "role": "consumer" if m.group(2) == "c" else "producer",
+                    "slot": None if m.group(3) is None else int(m.group(3)),
+                    "pid": owner_pid(owner), "alive": _core.owner_alive(owner)})
+    return out
+
+
+cdef remove_stale_doorbells(Segment seg):
+    """Remove the doorbells of the ring's dead owners (a new consumer does it
+    as it opens).  An owner word is never reused, so a live doorbell cannot be
+    removed by mistake."""
+    for bell in doorbells(os.path.dirname(seg.path) or ".", seg.name):
+        if not bell["alive"]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(bell["path"])
+
+
+def current_async_library():
+    """"asyncio" or "trio" (anyio runs on either): what runs the current task.
+    sniffio tells them apart where trio or anyio is installed; without it,
+    only asyncio can be running."""
+    try:
+        import sniffio
+    except ImportError:
+        return "asyncio"
+    try:
+        lib = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        raise RuntimeError("awaitable shmring calls need a running asyncio or trio "
+                           "event loop") from None
+    if lib not in ("asyncio", "trio"):
+        raise RuntimeError(f"shmring awaits under asyncio and trio (anyio runs on either), not "
+                           f"{lib}; other loops can wait on fileno() with arm() and drain()")
+    return lib
+
+
+def _wake(fut):
+    if not fut.done():
+        fut.set_result(None)
+
+
+cdef class Doorbell:
+    """The socket an awaiting consumer or producer waits on."""
+
+    @staticmethod
+    cdef Doorbell bind(Segment seg, RingView *v, int slot, uint64_t owner):
+        """Bind the doorbell of the consumer (slot -1) or of a producer slot,
+        with the segment's permission bits.  Any file of that name is a
+        leftover of this very owner: it is replaced."""
+        cdef Doorbell bell = Doorbell.__new__(Doorbell)
+        cdef sockaddr_un addr
+        cdef int n
+        bell.fd = -1
+        bell.gen = _core.generation()
+        n = _core.bell_address(v, slot, owner, &addr)
+        path = <bytes>addr.sun_path
+        bell.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+        if bell.fd < 0:
+            raise OSError(errno_, f"cannot make a doorbell socket: {os.strerror(errno_)}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        if c_bind(bell.fd, <sockaddr *>&addr, <socklen_t>n) < 0:
+            e = errno_
+            raise OSError(e, f"cannot bind the doorbell {os.fsdecode(path)!r} beside the segment: "
+                          f"{os.strerror(e)}; awaiting needs write access to its directory")
+        bell.path = path
+        os.chmod(path, seg.mode)        # who may ring it: whoever may use the segment
+        return bell
+
+    def fileno(self):
+        return self.fd
+
+    cdef int drain(self) except -1:
+        """Read the rings queued so far; how many there were."""
+        cdef char buf[16]
+        cdef int n = 0
+        while n < MAX_DRAIN and recv(self.fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0:
+            n += 1
+        return n
+
+    async def wait(self, double seconds):
+        """Until the doorbell is readable or `seconds` have passed: asyncio's
+        add_reader, or trio's wait_readable (anyio runs on either)."""
+        if current_async_library() == "trio":
+            import trio
+            with trio.move_on_after(seconds):
+                await trio.lowlevel.wait_readable(self.fd)
+            return
+        import asyncio
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        loop.add_reader(self.fd, _wake, fut)
+        timer = loop.call_later(seconds, _wake, fut)
+        try:
+            await fut
+        finally:
+            loop.remove_reader(self.fd)
+            timer.cancel()
+
+    cdef int close(self) except -1:
+        """Close the socket; remove its name, unless this is a forked child
+        (the name is the parent's)."""
+        if self.fd >= 0:
+            c_close(self.fd)
+            self.fd = -1
+        if self.path is not None and self.gen == _core.generation():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        self.path = None
+        return 0
+
+    def __dealloc__(self):
+        if self.fd >= 0:
+            c_close(self.fd)
+        if self.path is not None and self.gen == _core.generation():
+            c_unlink(self.path)
+
+    def __reduce__(self):
+        raise TypeError("a Doorbell cannot be pickled")
