@@ -472,7 +472,8 @@ cdef int producer_arm(ProducerState *p, uint64_t length) noexcept nogil:
     cdef Slot *s = &p.ring.slots[p.slot]
     cdef uint64_t consumer
     store32(&s.bell, 1, RELAXED)
-    exchange32(&h.space_bell, 1, RELEASE)  # pairs with advance_head's acquire exchange: our slot flag is visible first (an RMW, so it never breaks another producer's release sequence)
+    # An exchange, not a store: an RMW never breaks another producer's release sequence.
+    exchange32(&h.space_bell, 1, RELEASE)  # pairs with advance_head's acquire exchange: our slot flag is visible first
     pause_point(P_SPACE_ARMED)
     handshake_fence()  # SEQ_CST; pairs with advance_head's fence: we see its head, or it sees our flag
     if has_room(p, record_size(length)):
@@ -652,7 +653,7 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
         fetch_add32(&h.space_seq, 1, RELEASE)  # pairs with wait_for_space's acquire load of space_seq
         futex_wake(&h.space_seq, 0x7fffffff)
         fetch_add64(&h.consumer_wakeups, 1, RELAXED)
-    if load32(&h.space_bell, RELAXED) and exchange32(&h.space_bell, 0, ACQUIRE):  # pairs with producer_arm's release exchange: the slot flags set before it are visible
+    if load32(&h.space_bell, RELAXED) and exchange32(&h.space_bell, 0, ACQUIRE):  # pairs with producer_arm's release exchange: slot flags are visible
         ring_producers(v)
     return OK
 

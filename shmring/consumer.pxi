@@ -199,21 +199,21 @@ cdef class Consumer:
     async def arecv(self, timeout=None):
         """Awaitable recv(): the next frame, awaited without a thread or
         polling.  Raises Empty if the timeout runs out."""
-        return await await_records(self, False, 0, timeout)
+        return await _await_records(self, False, 0, timeout)
 
     async def arecv_bytes(self, timeout=None):
         """Awaitable recv_bytes()."""
-        return await await_records(self, True, 0, timeout)
+        return await _await_records(self, True, 0, timeout)
 
     async def arecv_many(self, Py_ssize_t max_frames, timeout=None):
         """Awaitable recv_many(): an empty list if the timeout runs out."""
         check_batch(max_frames)
-        return await await_records(self, False, max_frames, timeout)
+        return await _await_records(self, False, max_frames, timeout)
 
     async def arecv_bytes_many(self, Py_ssize_t max_frames, timeout=None):
         """Awaitable recv_bytes_many(): an empty list if the timeout runs out."""
         check_batch(max_frames)
-        return await await_records(self, True, max_frames, timeout)
+        return await _await_records(self, True, max_frames, timeout)
 
     def __aiter__(self):
         return self
@@ -347,7 +347,7 @@ cdef inline bint nothing(object got):
     return got is None or (type(got) is list and not got)
 
 
-async def await_records(Consumer c, bint as_bytes, Py_ssize_t max_frames, object timeout):
+async def _await_records(Consumer c, bint as_bytes, Py_ssize_t max_frames, object timeout):
     """The awaitable receives: try; while nothing comes, arm the doorbell, await
     it (or the time arm_for allows), drain it and try again.  No frame is taken
     at an await, so a cancel loses none; the flag is taken back however it ends."""

@@ -85,6 +85,12 @@ def _wake(fut):
 cdef class Doorbell:
     """The socket an awaiting consumer or producer waits on."""
 
+    def __cinit__(self):
+        self.fd = -1
+
+    def __init__(self):
+        raise TypeError("a consumer or producer makes its doorbell when it first awaits")
+
     @staticmethod
     cdef Doorbell bind(Segment seg, RingView *v, int slot, uint64_t owner):
         """Bind the doorbell of the consumer (slot -1) or of a producer slot,
@@ -93,7 +99,6 @@ cdef class Doorbell:
         cdef Doorbell bell = Doorbell.__new__(Doorbell)
         cdef sockaddr_un addr
         cdef int n
-        bell.fd = -1
         bell.gen = _core.generation()
         n = _core.bell_address(v, slot, owner, &addr)
         path = <bytes>addr.sun_path

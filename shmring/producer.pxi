@@ -203,7 +203,7 @@ cdef class Producer:
         cdef uint32_t t = check_type(type)
         cdef int64_t deadline = deadline_for(timeout)
         self.ensure_usable()
-        await send_awaiting(self, data, t, deadline, True)
+        await _send_awaiting(self, data, t, deadline, True)
 
     async def asend_many(self, buffers, *, type=0, timeout=None):
         """Awaitable send_many(): returns how many were sent, all of them
@@ -215,7 +215,7 @@ cdef class Producer:
         if self.st.reserved:
             raise_status(OPEN_CLAIM)
         for data in buffers:
-            if not await send_awaiting(self, data, t, deadline, False):
+            if not await _send_awaiting(self, data, t, deadline, False):
                 break
             sent += 1
         return sent
@@ -475,7 +475,7 @@ cdef class PendingReservation:
         if self.reservation is not None:
             raise RingError("this areserve() was already entered; call areserve() again")
         p.ensure_usable()
-        if not await claim_awaiting(p, self.nbytes, self.type, deadline):
+        if not await _claim_awaiting(p, self.nbytes, self.type, deadline):
             raise_status(TIMEOUT, &p.st, NULL, self.nbytes)
         if self.dtype is not None:
             write_array_header(_core.header_at(&p.st.ring, p.st.res_pos),
@@ -487,7 +487,7 @@ cdef class PendingReservation:
         return self.reservation.__exit__(exc_type, exc, tb)
 
 
-async def claim_awaiting(Producer p, uint64_t nbytes, uint32_t type, int64_t deadline):
+async def _claim_awaiting(Producer p, uint64_t nbytes, uint32_t type, int64_t deadline):
     """Claim nbytes, awaiting room: try; while there is none, arm the doorbell,
     await it (or the time arm_for allows), drain it and try again.  True once
     claimed, False if deadline came first.  The claim is made without an await
@@ -514,7 +514,7 @@ async def claim_awaiting(Producer p, uint64_t nbytes, uint32_t type, int64_t dea
         p.leave_await()
 
 
-async def send_awaiting(Producer p, object data, uint32_t type, int64_t deadline, bint must):
+async def _send_awaiting(Producer p, object data, uint32_t type, int64_t deadline, bint must):
     """One frame of asend() or asend_many(): claim awaiting room, then copy and
     commit with no await between.  True if sent; False if deadline came first
     (Full if must)."""
@@ -522,7 +522,7 @@ async def send_awaiting(Producer p, object data, uint32_t type, int64_t deadline
     cdef bint ok = False
     frame_buffer(data, &buf)
     try:
-        if await claim_awaiting(p, buf.len, type, deadline):
+        if await _claim_awaiting(p, buf.len, type, deadline):
             p.fill(<uint8_t *>buf.buf, buf.len)
             _core.producer_commit(&p.st)
             ok = True
