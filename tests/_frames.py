@@ -55,6 +55,22 @@ def produce(ring, producer, count, max_frame, timeout=30, nontemporal=False):
     ring.close()
 
 
+def aproduce(ring, producer, count, max_frame, backend="asyncio", timeout=30):
+    """Child process body: send count self-checking frames with asend(), on
+    anyio's backend ("asyncio" or "trio")."""
+    import anyio
+    die_with_parent()
+
+    async def main():
+        with ring.producer() as p:
+            for seq in range(count):
+                n = frame_length(producer, seq, max_frame)
+                await p.asend(frame_bytes(producer, seq, n), type=frame_type(producer, seq),
+                              timeout=timeout)
+    anyio.run(main, backend=backend)
+    ring.close()
+
+
 def check(frame, max_frame, next_seq):
     """Assert the frame is the next one expected from its producer."""
     producer, seq = split_type(frame.type)
