@@ -26,6 +26,7 @@ MUTANTS = {
     "no_fence": ["fences"],
     "no_stream_fence": ["fences"],
     "no_recovery": ["scheduled", "soak-kill"],
+    "no_recheck": ["scheduled"],
 }
 
 

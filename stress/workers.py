@@ -1,4 +1,7 @@
-"""What the lab's child processes run: producers and the consumer."""
+"""What the lab's child processes run: producers and the consumer, blocking
+or awaiting (asyncio, so that the doorbells run too)."""
+import asyncio
+import contextlib
 import json
 import os
 import struct
@@ -12,11 +15,20 @@ RECORD = struct.Struct("<IQI")      # type, length, crc32 of the frame as receiv
 SEND_TIMEOUT = 60                   # no producer waits for space longer than this
 
 
-def produce(ring, control, i, sizes, install):
-    """Send sizes[seq] bytes for seq = 0, 1, ... as producer i (participant i)."""
+def produce(ring, control, i, sizes, install, awaiting=False):
+    """Send sizes[seq] bytes for seq = 0, 1, ... as producer i (participant i),
+    with send() or, awaiting, with asend()."""
     if install:
         control.install(i)
+
+    async def asend_all(p):
+        for seq, n in enumerate(sizes):
+            await p.asend(payload(i, seq, n), type=frame_type(i, seq), timeout=SEND_TIMEOUT)
+            control.set_sent(i, seq + 1)
     with ring.producer() as p:
+        if awaiting:
+            asyncio.run(asend_all(p))
+            return
         for seq, n in enumerate(sizes):
             p.send(payload(i, seq, n), type=frame_type(i, seq), timeout=SEND_TIMEOUT)
             control.set_sent(i, seq + 1)
@@ -44,18 +56,47 @@ def produce_until_stopped(ring, control, i, sizes):
             control.set_sent(i, seq)
 
 
-def consume(ring, control, i, out_path, hold, stall_timeout, install):
+def consume(ring, control, i, out_path, hold, stall_timeout, install, awaiting=False):
     """Receive until told to stop, writing one RECORD per frame to out_path.
     Holds up to `hold` frames and releases them newest first (out of order),
     and never sleeps while holding any, so producers are not starved.  Also
-    notes the longest gap between two deliveries (the soak's max stall)."""
+    notes the longest gap between two deliveries (the soak's max stall).
+    Awaiting, it waits with arecv() and no timeout: only a doorbell (or the
+    stall_timeout watchdog) wakes it, so a lost ring shows as a stall."""
     if install:
         control.install(i)
     held = []
-    max_gap = 0.0
-    last = time.monotonic()
+    gaps = [0.0, time.monotonic()]          # longest gap, last delivery
+
+    def deliver(out, f):
+        now = time.monotonic()
+        gaps[:] = [max(gaps[0], now - gaps[1]), now]
+        out.write(RECORD.pack(f.type, len(f), zlib.crc32(f)))
+        held.append(f)
+        if len(held) >= hold:
+            release(held)
+
+    async def receive_awaiting(c, out):
+        while True:
+            try:
+                f = await c.arecv(timeout=0)
+            except Empty:
+                release(held)
+                f = await c.arecv()
+            deliver(out, f)
+
+    async def until_stopped(c, out):
+        receiver = asyncio.ensure_future(receive_awaiting(c, out))
+        while not control.stopped("consumer") and not receiver.done():
+            await asyncio.sleep(0.05)           # the stop word is only read here
+        receiver.cancel()                       # a cancelled arecv takes no frame
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiver
+
     with open(out_path, "wb") as out, ring.consumer(stall_timeout=stall_timeout) as c:
-        while not control.stopped("consumer"):
+        if awaiting:
+            asyncio.run(until_stopped(c, out))
+        while not awaiting and not control.stopped("consumer"):
             try:
                 f = c.recv(timeout=0)
             except Empty:
@@ -64,15 +105,10 @@ def consume(ring, control, i, out_path, hold, stall_timeout, install):
                     f = c.recv(timeout=0.05)
                 except Empty:
                     continue
-            now = time.monotonic()
-            max_gap, last = max(max_gap, now - last), now
-            out.write(RECORD.pack(f.type, len(f), zlib.crc32(f)))
-            held.append(f)
-            if len(held) >= hold:
-                release(held)
+            deliver(out, f)
         release(held)
     with open(out_path + ".json", "w") as meta:
-        json.dump({"max_gap": max_gap}, meta)
+        json.dump({"max_gap": gaps[0]}, meta)
 
 
 def release(held):

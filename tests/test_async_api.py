@@ -217,7 +217,7 @@ def test_a_busy_ring_rings_no_doorbell(ring):
     """Nobody armed: no system call.  One armed waiter: one ring."""
     with ring.producer() as p, ring.consumer(stall_timeout=LONG) as c:
         async def main():
-            for i in range(200):
+            for _ in range(200):
                 await p.asend(b"x")
                 assert await c.arecv_bytes() == b"x"
             assert ring.stats()["doorbell_rings"] == 0      # a frame was always there

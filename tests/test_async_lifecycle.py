@@ -69,7 +69,7 @@ hear()
 
 @pytest.mark.timeout(60)
 def test_a_forked_child_inherits_no_doorbell_and_no_loop_registration(hname):
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn:
+    with shmring.Ring.create(hname, 8192), children() as spawn:
         proc = spawn(FORK_WHILE_AWAITING.replace("NAME", repr(hname)))
         assert proc.expect("child", timeout=20) == "child 0"
         assert proc.expect("got", timeout=20) == "got b'from the child'"
@@ -174,7 +174,7 @@ def test_long_names_and_directories_get_doorbells_that_fit(tmp_path, monkeypatch
         consumers = [r.consumer(stall_timeout=60) for r in rings]
         for r, c in zip(rings, consumers):
             with r.producer() as p:
-                async def main(c=c, p=p):
+                async def main(r=r, c=c, p=p):
                     waiter = asyncio.ensure_future(c.arecv_bytes())
                     while r.stats()["consumer_waits"] == 0:
                         await asyncio.sleep(0.001)
