@@ -21,12 +21,20 @@ cdef class Segment:
 cdef class Doorbell:
     cdef int fd
     cdef bytes path             # the bound address, to unlink
+    cdef unsigned long dev      # the file bound there, so that only it is unlinked
+    cdef unsigned long ino
     cdef unsigned long gen      # _core.generation() when bound: a forked child makes its own
+
+    cdef object loop            # the asyncio loop its descriptor is registered with
+    cdef object waiter          # the future of the task that awaits it, or None
 
     @staticmethod
     cdef Doorbell bind(Segment seg, RingView *v, int slot, uint64_t owner)
     cdef int drain(self) except -1
+    cdef bint take_ring(self) noexcept
+    cdef int unregister(self) except -1
     cdef int close(self) except -1
+    cdef void unlink(self) noexcept
 
 cdef class Ring:
     cdef Segment seg

@@ -13,6 +13,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
 from posix.unistd cimport close as c_close, unlink as c_unlink
+from posix.stat cimport struct_stat, lstat
 
 from shmring cimport _core
 from shmring._core cimport (

@@ -323,6 +323,8 @@ cdef class Consumer:
             let_go(&self.st)
 
     def __dealloc__(self):
+        if self.bell is not None:
+            self.bell.close()           # leave the event loop now, not when it closes
         if not self.closed and self.gen == _core.generation():
             _core.consumer_close(&self.st)
 
@@ -349,7 +351,7 @@ cdef inline bint nothing(object got):
 
 async def _await_records(Consumer c, bint as_bytes, Py_ssize_t max_frames, object timeout):
     """The awaitable receives: try; while nothing comes, arm the doorbell, await
-    it (or the time arm_for allows), drain it and try again.  No frame is taken
+    it (or the time arm_for allows) and try again.  No frame is taken
     at an await, so a cancel loses none; the flag is taken back however it ends."""
     cdef int64_t deadline = deadline_for(timeout)
     cdef double seconds
@@ -365,7 +367,6 @@ async def _await_records(Consumer c, bint as_bytes, Py_ssize_t max_frames, objec
                     break
                 if seconds > 0:
                     await bell.wait(seconds)
-                    bell.drain()
                 got = c.receive(as_bytes, max_frames, NOWAIT)
         finally:
             c.leave_await()

@@ -78,7 +78,7 @@ def current_async_library():
 
 
 def _wake(fut):
-    if not fut.done():
+    if fut is not None and not fut.done():
         fut.set_result(None)
 
 
@@ -113,6 +113,8 @@ cdef class Doorbell:
                           f"{os.strerror(e)}; awaiting needs write access to its directory")
         bell.path = path
         os.chmod(path, seg.mode)        # who may ring it: whoever may use the segment
+        st = os.lstat(path)
+        bell.dev, bell.ino = st.st_dev, st.st_ino
         return bell
 
     def fileno(self):
@@ -120,48 +122,78 @@ cdef class Doorbell:
 
     cdef int drain(self) except -1:
         """Read the rings queued so far; how many there were."""
-        cdef char buf[16]
         cdef int n = 0
-        while n < MAX_DRAIN and recv(self.fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0:
+        while n < MAX_DRAIN and self.take_ring():
             n += 1
         return n
 
+    cdef bint take_ring(self) noexcept:
+        """Read one ring, if one is queued: one system call."""
+        cdef char buf[16]
+        return recv(self.fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0
+
+    def _rung(self):
+        """asyncio's reader callback: read the ring and wake the task that
+        awaits, if any.  Level-triggered: a ring queued later calls it again."""
+        self.take_ring()
+        _wake(self.waiter)
+
     async def wait(self, double seconds):
-        """Until the doorbell is readable or `seconds` have passed: asyncio's
-        add_reader, or trio's wait_readable (anyio runs on either)."""
+        """Until a ring, or until `seconds` have passed.  asyncio: the
+        descriptor stays registered with the loop (no system call to start or
+        end a wait); trio: wait_readable (anyio runs on either)."""
         if current_async_library() == "trio":
             import trio
+            self.unregister()
             with trio.move_on_after(seconds):
                 await trio.lowlevel.wait_readable(self.fd)
+            self.take_ring()
             return
         import asyncio
         loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        loop.add_reader(self.fd, _wake, fut)
-        timer = loop.call_later(seconds, _wake, fut)
+        if self.loop is not loop:
+            self.unregister()
+            loop.add_reader(self.fd, self._rung)
+            self.loop = loop
+        self.waiter = loop.create_future()
+        timer = loop.call_later(seconds, _wake, self.waiter)
         try:
-            await fut
+            await self.waiter
         finally:
-            loop.remove_reader(self.fd)
+            self.waiter = None
             timer.cancel()
+
+    cdef int unregister(self) except -1:
+        """Leave the asyncio loop it is registered with.  A forked child only
+        forgets it: the parent's loop shares its epoll instance with the child."""
+        loop, self.loop = self.loop, None
+        if loop is not None and self.gen == _core.generation() and not loop.is_closed():
+            loop.remove_reader(self.fd)
+        return 0
 
     cdef int close(self) except -1:
         """Close the socket; remove its name, unless this is a forked child
         (the name is the parent's)."""
+        self.unregister()
         if self.fd >= 0:
             c_close(self.fd)
             self.fd = -1
-        if self.path is not None and self.gen == _core.generation():
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-        self.path = None
+        self.unlink()
         return 0
+
+    cdef void unlink(self) noexcept:
+        """Remove its name if the file there is still this socket: the same
+        owner may have bound a new doorbell of that name since."""
+        cdef struct_stat st
+        if self.path is not None and self.gen == _core.generation() and \
+                lstat(self.path, &st) == 0 and st.st_dev == self.dev and st.st_ino == self.ino:
+            c_unlink(self.path)
+        self.path = None
 
     def __dealloc__(self):
         if self.fd >= 0:
             c_close(self.fd)
-        if self.path is not None and self.gen == _core.generation():
-            c_unlink(self.path)
+        self.unlink()
 
     def __reduce__(self):
         raise TypeError("a Doorbell cannot be pickled")

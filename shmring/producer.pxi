@@ -329,6 +329,8 @@ cdef class Producer:
             _core.producer_close(&self.st)
 
     def __dealloc__(self):
+        if self.bell is not None:
+            self.bell.close()           # leave the event loop now, not when it closes
         if not self.closed and self.gen == _core.generation():
             _core.producer_close(&self.st)
 
@@ -489,7 +491,7 @@ cdef class PendingReservation:
 
 async def _claim_awaiting(Producer p, uint64_t nbytes, uint32_t type, int64_t deadline):
     """Claim nbytes, awaiting room: try; while there is none, arm the doorbell,
-    await it (or the time arm_for allows), drain it and try again.  True once
+    await it (or the time arm_for allows) and try again.  True once
     claimed, False if deadline came first.  The claim is made without an await
     after it, so a cancel never leaves one open; the flag is taken back
     however it ends."""
@@ -507,7 +509,6 @@ async def _claim_awaiting(Producer p, uint64_t nbytes, uint32_t type, int64_t de
                 return False
             if seconds > 0:
                 await bell.wait(seconds)
-                bell.drain()
             if p.open_record(nbytes, type, NOWAIT, False):
                 return True
     finally:

@@ -7,7 +7,7 @@ import sys
 import time
 
 from shmring._ring import NONTEMPORAL_MIN
-from shmring.bench import checks, harness, measure, peers, report, rings
+from shmring.bench import aio, checks, harness, measure, peers, report, rings
 
 SIZES = (64, 4096, 1 << 20, 8_294_400)
 SPIN = rings.SPIN
@@ -22,6 +22,7 @@ def lineup():
         rings.Shmring("send"), rings.Shmring("send-nt"), rings.Shmring("reserve"),
         rings.Shmring("batch"),
         rings.ShmringNogil(),
+        aio.AsyncioStreams(), aio.AsyncShmring(),
     ]
 
 
@@ -167,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
     records.sort(key=lambda r: (r["msgs_per_s"] is None, r["size"]))   # stable: lineup order
     print(report.table(records))
     print(report.targets(records, extra))
+    print(aio.targets(records))
     for note in notes:
         print(f"note: {note}")
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {elapsed:.0f} s")

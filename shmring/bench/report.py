@@ -91,6 +91,11 @@ def targets(records, checks):
     if rss:
         rows.append((f"RSS growth kB over {rss['frames']:,} zero-copy frames",
                      rss["growth_kb"], "<=", 1024))
+    return verdicts(rows)
+
+
+def verdicts(rows):
+    """The targets table: rows of (name, measured value or None, "<=" or ">=", bound)."""
     out = ["| target | measured | bound | verdict |", "|---|---|---|---|"]
     for name, value, op, bound in rows:
         if value is None:

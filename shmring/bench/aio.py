@@ -1,0 +1,478 @@
+"""Awaiting frames in the benchmark (docs/asyncio.md).
+
+In `shmring bench`: `shmring-async` is an `async for` consumer (asyncio) fed by
+blocking producers, and, for latency, a ping-pong of arecv/asend on both sides;
+`asyncio streams` is what an asyncio user has without shmring:
+length-prefixed frames over a unix socketpair.  targets() reads them against
+the blocking API and counts doorbell rings per 1,000 frames of the async-for
+runs.
+
+`python -m shmring.bench.aio` compares the doorbell with its alternatives
+(docs/design.md, "Doorbells"): a unix datagram socket against an eventfd passed
+with SCM_RIGHTS, and awaiting through doorbells against a helper thread per
+ring."""
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+import shmring
+from shmring.bench import measure, report, rings
+from shmring.bench.channel import Channel, Duplex
+from shmring.bench.harness import CTX, cpu_now, touch
+from shmring.bench.peers import Peer
+
+LENGTH = struct.Struct("<I")
+RINGS: list[tuple[int, int]] = []   # (doorbell rings, frames) of each async-for run, read by targets()
+clock = time.perf_counter_ns
+
+
+# --- shmring, awaited -------------------------------------------------------
+
+class AsyncChannel(rings.RingChannel):
+    """Blocking producers, an `async for` consumer."""
+
+    def drain(self, c, total):
+        async def run():
+            acc = n = 0
+            async for frame in c:
+                acc += touch(frame)
+                frame.release()
+                n += 1
+                if n == total:
+                    return acc
+        return asyncio.run(run())
+
+    def close(self):
+        s = self.ring.stats()
+        RINGS.append((s["doorbell_rings"], s["frames_received"]))
+        super().close()
+
+
+class AsyncDuplex(Duplex):
+    """Ping-pong with arecv() and asend() on both sides."""
+
+    def echo(self, state, n):
+        rx, tx = state
+
+        async def run():
+            for _ in range(n):
+                with await rx.arecv() as frame:
+                    await tx.asend(frame)
+        asyncio.run(run())
+
+    def ping(self, state, job):
+        tx, rx = state
+        n, payload = job
+
+        async def run():
+            times = []
+            for _ in range(n):
+                t = clock()
+                await tx.asend(payload)
+                with await rx.arecv():
+                    times.append(clock() - t)
+            return times
+        return asyncio.run(run())
+
+
+class AsyncShmring(Peer):
+    name = "shmring-async"
+    mode = "async-for"
+
+    def channel(self, producers, size):
+        return AsyncChannel(size, 0)
+
+    def duplex(self, size):
+        return AsyncDuplex(rings.RingChannel(size, 0), rings.RingChannel(size, 0))
+
+
+# --- the asyncio user's baseline: streams over a socketpair ------------------
+
+async def read_frame(reader):
+    (n,) = LENGTH.unpack(await reader.readexactly(LENGTH.size))
+    return await reader.readexactly(n)
+
+
+class StreamChannel(Channel):
+    """One producer writes length-prefixed frames into a socketpair; the
+    consumer reads them with asyncio streams."""
+
+    def __init__(self):
+        self.rx, self.tx = socket.socketpair()
+
+    def consumer(self):
+        self.tx.close()
+        return self.rx
+
+    def producer(self, index):
+        self.rx.close()
+        return self.tx
+
+    def fill(self, sock, job):
+        count, payload = job
+        frame = LENGTH.pack(len(payload)) + payload
+        for _ in range(count):
+            sock.sendall(frame)
+
+    def drain(self, sock, total):
+        async def run():
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
+            acc = 0
+            for _ in range(total):
+                acc += touch(await read_frame(reader))
+            writer.close()
+            return acc
+        return asyncio.run(run())
+
+    def close(self):
+        self.rx.close()
+        self.tx.close()
+
+
+class StreamDuplex:
+    """Ping-pong over one socketpair, asyncio streams on both ends."""
+
+    def __init__(self):
+        self.a, self.b = socket.socketpair()
+
+    def echo_setup(self):
+        self.a.close()
+        return self.b
+
+    def ping_setup(self):
+        self.b.close()
+        return self.a
+
+    def echo(self, sock, n):
+        async def run():
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
+            for _ in range(n):
+                frame = await read_frame(reader)
+                writer.write(LENGTH.pack(len(frame)) + frame)
+                await writer.drain()
+        asyncio.run(run())
+
+    def ping(self, sock, job):
+        n, payload = job
+        frame = LENGTH.pack(len(payload)) + payload
+
+        async def run():
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
+            times = []
+            for _ in range(n):
+                t = clock()
+                writer.write(frame)
+                await writer.drain()
+                await read_frame(reader)
+                times.append(clock() - t)
+            return times
+        return asyncio.run(run())
+
+    def close(self):
+        self.a.close()
+        self.b.close()
+
+
+class AsyncioStreams(Peer):
+    name = "asyncio streams"
+    max_producers = 1
+
+    def channel(self, producers, size):
+        return StreamChannel()
+
+    def duplex(self, size):
+        return StreamDuplex()
+
+
+def targets(records):
+    """The issue's targets for awaiting, as measured ratios; reads (and resets)
+    the doorbell rings tallied by the async-for runs."""
+    def rec(t, m, s=None, p=1):
+        return report.find(records, t, m, s, p)
+    ping = rec("shmring-async", "ping-pong")
+    rows = [
+        ("async ping-pong p50 vs blocking", report.ratio(
+            ping, rec("shmring", "ping-pong send blocking"), "p50_us"), "<=", 1.5),
+        ("async ping-pong p50 vs asyncio streams", report.ratio(
+            ping, rec("asyncio streams", "ping-pong"), "p50_us"), "<=", 1.0)]
+    for size in (64, 4096):
+        for n in (1, 4):
+            rows.append((f"{size} B async-for msgs/s, {n} producer(s), vs blocking consumer",
+                         report.ratio(rec("shmring-async", "async-for", size, n),
+                                      rec("shmring", "send", size, n), "msgs_per_s"), ">=", 0.8))
+    frames = sum(f for _, f in RINGS)
+    per_1000 = 1000 * sum(r for r, _ in RINGS) / frames if frames else None
+    RINGS.clear()
+    rows.append(("doorbell rings per 1,000 frames, async-for runs", per_1000, "<=", 1))
+    return report.verdicts(rows)
+
+
+# --- python -m shmring.bench.aio: the doorbell against its alternatives ------
+
+async def readable(fd):
+    """Until fd is readable (asyncio's add_reader, as the doorbell waits)."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    loop.add_reader(fd, fut.set_result, None)
+    try:
+        await fut
+    finally:
+        loop.remove_reader(fd)
+
+
+class DatagramWake:
+    """The wake alone: a byte to the other side's bound datagram socket."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="shmring-bench-")
+        self.paths = [os.path.join(self.dir, "ping"), os.path.join(self.dir, "echo")]
+
+    def end(self, mine):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+        s.bind(self.paths[mine])
+        return s, self.paths[1 - mine]
+
+    def echo_setup(self):
+        return self.end(1)
+
+    def ping_setup(self):
+        return self.end(0)
+
+    def echo(self, state, n):
+        s, peer = state
+
+        async def run():
+            for _ in range(n):
+                await readable(s.fileno())
+                s.recv(16)
+                s.sendto(b"!", peer)
+        asyncio.run(run())
+
+    def ping(self, state, job):
+        s, peer = state
+
+        async def run():
+            times = []
+            for _ in range(job[0]):
+                t = clock()
+                s.sendto(b"!", peer)
+                await readable(s.fileno())
+                s.recv(16)
+                times.append(clock() - t)
+            return times
+        return asyncio.run(run())
+
+    def close(self):
+        for path in self.paths:
+            if os.path.exists(path):
+                os.unlink(path)
+        os.rmdir(self.dir)
+
+
+class EventfdWake:
+    """The wake alone: each side makes an eventfd and passes it to the other
+    with SCM_RIGHTS; a wake is an 8-byte write to the other side's."""
+
+    def __init__(self):
+        self.a, self.b = socket.socketpair()
+
+    def end(self, sock):
+        mine = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        socket.send_fds(sock, [b"fd"], [mine])
+        return sock, mine
+
+    def echo_setup(self):
+        self.a.close()
+        return self.end(self.b)
+
+    def ping_setup(self):
+        self.b.close()
+        sock, mine = self.end(self.a)
+        _, (theirs,), _, _ = socket.recv_fds(sock, 16, 1)
+        return mine, theirs
+
+    def echo(self, state, n):
+        sock, mine = state
+        _, (theirs,), _, _ = socket.recv_fds(sock, 16, 1)
+        one = (1).to_bytes(8, sys.byteorder)
+
+        async def run():
+            for _ in range(n):
+                await readable(mine)
+                os.eventfd_read(mine)
+                os.write(theirs, one)
+        asyncio.run(run())
+
+    def ping(self, state, job):
+        mine, theirs = state
+        one = (1).to_bytes(8, sys.byteorder)
+
+        async def run():
+            times = []
+            for _ in range(job[0]):
+                t = clock()
+                os.write(theirs, one)
+                await readable(mine)
+                os.eventfd_read(mine)
+                times.append(clock() - t)
+            return times
+        return asyncio.run(run())
+
+    def close(self):
+        self.a.close()
+        self.b.close()
+
+
+def threaded_frames(consumer, n):
+    """The helper-thread design: a thread per ring blocks in recv_bytes() and
+    hands each frame to the event loop (call_soon_threadsafe)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def pump():
+        for _ in range(n):
+            loop.call_soon_threadsafe(queue.put_nowait, consumer.recv_bytes())
+    threading.Thread(target=pump, daemon=True).start()
+    return queue
+
+
+class ThreadDuplex(Duplex):
+    """Ping-pong where each side's loop gets its frames from a helper thread."""
+
+    def echo(self, state, n):
+        rx, tx = state
+
+        async def run():
+            frames = threaded_frames(rx, n)
+            for _ in range(n):
+                tx.send(await frames.get())
+        asyncio.run(run())
+
+    def ping(self, state, job):
+        tx, rx = state
+        n, payload = job
+
+        async def run():
+            frames = threaded_frames(rx, n)
+            times = []
+            for _ in range(n):
+                t = clock()
+                tx.send(payload)
+                await frames.get()
+                times.append(clock() - t)
+            return times
+        return asyncio.run(run())
+
+
+class Mechanism(Peer):
+    name = "mechanism"
+
+    def __init__(self, make):
+        self.make = make
+
+    def duplex(self, size):
+        return self.make()
+
+
+def ring_cost(n):
+    """Seconds per ring and drain, in one process: a datagram (sendto, recv)
+    against an eventfd (write, read)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "bell")
+        rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+        rx.bind(path)
+        tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        t = time.perf_counter()
+        for _ in range(n):
+            tx.sendto(b"!", path)
+            rx.recv(16)
+        dgram = (time.perf_counter() - t) / n
+        rx.close()
+        tx.close()
+    efd = os.eventfd(0, os.EFD_NONBLOCK)
+    t = time.perf_counter()
+    for _ in range(n):
+        os.eventfd_write(efd, 1)
+        os.eventfd_read(efd)
+    event = (time.perf_counter() - t) / n
+    os.close(efd)
+    return dgram, event
+
+
+def idle(threaded, seconds, report_to):
+    """CPU seconds of a consumer that waits `seconds` for nothing, and how
+    many threads its process runs meanwhile."""
+    ring = shmring.Ring.create(f"bench-idle-{uuid.uuid4().hex[:12]}", 1 << 16)
+    try:
+        with ring.consumer() as c:
+            async def run():
+                if threaded:
+                    threaded_frames(c, 1)       # its recv() times out after `seconds`
+                    await asyncio.sleep(0)
+                    count = threading.active_count()
+                    await asyncio.sleep(seconds)
+                    return count
+                waiter = asyncio.ensure_future(c.arecv(timeout=seconds))
+                await asyncio.sleep(0)
+                count = threading.active_count()
+                with contextlib.suppress(shmring.Empty):
+                    await waiter
+                return count
+            c0 = cpu_now()
+            threads = asyncio.run(run())
+            report_to.send((cpu_now() - c0, threads))
+    finally:
+        ring.unlink()
+        ring.close()
+
+
+def idle_in_child(threaded, seconds):
+    rx, tx = CTX.Pipe(duplex=False)
+    proc = CTX.Process(target=idle, args=(threaded, seconds, tx), daemon=True)
+    proc.start()
+    try:
+        return rx.recv()
+    finally:
+        proc.join(seconds + 10)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m shmring.bench.aio",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("--pings", type=int, default=20000, help="round trips per ping-pong")
+    args = ap.parse_args(argv)
+    rows = []
+    ways = [("unix datagram doorbell (the wake alone)", Mechanism(DatagramWake)),
+            ("eventfd passed with SCM_RIGHTS (the wake alone)", Mechanism(EventfdWake)),
+            ("shmring 64 B frames, awaited through doorbells", AsyncShmring()),
+            ("shmring 64 B frames, awaited through a helper thread per ring",
+             Mechanism(lambda: ThreadDuplex(rings.RingChannel(64, 0), rings.RingChannel(64, 0)))),
+            ("shmring 64 B frames, blocking (no event loop)", rings.Shmring("send"))]
+    for label, peer in ways:
+        lat = measure.latency(peer, 64, args.pings)
+        rows.append(f"| {label} | {lat['p50_us']:.1f} | {lat['p99_us']:.1f} |")
+    dgram, event = ring_cost(200_000)
+    d_cpu, d_threads = idle_in_child(False, 1.0)
+    t_cpu, t_threads = idle_in_child(True, 1.0)
+    print("Ping-pong round trip, asyncio on both sides unless said (us):\n")
+    print("| mechanism | p50 | p99 |\n|---|---|---|")
+    print("\n".join(rows))
+    print(f"\nOne ring and its drain, in one process: datagram {dgram * 1e6:.2f} us, "
+          f"eventfd {event * 1e6:.2f} us")
+    print(f"Idle consumer over 1 s: doorbell {d_cpu * 1e3:.2f} ms CPU, {d_threads} thread(s); "
+          f"helper thread {t_cpu * 1e3:.2f} ms CPU, {t_threads} thread(s)")
+    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+          f"{args.pings} round trips each")
+    return 0
+
+
+if __name__ == "__main__":             # not when a tool imports every submodule
+    sys.exit(main())
