@@ -54,6 +54,9 @@ cdef struct ProducerState:
     bint reserved
     uint32_t spin           # polls before sleeping
     uint64_t spun_for       # head_cache + 1 when we last spun
+    int bell_fd             # a socket connected to the consumer's doorbell, or -1
+    uint64_t bell_owner     # which doorbell: its consumer's owner word
+    uint32_t bell_id        # and its id (the armed flag's value)
 
 cdef struct ConsumerState:
     RingView ring
@@ -69,6 +72,7 @@ cdef struct ConsumerState:
     int64_t stall_since
     uint32_t in_use         # _ring's guard: 0, or which caller holds the state
     uint32_t dropped        # frames _ring queued for release while the state was in use
+    uint32_t bell_id        # our doorbell's id (never 0): the value that arms the flag
     void *wrapper           # _ring's Consumer object, which owns this state
 
 cdef int64_t now_ns() noexcept nogil

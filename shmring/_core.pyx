@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The ring algorithms.  docs/design.md explains the protocol; each acquire
 and release below names the operation it pairs with."""
-from libc.errno cimport errno, EINTR, ENOENT, ESRCH, ETIMEDOUT
+from libc.errno cimport errno, EAGAIN, EINTR, ENOENT, ESRCH, ETIMEDOUT
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport strtoull
@@ -17,7 +17,7 @@ from shmring.includes.atomics cimport (
 from shmring.includes.futex cimport FUTEX_WAIT, FUTEX_WAKE, SYS_futex, timespec, syscall
 from shmring.includes.sockets cimport (
     AF_UNIX, SOCK_DGRAM, SOCK_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, sockaddr, sockaddr_un,
-    socklen_t, socket, sendto)
+    socklen_t, socket, sendto, connect, send)
 from shmring.includes.debug cimport debug_assert
 from shmring.includes.stream cimport HAVE_STREAM, load128, stream128
 from shmring.includes.lab cimport LAB_BUILD, pause_point, lab_attach
@@ -265,6 +265,28 @@ cdef void ring_bell(RingView *v, int slot, uint64_t owner) noexcept nogil:
     fetch_add64(&v.hdr.doorbell_rings, 1, RELAXED)    # a statistic: orders nothing
     sendto(sender(), &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL, <sockaddr *>&addr, <socklen_t>n)
 
+cdef void ring_consumer(ProducerState *p, uint64_t owner, uint32_t bell) noexcept nogil:
+    """Ring the consumer's doorbell through this producer's socket connected
+    to it: its path is looked up once per doorbell, not once per ring.  The
+    flag's value names the doorbell (a consumer that closed and opened again
+    binds a new one of the same name), so a send that fails only means the
+    consumer is gone: one wasted system call, and no retry."""
+    cdef sockaddr_un addr
+    cdef char one = 1
+    cdef int n
+    if owner == 0:
+        return
+    fetch_add64(&p.ring.hdr.doorbell_rings, 1, RELAXED)    # a statistic: orders nothing
+    if p.bell_fd >= 0 and p.bell_owner == owner and p.bell_id == bell:
+        send(p.bell_fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL)
+        return
+    if p.bell_fd < 0:
+        p.bell_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)
+    n = bell_address(&p.ring, -1, owner, &addr)
+    p.bell_owner, p.bell_id = owner, bell
+    if p.bell_fd >= 0 and n and connect(p.bell_fd, <sockaddr *>&addr, <socklen_t>n) == 0:
+        send(p.bell_fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL)
+
 cdef void ring_producers(RingView *v) noexcept nogil:
     """Ring every producer whose slot flag we win (advance_head won the
     summary flag).  O(slots), paid only while some producer awaits room."""
@@ -400,6 +422,7 @@ cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
     cdef Slot *s
     memset(p, 0, sizeof(ProducerState))
     p.ring = v[0]
+    p.bell_fd = -1
     head = load64(&v.hdr.head, ACQUIRE)  # pairs with advance_head's release store of head
     for i in range(v.nslots):
         s = &v.slots[i]
@@ -423,6 +446,9 @@ cdef void producer_close(ProducerState *p) noexcept nogil:
     if p.reserved:
         producer_abort(p)
     producer_disarm(p)
+    if p.bell_fd >= 0:
+        c_close(p.bell_fd)
+        p.bell_fd = -1
     store64(&p.ring.slots[p.slot].owner, 0, RELEASE)  # pairs with producer_open's acquire of owner
 
 cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noexcept nogil:
@@ -555,6 +581,7 @@ cdef void publish(ProducerState *p, uint64_t state) noexcept nogil:
     cdef RingView *v = &p.ring
     cdef SegmentHeader *h = v.hdr
     cdef Slot *s = &v.slots[p.slot]
+    cdef uint32_t bell
     debug_assert(p.reserved and p.slot < v.nslots)
     store64(&header_at(v, p.res_pos).commit, tag(v, p.res_pos) | state, COMMIT_ORDER)  # pairs with poll's acquire load of commit: the payload is visible first
     store64(&s.intent_len, 0, RELEASE)  # pairs with recover_unwritten's acquire of intent_len: commit is visible first
@@ -565,9 +592,10 @@ cdef void publish(ProducerState *p, uint64_t state) noexcept nogil:
         fetch_add32(&h.data_seq, 1, RELEASE)  # pairs with wait_for_data's acquire load of data_seq
         futex_wake(&h.data_seq, 1)
         fetch_add64(&h.producer_wakeups, 1, RELAXED)
-    if load32(&h.data_bell, RELAXED) and exchange32(&h.data_bell, 0, RELAXED):
+    bell = exchange32(&h.data_bell, 0, RELAXED) if load32(&h.data_bell, RELAXED) else 0
+    if bell:                        # we won the flag; its value names the doorbell
         pause_point(P_DATA_RING)
-        ring_bell(v, -1, load64(&h.consumer, RELAXED))
+        ring_consumer(p, load64(&h.consumer, RELAXED), bell)
 
 cdef void producer_commit(ProducerState *p) noexcept nogil:
     cdef Slot *s = &p.ring.slots[p.slot]
@@ -869,8 +897,9 @@ cdef int consumer_arm(ConsumerState *c) noexcept nogil:
     record is ready, nothing armed.  ERR_CORRUPT."""
     cdef SegmentHeader *h = c.ring.hdr
     cdef int st
+    debug_assert(c.bell_id != 0)
     pause_point(P_DATA_ARM)
-    store32(&h.data_bell, 1, RELAXED)
+    store32(&h.data_bell, c.bell_id, RELAXED)
     pause_point(P_DATA_ARMED)
     handshake_fence()  # SEQ_CST; pairs with publish's fence: we see its commit, or it sees our flag
     st = bell_recheck(ready_checked(c))

@@ -251,6 +251,7 @@ cdef class Consumer:
         """This consumer's doorbell, bound on first use."""
         if self.bell is None:
             self.bell = Doorbell.bind(self.seg, &self.st.ring, -1, self.st.owner)
+            self.st.bell_id = self.bell.id
         return self.bell
 
     cdef double arm_for(self, int64_t deadline) except -2:

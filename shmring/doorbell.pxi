@@ -11,6 +11,7 @@
 
 _DOORBELL = re.compile(r"(shmring\..+@)(c|p(\d+))\.([0-9a-f]{1,16})\Z")
 cdef int MAX_DRAIN = 64             # reads per drain: a flooding sender cannot hold us
+cdef uint32_t bound = 0             # doorbells bound by this process: the next one's id
 
 
 def doorbell_prefix(name):
@@ -96,9 +97,12 @@ cdef class Doorbell:
         """Bind the doorbell of the consumer (slot -1) or of a producer slot,
         with the segment's permission bits.  Any file of that name is a
         leftover of this very owner: it is replaced."""
+        global bound
         cdef Doorbell bell = Doorbell.__new__(Doorbell)
         cdef sockaddr_un addr
         cdef int n
+        bound = bound + 1 if bound < 0xffffffff else 1
+        bell.id = bound                 # with the owner in its name: this very socket
         bell.gen = _core.generation()
         n = _core.bell_address(v, slot, owner, &addr)
         path = <bytes>addr.sun_path

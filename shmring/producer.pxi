@@ -71,6 +71,8 @@ cdef class Producer:
             raise_status(PRODUCER_BUSY)
         if self.gen != _core.generation():
             spin = self.st.spin
+            if self.st.bell_fd >= 0:
+                c_close(self.st.bell_fd)    # our copy of the parent's socket
             if _core.producer_open(&self.st, &self.seg.view) < 0:
                 self.closed = True
                 raise RingError("no free producer slot for the forked child")

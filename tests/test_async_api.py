@@ -228,3 +228,20 @@ def test_a_busy_ring_rings_no_doorbell(ring):
             assert await waiter == b"y"
             assert ring.stats()["doorbell_rings"] == 1      # only the first commit won the flag
         run(main())
+
+
+def test_a_consumer_reopened_in_the_same_process_is_still_rung(ring):
+    """Its new doorbell has the old one's name; the producer's socket, still
+    connected to the old one, must notice and connect to the new one."""
+    with ring.producer() as p:
+        for i in range(3):
+            with ring.consumer(stall_timeout=LONG) as c:
+                waits = ring.stats()["consumer_waits"]
+
+                async def main(c=c, waits=waits, i=i):
+                    waiter = asyncio.ensure_future(c.arecv_bytes())
+                    await until(lambda: ring.stats()["consumer_waits"] > waits, "an await")
+                    p.send(b"%d" % i)
+                    return await waiter
+                assert run(main(), timeout=10) == b"%d" % i
+        assert ring.stats()["doorbell_rings"] == 3

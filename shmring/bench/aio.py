@@ -372,14 +372,31 @@ class ThreadDuplex(Duplex):
         return asyncio.run(run())
 
 
+class ThreadChannel(rings.RingChannel):
+    """Blocking producers; the consumer's loop gets frames from a helper thread."""
+
+    def drain(self, c, total):
+        async def run():
+            frames = threaded_frames(c, total)
+            acc = 0
+            for _ in range(total):
+                acc += touch(await frames.get())
+            return acc
+        return asyncio.run(run())
+
+
 class Mechanism(Peer):
     name = "mechanism"
 
-    def __init__(self, make):
+    def __init__(self, make, channel=None):
         self.make = make
+        self.make_channel = channel
 
     def duplex(self, size):
         return self.make()
+
+    def channel(self, producers, size):
+        return self.make_channel(size, 0)
 
 
 def ring_cost(n):
@@ -413,12 +430,17 @@ def idle(threaded, seconds, report_to):
     ring = shmring.Ring.create(f"bench-idle-{uuid.uuid4().hex[:12]}", 1 << 16)
     try:
         with ring.consumer() as c:
+            def wait_in_thread():
+                with contextlib.suppress(shmring.Empty):
+                    c.recv_bytes(timeout=seconds)
+
             async def run():
                 if threaded:
-                    threaded_frames(c, 1)       # its recv() times out after `seconds`
-                    await asyncio.sleep(0)
+                    thread = threading.Thread(target=wait_in_thread)
+                    thread.start()
                     count = threading.active_count()
                     await asyncio.sleep(seconds)
+                    thread.join()
                     return count
                 waiter = asyncio.ensure_future(c.arecv(timeout=seconds))
                 await asyncio.sleep(0)
@@ -459,12 +481,23 @@ def main(argv=None):
     for label, peer in ways:
         lat = measure.latency(peer, 64, args.pings)
         rows.append(f"| {label} | {lat['p50_us']:.1f} | {lat['p99_us']:.1f} |")
+    flows = []
+    for label, peer in (("async for, doorbells", AsyncShmring()),
+                        ("helper thread per ring", Mechanism(None, ThreadChannel)),
+                        ("blocking (no event loop)", rings.Shmring("send"))):
+        for n in (1, 4):
+            rate = measure.throughput(peer, 64, n, 3, 0.3)["msgs_per_s"]
+            flows.append(f"| {label} | {n} | {rate:,.0f} |")
+    RINGS.clear()
     dgram, event = ring_cost(200_000)
     d_cpu, d_threads = idle_in_child(False, 1.0)
     t_cpu, t_threads = idle_in_child(True, 1.0)
     print("Ping-pong round trip, asyncio on both sides unless said (us):\n")
     print("| mechanism | p50 | p99 |\n|---|---|---|")
     print("\n".join(rows))
+    print("\n64 B frames to one consumer, its loop fed by:\n")
+    print("| consumer | producers | msgs/s |\n|---|---|---|")
+    print("\n".join(flows))
     print(f"\nOne ring and its drain, in one process: datagram {dgram * 1e6:.2f} us, "
           f"eventfd {event * 1e6:.2f} us")
     print(f"Idle consumer over 1 s: doorbell {d_cpu * 1e3:.2f} ms CPU, {d_threads} thread(s); "

@@ -13,6 +13,8 @@ cdef extern from "<sys/socket.h>" nogil:
         MSG_NOSIGNAL
     int socket(int domain, int type, int protocol)
     int bind(int fd, const sockaddr *addr, socklen_t addrlen)
+    int connect(int fd, const sockaddr *addr, socklen_t addrlen)
+    ssize_t send(int fd, const void *buf, size_t n, int flags)
     ssize_t sendto(int fd, const void *buf, size_t n, int flags,
                    const sockaddr *addr, socklen_t addrlen)
     ssize_t recv(int fd, void *buf, size_t n, int flags)
