@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The ring algorithms.  docs/design.md explains the protocol; each acquire
 and release below names the operation it pairs with."""
-from libc.errno cimport errno, EAGAIN, EINTR, ENOENT, ESRCH, ETIMEDOUT
+from libc.errno cimport errno, EINTR, ENOENT, ESRCH, ETIMEDOUT
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, uintptr_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport strtoull

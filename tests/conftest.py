@@ -34,6 +34,16 @@ def hname():
 
 
 @pytest.fixture
+def segdir(tmp_path, monkeypatch):
+    """A segment directory of this test's own (SHMRING_DIR), so that listing
+    it sees only this test's segments."""
+    d = tmp_path / "shm"
+    d.mkdir()
+    monkeypatch.setenv("SHMRING_DIR", str(d))
+    return str(d)
+
+
+@pytest.fixture
 def ring(name):
     import shmring
     r = shmring.Ring.create(name, 1 << 16)

@@ -59,6 +59,20 @@ def contents(got):
     return [int(bytes(x)) for x in items]
 
 
+@contextlib.contextmanager
+def ring_and_child(script):
+    """A fresh ring, and a child running script on it that has said "ready";
+    the ring's name is removed afterwards."""
+    name = f"cancel-{uuid.uuid4().hex[:12]}"
+    with shmring.Ring.create(name, 4096) as ring, children() as spawn:
+        try:
+            child = spawn(script.replace("NAME", repr(name)))
+            child.expect("ready")
+            yield ring, child
+        finally:
+            ring.unlink()
+
+
 async def turns(n):
     for _ in range(n):
         await asyncio.sleep(0)
@@ -67,44 +81,38 @@ async def turns(n):
 @pytest.mark.timeout(300)
 @given(receive_steps)
 def test_cancelled_receives_lose_no_frame(steps):
-    name = f"cancel-{uuid.uuid4().hex[:12]}"
-    with shmring.Ring.create(name, 4096) as ring, children() as spawn:
-        try:
-            producer = spawn(PRODUCER.replace("NAME", repr(name)))
-            producer.expect("ready")
-            c = ring.consumer(stall_timeout=LONG)
+    with ring_and_child(PRODUCER) as (ring, producer):
+        c = ring.consumer(stall_timeout=LONG)
 
-            def send(k):
-                producer.tell(str(k))
-                return int(producer.expect("sent").split()[1])
+        def send(k):
+            producer.tell(str(k))
+            return int(producer.expect("sent").split()[1])
 
-            async def main():
-                got, sent = [], 0
-                for step in steps:
-                    if step[0] == "send":
-                        sent = send(step[1])
-                        continue
-                    how, before, cue, after = step
-                    args = (3,) if how.endswith("many") else ()
-                    task = asyncio.ensure_future(getattr(c, how)(*args))
-                    await turns(before)
-                    if cue:
-                        sent = send(cue)
-                    await turns(after)
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        got += contents(await task)     # done before the cancel landed
-                    del task
-                while len(got) < sent:
-                    got += contents(await asyncio.wait_for(c.arecv_bytes_many(100), 10))
-                assert await c.arecv_many(1, timeout=0) == []
-                return got, sent
-            got, sent = asyncio.run(main())
-            assert got == list(range(sent))
-            assert ring.stats()["fill"] == 0
-            c.close()
-        finally:
-            ring.unlink()
+        async def main():
+            got, sent = [], 0
+            for step in steps:
+                if step[0] == "send":
+                    sent = send(step[1])
+                    continue
+                how, before, cue, after = step
+                args = (3,) if how.endswith("many") else ()
+                task = asyncio.ensure_future(getattr(c, how)(*args))
+                await turns(before)
+                if cue:
+                    sent = send(cue)
+                await turns(after)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    got += contents(await task)     # done before the cancel landed
+                del task
+            while len(got) < sent:
+                got += contents(await asyncio.wait_for(c.arecv_bytes_many(100), 10))
+            assert await c.arecv_many(1, timeout=0) == []
+            return got, sent
+        got, sent = asyncio.run(main())
+        assert got == list(range(sent))
+        assert ring.stats()["fill"] == 0
+        c.close()
 
 
 send_steps = st.lists(st.one_of(
@@ -117,53 +125,47 @@ send_steps = st.lists(st.one_of(
 @pytest.mark.timeout(300)
 @given(send_steps)
 def test_cancelled_sends_deliver_nothing_and_lose_nothing(steps):
-    name = f"cancel-{uuid.uuid4().hex[:12]}"
-    with shmring.Ring.create(name, 4096) as ring, children() as spawn:
-        try:
-            consumer = spawn(CONSUMER.replace("NAME", repr(name)))
-            consumer.expect("ready")
-            p = ring.producer()
-            taken = []
+    with ring_and_child(CONSUMER) as (ring, consumer):
+        p = ring.producer()
+        taken = []
 
-            def take(k):
-                consumer.tell(str(k))
-                taken.extend(int(x) for x in consumer.expect("took").split()[1:])
+        def take(k):
+            consumer.tell(str(k))
+            taken.extend(int(x) for x in consumer.expect("took").split()[1:])
 
-            async def reserve_and_fill(seq):
-                async with p.areserve(900) as r:
-                    with memoryview(r) as view:
-                        view[:] = b"%d" % seq + b" " * (900 - len(b"%d" % seq))
-                    await turns(2)              # a cancel here aborts the frame
+        async def reserve_and_fill(seq):
+            async with p.areserve(900) as r:
+                with memoryview(r) as view:
+                    view[:] = b"%d" % seq + b" " * (900 - len(b"%d" % seq))
+                await turns(2)              # a cancel here aborts the frame
 
-            async def main():
-                done = []
-                for seq, step in enumerate(steps):
-                    if step[0] == "take":
-                        take(step[1])
-                        continue
-                    how, before, cue, after = step
-                    frame = b"%d" % seq + b" " * 890
-                    task = asyncio.ensure_future(
-                        p.asend(frame) if how == "asend" else reserve_and_fill(seq))
-                    await turns(before)
-                    if cue:
-                        take(cue)
-                    await turns(after)
-                    task.cancel()
-                    try:
-                        await task
-                        done.append(seq)
-                    except asyncio.CancelledError:
-                        pass
-                return done
-            done = asyncio.run(main())
-            take(len(steps) + 10)
-            assert taken == done                # exactly the sends that completed, in order
-            stats = ring.stats()
-            assert stats["fill"] == 0 and stats["frames_committed"] == len(done)
-            p.close()
-        finally:
-            ring.unlink()
+        async def main():
+            done = []
+            for seq, step in enumerate(steps):
+                if step[0] == "take":
+                    take(step[1])
+                    continue
+                how, before, cue, after = step
+                frame = b"%d" % seq + b" " * 890
+                task = asyncio.ensure_future(
+                    p.asend(frame) if how == "asend" else reserve_and_fill(seq))
+                await turns(before)
+                if cue:
+                    take(cue)
+                await turns(after)
+                task.cancel()
+                try:
+                    await task
+                    done.append(seq)
+                except asyncio.CancelledError:
+                    pass
+            return done
+        done = asyncio.run(main())
+        take(len(steps) + 10)
+        assert taken == done                # exactly the sends that completed, in order
+        stats = ring.stats()
+        assert stats["fill"] == 0 and stats["frames_committed"] == len(done)
+        p.close()
 
 
 @pytest.mark.timeout(60)

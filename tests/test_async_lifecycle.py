@@ -5,24 +5,14 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from _helpers_harden import ROOT, Raw, children, unique_name, wait_until
+from _helpers_harden import AWAIT_A_FRAME, Raw, children, run_cli, unique_name, wait_until
 
 import shmring
 from shmring import _ring, segments
 from shmring import segments as L
-
-
-@pytest.fixture
-def segdir(tmp_path, monkeypatch):
-    d = tmp_path / "shm"
-    d.mkdir()
-    monkeypatch.setenv("SHMRING_DIR", str(d))
-    return str(d)
 
 
 def bell_files(ring):
@@ -78,33 +68,13 @@ def test_a_forked_child_inherits_no_doorbell_and_no_loop_registration(hname):
         proc.tell()
 
 
-HOLD_BELLS = """
-import asyncio
-ring = shmring.Ring.attach(NAME)
-c = ring.consumer(stall_timeout=60)
-p = ring.producer()
-p.fileno()
-async def main():
-    task = asyncio.ensure_future(c.arecv())
-    while ring.stats()["consumer_waits"] == 0:
-        await asyncio.sleep(0.001)
-    say("armed")
-    await task
-asyncio.run(main())
-"""
-
-
-def run_cli(segdir, *args):
-    env = dict(os.environ, SHMRING_DIR=segdir, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "shmring", *args], env=env,
-                          capture_output=True, text=True, timeout=30)
 
 
 @pytest.mark.timeout(60)
 def test_ls_shows_doorbells_and_rm_removes_them(segdir):
     name = unique_name("bells")
     with children() as spawn:
-        creator = HOLD_BELLS.replace("Ring.attach(NAME)", f"Ring.create({name!r}, 8192)")
+        creator = AWAIT_A_FRAME.replace("Ring.attach(NAME)", f"Ring.create({name!r}, 8192)")
         holder = spawn(creator, env={"SHMRING_DIR": segdir})
         holder.expect("armed")
         r = run_cli(segdir, "ls")
@@ -129,7 +99,7 @@ def test_doorbells_without_a_segment_are_listed_and_removed(segdir):
     name = unique_name("orphan")
     with children() as spawn:
         shmring.Ring.create(name, 8192).close()
-        holder = spawn(HOLD_BELLS.replace("NAME", repr(name)), env={"SHMRING_DIR": segdir})
+        holder = spawn(AWAIT_A_FRAME.replace("NAME", repr(name)), env={"SHMRING_DIR": segdir})
         holder.expect("armed")
         os.unlink(os.path.join(segdir, "shmring." + name))     # the segment goes first
         holder.kill()
@@ -146,7 +116,7 @@ def test_doorbells_without_a_segment_are_listed_and_removed(segdir):
 @pytest.mark.timeout(60)
 def test_a_new_consumer_removes_stale_doorbells_of_dead_owners(hname):
     with shmring.Ring.create(hname, 8192) as ring, children() as spawn:
-        dead = spawn(HOLD_BELLS.replace("NAME", repr(hname)))
+        dead = spawn(AWAIT_A_FRAME.replace("NAME", repr(hname)))
         dead.expect("armed")
         dead.kill()
         with ring.producer() as live:

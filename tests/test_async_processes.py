@@ -9,7 +9,7 @@ import signal
 import anyio
 import pytest
 from _frames import aproduce, check, produce
-from _helpers_harden import children, wait_until
+from _helpers_harden import AWAIT_A_FRAME, children, wait_until
 
 import shmring
 
@@ -186,19 +186,6 @@ def test_dead_producer_while_the_consumer_awaits(hname, backend):
         c.close()
 
 
-AWAIT_THEN_WAIT = """
-import asyncio
-ring = shmring.Ring.attach(NAME)
-c = ring.consumer(stall_timeout=60)
-async def main():
-    task = asyncio.ensure_future(c.arecv())
-    while ring.stats()["consumer_waits"] == 0:
-        await asyncio.sleep(0.001)
-    say("armed")
-    await task
-asyncio.run(main())
-"""
-
 AWAIT_ROOM_THEN_WAIT = """
 import asyncio
 ring = shmring.Ring.attach(NAME)
@@ -225,7 +212,7 @@ def test_a_dead_waiter_costs_one_wasted_ring(hname, role):
     flag and rings a dead socket (the error is ignored); nobody after it
     makes a system call for it."""
     with shmring.Ring.create(hname, 8192) as ring, children() as spawn_child:
-        script = AWAIT_THEN_WAIT if role == "consumer" else AWAIT_ROOM_THEN_WAIT
+        script = AWAIT_A_FRAME if role == "consumer" else AWAIT_ROOM_THEN_WAIT
         waiter = spawn_child(script.replace("NAME", repr(hname)))
         waiter.expect("armed")
         waiter.signal(signal.SIGKILL)

@@ -2,23 +2,12 @@
 Every test points SHMRING_DIR at its own directory, so it sees only its own
 segments."""
 import os
-import subprocess
-import sys
 
 import pytest
-from _helpers_harden import ROOT, children, unique_name
+from _helpers_harden import children, run_cli, unique_name
 
 import shmring
 from shmring import segments
-
-
-@pytest.fixture
-def segdir(tmp_path, monkeypatch):
-    d = tmp_path / "shm"
-    d.mkdir()
-    monkeypatch.setenv("SHMRING_DIR", str(d))
-    return str(d)
-
 
 HOLDER = """
 ring = shmring.Ring.attach(NAME)
@@ -113,13 +102,6 @@ hear()
         c.kill()
         segments.remove_ring(name)
         assert segments.list_rings() == []
-
-
-def run_cli(segdir, *args):
-    """`python -m shmring` with the segment directory set."""
-    env = dict(os.environ, SHMRING_DIR=segdir, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "shmring", *args], env=env,
-                          capture_output=True, text=True, timeout=30)
 
 
 @pytest.mark.timeout(60)
