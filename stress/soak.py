@@ -1,6 +1,7 @@
 """Free-running soak: many producer processes on a small ring, no pause
 points, random sizes, for a set time; optionally SIGKILLing a random producer
-now and then (each is replaced by a fresh one)."""
+now and then (each is replaced by a fresh one).  The seed also picks a
+blocking or an awaiting (asyncio) consumer."""
 import json
 import os
 import random
@@ -29,12 +30,13 @@ def soak(seconds, kills, seed=None):
     seed = random.randrange(1 << 32) if seed is None else seed
     rng = random.Random(seed)
     start = rng.choice([0, (1 << 64) - 64 * rng.randrange(1, 4096), (1 << 32) - 64 * 17])
+    awaiting = rng.random() < 0.5
     with procs.scratch_dir() as scratch:
         ring = shmring.Ring.create(procs.unique_name("soak"), CAPACITY, _start=start)
         ctl = Control(os.path.join(scratch, "control"), MAX_PRODUCERS + 1)
         out = os.path.join(scratch, "records")
         sizes, pids, status, killed = {}, {}, {}, {}
-        consumer = procs.spawn(workers.consume, ring, ctl, 0, out, 3, STALL, False)
+        consumer = procs.spawn(workers.consume, ring, ctl, 0, out, 3, STALL, False, awaiting)
 
         def start_producer():
             i = len(sizes) + 1
@@ -87,5 +89,6 @@ def soak(seconds, kills, seed=None):
     wraps = ((stats["tail"] - start) % (1 << 64)) // CAPACITY
     summary = (f"{stats['frames_received']} frames, {stats['bytes_received'] / 1e6:.1f} MB, "
                f"{wraps} wraps, {len(killed)} kills, {stats['frames_abandoned']} recoveries, "
-               f"max stall {max_gap * 1e3:.0f} ms (seed {seed}, start {start:#x})")
+               f"max stall {max_gap * 1e3:.0f} ms, {'awaiting' if awaiting else 'blocking'} "
+               f"consumer (seed {seed}, start {start:#x})")
     return bad, summary
