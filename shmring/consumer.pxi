@@ -194,7 +194,7 @@ cdef class Consumer:
         self.not_awaited()
         return self.receive(True, max_frames, deadline)
 
-    # --- awaitable receives (asyncio, trio, anyio): see awaits below ---------
+    # --- awaitable receives (asyncio, trio, anyio): _await_records below -----
 
     async def arecv(self, timeout=None):
         """Awaitable recv(): the next frame, awaited without a thread or

@@ -5,7 +5,7 @@
 #     shmring.<name>@c.<owner>           the consumer's
 #     shmring.<name>@p<slot>.<owner>     a producer slot's
 # It arms a flag in the segment and awaits the socket; the publisher that
-# wins the flag sends one byte (_core: ring_bell).  The byte is only a hint:
+# wins the flag sends one byte (_core: ring_consumer, ring_producers).  The byte is only a hint:
 # after any wake the waiter looks at the ring itself, so a spurious wake costs
 # a look and a lost one cannot happen (docs/design.md, "Doorbells").
 
@@ -52,11 +52,13 @@ def doorbells(directory=None, name=None):
 cdef remove_stale_doorbells(Segment seg):
     """Remove the doorbells of the ring's dead owners (a new consumer does it
     as it opens).  An owner word is never reused, so a live doorbell cannot be
-    removed by mistake."""
-    for bell in doorbells(os.path.dirname(seg.path) or ".", seg.name):
-        if not bell["alive"]:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(bell["path"])
+    removed by mistake.  What it may not list or remove (another user's, in a
+    sticky directory) stays, for `shmring rm`: opening never fails for it."""
+    with contextlib.suppress(OSError):
+        for bell in doorbells(os.path.dirname(seg.path) or ".", seg.name):
+            if not bell["alive"]:
+                with contextlib.suppress(OSError):
+                    os.unlink(bell["path"])
 
 
 def current_async_library():
