@@ -129,8 +129,10 @@ cdef class Ring:
         self.closed = True
 
     def unlink(self):
-        """Remove the segment's name.  Processes that have it open keep it."""
+        """Remove the segment's name, and the doorbells of its dead owners.
+        Processes that have it open keep it."""
         os.unlink(self.seg.path)
+        remove_stale_doorbells(self.seg)
 
     def __enter__(self):
         return self

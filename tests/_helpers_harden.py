@@ -16,6 +16,7 @@ import time
 import uuid
 
 from shmring import segments as L
+from shmring._ring import doorbells
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PR_SET_PDEATHSIG = 1
@@ -38,14 +39,21 @@ def _remove(path):
 
 @contextlib.contextmanager
 def ring_name(tag="h"):
-    """A unique ring name; its segment is removed afterwards, even on failure."""
+    """A unique ring name; its segment and doorbells are removed afterwards,
+    even on failure."""
     name = unique_name(tag)
-    path = os.path.join(L.segment_dir(), L.PREFIX + name)
     try:
         yield name
     finally:
-        _remove(path)
-        _remove(os.path.join(L.segment_dir(), L.PREFIX + name))
+        remove_ring_files(name)
+
+
+def remove_ring_files(name):
+    """Remove ring name's segment and every doorbell of it (a child killed
+    while it awaited leaves its doorbell behind)."""
+    _remove(os.path.join(L.segment_dir(), L.PREFIX + name))
+    for bell in doorbells(L.segment_dir(), name):
+        _remove(bell["path"])
 
 
 def wait_until(pred, timeout, what="condition", interval=0.002):
@@ -65,6 +73,7 @@ import os, sys, signal, time
 sys.path.insert(0, {root!r})
 import shmring
 from shmring import segments as L
+from shmring._ring import doorbells
 def say(*a):
     print(*a, flush=True)
 def hear():

@@ -1,4 +1,3 @@
-import contextlib
 import os
 import uuid
 
@@ -16,13 +15,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture
 def name():
-    """A ring name unique to this test; its segment is removed afterwards,
-    even when the test fails."""
-    import shmring._ring
+    """A ring name unique to this test; its segment and doorbells are removed
+    afterwards, even when the test fails."""
+    from _helpers_harden import remove_ring_files
     n = f"test-{uuid.uuid4().hex[:12]}"
     yield n
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(shmring._ring.segment_path(n))
+    remove_ring_files(n)
 
 
 @pytest.fixture

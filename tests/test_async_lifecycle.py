@@ -272,3 +272,18 @@ def test_a_lost_ring_delays_the_consumer_by_stall_timeout_at_most(ring):
         assert got == b"committed, never rung"
         assert ring.stats()["doorbell_rings"] == 0
         assert waited < 0.3 + 5                 # the watchdog, not the deadline, woke it
+
+
+@pytest.mark.timeout(60)
+def test_unlink_removes_the_doorbells_of_dead_owners(hname):
+    with shmring.Ring.create(hname, 8192) as ring, children() as spawn, \
+            ring.producer() as live:
+        dead = spawn(AWAIT_A_FRAME.replace("NAME", repr(hname)))
+        dead.expect("armed")
+        dead.kill()
+        live.fileno()
+        assert len(bell_files(ring)) == 3
+        ring.unlink()
+        assert [b["pid"] for b in _ring.doorbells(os.path.dirname(ring.path), ring.name)] \
+            == [os.getpid()]                        # the live producer's stays, until it closes
+    assert bell_files(ring) == []
