@@ -11,8 +11,7 @@ cdef extern from *:
     const uint64_t MAGIC "SHMRING_MAGIC"
 
 cdef enum:
-    VERSION = 3                     # 2: the seal bit in tail, held_frames, slot opens;
-                                    # 3: skipped_frames, slot dropped
+    VERSION = 3                     # 3: skipped_frames, slot dropped (2: the seal bit, held_frames, opens)
     LINE = 128                      # counters sit 128 B apart (no false sharing)
     ALIGN = 64                      # records and payloads start on cache lines
     RECORD_HEADER = 64

@@ -3,14 +3,17 @@ recv_latest_each(), and ring.producer(on_full="drop"), in one process and
 across real producer processes.  Every frame a consumer skips, and every
 frame a producer drops, is counted exactly."""
 import math
+import multiprocessing
 import pickle
 import threading
 
 import pytest
 
 import shmring
+from shmring import layout
 from shmring.testing.frames import frame_type, payload, split_type
 from shmring.testing.processes import children, start_process, wait_until
+from shmring.testing.rings import Raw
 
 
 def sent(p, n, start=0, size=100):
@@ -228,8 +231,6 @@ def test_recv_latest_each_stops_at_a_pending_claim(ring):
 
 def test_recv_latest_each_refuses_a_record_of_no_producer(ring):
     """A record whose slot no producer has is corruption, said clearly."""
-    from shmring.testing.rings import Raw
-    from shmring import layout
     with ring.producer() as p, ring.consumer() as c:
         sent(p, 1)
         raw = Raw(ring.path)
@@ -429,9 +430,6 @@ def drop_camera(ring, producer, count, go, report):
 def test_drops_are_counted_exactly_under_several_producer_processes(name):
     """What send() said went in is what the consumer gets, in order, and
     each slot counts the rest as dropped."""
-    import multiprocessing
-    from shmring import layout
-    from shmring.testing.rings import Raw
     ctx = multiprocessing.get_context("fork")
     go, report = ctx.Event(), ctx.SimpleQueue()
     with shmring.Ring.create(name, 1 << 14, producers=4) as ring, ring.consumer() as c:
