@@ -270,7 +270,7 @@ class Queue:
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
         lock = self._get_lock
-        wait = _wait_for(block, timeout)
+        wait = None if block and timeout is None else _wait_for(block, timeout)  # (no call for the default)
         if wait is None:
             lock.acquire()
         else:
@@ -281,13 +281,18 @@ class Queue:
                 wait = _left(deadline, wait)
         try:
             consumer = self._consumer or self._open_consumer()
-            skipped = consumer.skipped
+            taken = 1                   # objects taken from the queue, skipped ones included
             try:
-                frame = consumer.recv_latest(wait) if latest else consumer.recv(wait)
+                if latest:
+                    skipped = consumer.skipped
+                    frame = consumer.recv_latest(wait)
+                    taken += consumer.skipped - skipped
+                else:
+                    frame = consumer.recv(wait)
             except Empty:
                 raise queue.Empty from None
             if self._permits is not None:
-                for _ in range(1 + consumer.skipped - skipped):     # a place for each object taken
+                for _ in range(taken):  # each gives its place back
                     self._permits.sem.release()
             if frame.type == _STREAM:   # no buffers: the common, small case
                 try:
