@@ -259,13 +259,30 @@ def camera(ring, producer, count):
         ring.seal()
 
 
-def backlog(ring, frames):
-    """Wait until frames are committed and not received, or the stream ended,
-    so that the next call has frames to skip."""
+def each_backlog(ring, call):
+    """call()'s results until the stream is over, each made once 8 frames are
+    committed and not received (or the stream ended): frames to skip."""
     def ready():
         s = ring.stats()
-        return s["sealed"] or s["frames_committed"] - s["frames_received"] >= frames
-    wait_until(ready, 60, "a backlog")
+        return s["sealed"] or s["frames_committed"] - s["frames_received"] >= 8
+    while True:
+        wait_until(ready, 60, "a backlog")
+        try:
+            yield call(timeout=60)
+        except shmring.Sealed:
+            return
+
+
+def stream_over(ring, c, procs, returned):
+    """The producers exited, and every frame they committed was returned
+    (returned of them) or skipped; none is held."""
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    s = ring.stats()
+    assert s["frames_committed"] == PRODUCERS * FRAMES == returned + s["frames_skipped"]
+    assert s["frames_skipped"] == c.skipped > 0
+    assert (s["frames_held"], s["fill"]) == (0, 0)
 
 
 def check(frame, last):
@@ -286,12 +303,7 @@ def test_recv_latest_under_several_producer_processes(name, context):
         procs = [start_process(camera, ring, i, FRAMES, context=context)
                  for i in range(PRODUCERS)]
         last, returned, held = {}, 0, None
-        while True:
-            backlog(ring, 8)
-            try:
-                frame = c.recv_latest(timeout=60)
-            except shmring.Sealed:
-                break
+        for frame in each_backlog(ring, c.recv_latest):
             returned += 1
             check(frame, last)
             s = ring.stats()
@@ -301,14 +313,8 @@ def test_recv_latest_under_several_producer_processes(name, context):
                 held.release()
             held = frame
         held.release()
-        for proc in procs:
-            proc.join(60)
-            assert proc.exitcode == 0
-        s = ring.stats()
-        assert s["frames_committed"] == PRODUCERS * FRAMES == returned + s["frames_skipped"]
-        assert s["frames_skipped"] == c.skipped > 0
+        stream_over(ring, c, procs, returned)
         assert max(last.values()) == FRAMES - 1     # the stream's last frame is never skipped
-        assert (s["frames_held"], s["fill"]) == (0, 0)
 
 
 @pytest.mark.timeout(180)
@@ -316,12 +322,7 @@ def test_recv_latest_each_under_several_producer_processes(name):
     with shmring.Ring.create(name, 1 << 16, producers=8) as ring, ring.consumer() as c:
         procs = [start_process(camera, ring, i, FRAMES) for i in range(PRODUCERS)]
         last, returned = {}, 0
-        while True:
-            backlog(ring, 8)
-            try:
-                newest = c.recv_latest_each(timeout=60)
-            except shmring.Sealed:
-                break
+        for newest in each_backlog(ring, c.recv_latest_each):
             producers = [split_type(f.type)[0] for f in newest.values()]
             assert len(set(producers)) == len(producers)  # one frame per producer
             for slot, frame in newest.items():
@@ -330,14 +331,8 @@ def test_recv_latest_each_under_several_producer_processes(name):
             returned += len(newest)
             assert ring.stats()["frames_received"] == returned + c.skipped
             del newest, frame
-        for proc in procs:
-            proc.join(60)
-            assert proc.exitcode == 0
-        s = ring.stats()
-        assert s["frames_committed"] == PRODUCERS * FRAMES == returned + s["frames_skipped"]
-        assert s["frames_skipped"] == c.skipped > 0
+        stream_over(ring, c, procs, returned)
         assert last == {i: FRAMES - 1 for i in range(PRODUCERS)}  # nor any producer's last
-        assert (s["frames_held"], s["fill"]) == (0, 0)
 
 
 # --- the drop policy --------------------------------------------------------------
