@@ -112,8 +112,10 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
                         int64_t deadline) noexcept nogil
 cdef void producer_commit(ProducerState *p) noexcept nogil
 cdef void producer_abort(ProducerState *p) noexcept nogil
+cdef void producer_drop(ProducerState *p) noexcept nogil
 
 cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil
 cdef void consumer_close(ConsumerState *c) noexcept nogil
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil
 cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil
+cdef int consumer_skip(ConsumerState *c, uint64_t pos) noexcept nogil

@@ -534,6 +534,12 @@ cdef void producer_abort(ProducerState *p) noexcept nogil:
     store64(&s.aborted, s.aborted + 1, RELAXED)
     publish(p, PAD)
 
+cdef void producer_drop(ProducerState *p) noexcept nogil:
+    """Count a frame that found no room and was dropped (on_full="drop"):
+    nothing was claimed, so this is a report only."""
+    cdef Slot *s = &p.ring.slots[p.slot]
+    store64(&s.dropped, s.dropped + 1, RELAXED)
+
 # --- consumer ---------------------------------------------------------------
 
 cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
@@ -820,6 +826,14 @@ cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil:
         return OK
     return advance_head(c)          # with nothing held, head must reach the cursor
 
+cdef int consumer_skip(ConsumerState *c, uint64_t pos) noexcept nogil:
+    """Release a delivered record unread, and count it (recv_latest()).
+    The same release: skipping adds no step to the protocol."""
+    cdef int st = consumer_release(c, pos)
+    if st == OK:
+        store64(&c.ring.hdr.skipped_frames, c.ring.hdr.skipped_frames + 1, RELAXED)
+    return st
+
 # --- the layout, for Python ---------------------------------------------------
 # shmring/layout.py reads these numbers; the compiler takes them from the
 # structs in layout.pxd, so nothing in Python keeps an offset of its own.
@@ -871,6 +885,7 @@ LAYOUT = {
         "abandoned_bytes": _at(&_h, &_h.abandoned_bytes, sizeof(_h.abandoned_bytes)),
         "wakeups_to_consumer": _at(&_h, &_h.wakeups_to_consumer, sizeof(_h.wakeups_to_consumer)),
         "wakeups_to_producers": _at(&_h, &_h.wakeups_to_producers, sizeof(_h.wakeups_to_producers)),
+        "skipped_frames": _at(&_h, &_h.skipped_frames, sizeof(_h.skipped_frames)),
         "_pad5": _at(&_h, &_h._pad5, sizeof(_h._pad5)),
     }),
     "Slot": (sizeof(Slot), {
@@ -882,6 +897,7 @@ LAYOUT = {
         "aborted": _at(&_s, &_s.aborted, sizeof(_s.aborted)),
         "full_waits": _at(&_s, &_s.full_waits, sizeof(_s.full_waits)),
         "opens": _at(&_s, &_s.opens, sizeof(_s.opens)),
+        "dropped": _at(&_s, &_s.dropped, sizeof(_s.dropped)),
         "_pad": _at(&_s, &_s._pad, sizeof(_s._pad)),
     }),
     "RecordHeader": (sizeof(RecordHeader), {

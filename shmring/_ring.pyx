@@ -10,6 +10,7 @@ from cpython.buffer cimport (
 from cpython.exc cimport PyErr_CheckSignals
 from libc cimport errno as c_errno
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
 
@@ -19,7 +20,7 @@ from shmring._core cimport (
     OK, TIMEOUT, INTERRUPTED, SEALED, ERR_TOO_LARGE, ERR_CORRUPT, ERR_CONSUMER_GONE,
     NOWAIT, NO_DEADLINE, RingView, ProducerState, ConsumerState, Received)
 from shmring.includes.atomics cimport (
-    RELAXED, ACQUIRE, RELEASE, load32, store32, cas32, fetch_add32, cpu_relax)
+    RELAXED, ACQUIRE, RELEASE, load32, store32, load64, cas32, fetch_add32, cpu_relax)
 from shmring.layout cimport (
     SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, MIN_CAPACITY, DEFAULT_SLOTS,
     MAX_NDIM, ALIGN, STATE_MASK)

@@ -26,6 +26,9 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"creator    pid {ring.creator_pid}, {created:%Y-%m-%d %H:%M:%S} UTC")
     for key, value in ring.stats().items():
         print(f"{key:<21}{value}")
+    for p in segments.read_ring(ring.path)["producers"]:
+        print(f"{'slot ' + str(p['slot']):<21}pid {p['pid']}{'' if p['alive'] else ' (dead)'}: "
+              f"frames {p['frames']}, dropped {p['dropped']}")
     return 0
 
 

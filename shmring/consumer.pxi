@@ -22,6 +22,54 @@ cdef inline void let_go(ConsumerState *c) noexcept nogil:
     store32(&c.in_use, FREE, RELEASE)  # pairs with hold's acquire CAS
 
 
+# recv_latest() and recv_latest_each(): the core's receive and release in a
+# loop without the GIL, no step of their own in the protocol.  The loop ends
+# at the tail it saw first, so producers that keep committing cannot keep it
+# going, and at a claim still being written, which receive waits for.
+
+cdef int skip_to_newest(ConsumerState *c, Received *r, Received *by_slot,
+                        uint64_t *skipped) noexcept nogil:
+    """r is a record just delivered.  Receive each record committed after it,
+    up to the tail of now, keeping only the newest: of all of them in r
+    (by_slot NULL), or of each producer in by_slot[its slot], r's included.
+    Each record replaced is released unread and counted in skipped.  OK, or
+    an error status (records in hand then stay held: the ring is corrupt)."""
+    cdef uint64_t limit = _core.tail_pos(load64(&c.ring.hdr.tail, RELAXED))  # a bound only: receive loads tail again with acquire
+    cdef Received later
+    cdef int st = OK
+    if by_slot != NULL:
+        st = keep_newest(c, by_slot, r, skipped)
+    while st == OK and limit - c.cursor - 1 < c.ring.capacity:   # the cursor is before limit
+        st = _core.consumer_receive(c, &later, NOWAIT)
+        if st == TIMEOUT or st == SEALED:
+            return OK                   # pending, or the end: what we have is the newest
+        if st != OK:
+            return st
+        if by_slot != NULL:
+            st = keep_newest(c, by_slot, &later, skipped)
+        else:
+            st = _core.consumer_skip(c, r.pos)
+            skipped[0] += st == OK
+            r[0] = later
+    return st
+
+
+cdef int keep_newest(ConsumerState *c, Received *by_slot, Received *r,
+                     uint64_t *skipped) noexcept nogil:
+    """File r under its producer's slot, skipping the record it replaces."""
+    cdef uint32_t slot = _core.header_at(&c.ring, r.pos).slot
+    cdef int st
+    if slot >= c.ring.nslots:
+        return ERR_CORRUPT              # no producer has that slot
+    if by_slot[slot].data != NULL:
+        st = _core.consumer_skip(c, by_slot[slot].pos)
+        if st != OK:
+            return st
+        skipped[0] += 1
+    by_slot[slot] = r[0]
+    return OK
+
+
 @cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first
 cdef class Consumer:
     """Reads frames in place.  Use it from one thread at a time."""
@@ -149,6 +197,70 @@ cdef class Consumer:
             if st != OK:
                 raise_status(st, NULL, &self.st)
 
+    def recv_latest(self, timeout=None):
+        """The newest frame: waits as long as timeout for a frame, as recv()
+        does, then also takes every frame committed after it by then and
+        returns the last, releasing the older ones unread (counted in
+        stats()["frames_skipped"] and in .skipped).  Frames behind a claim
+        still being written wait for the next call.  Frames already held are
+        left alone.  Raises Empty at the deadline, and Sealed once the ring
+        is sealed and every frame was received."""
+        cdef int64_t deadline = deadline_for(timeout)
+        cdef Received r
+        cdef uint64_t skipped = 0
+        cdef int st
+        self.begin()
+        try:
+            st = self.next_record(&r, deadline)
+            if st != OK:
+                raise_status(st, NULL, &self.st)
+            with nogil:
+                st = skip_to_newest(&self.st, &r, NULL, &skipped)
+            self.skipped += skipped
+            if st != OK:
+                raise_status(st, NULL, &self.st)
+            return make_frame(self, &r)
+        finally:
+            self.end()
+
+    def recv_latest_each(self, timeout=None):
+        """Each producer's newest frame: recv_latest() for several cameras.
+        Waits as long as timeout for a frame, then takes every frame committed
+        by then, and returns a dict {producer slot: Frame} (the slot is
+        Frame.producer) holding each producer's last, in the order they were
+        sent; a producer that sent nothing since the last call is absent.
+        The older frames are released unread and counted as recv_latest()
+        counts them.  Raises Empty and Sealed as recv_latest() does."""
+        cdef int64_t deadline = deadline_for(timeout)
+        cdef Received r
+        cdef Received *by_slot
+        cdef uint64_t skipped = 0
+        cdef uint32_t i, nslots = self.st.ring.nslots
+        cdef int st
+        self.begin()
+        try:
+            if self.by_slot == NULL:
+                self.by_slot = <Received *>calloc(nslots, sizeof(Received))
+                if self.by_slot == NULL:
+                    raise MemoryError()
+            by_slot = self.by_slot
+            st = self.next_record(&r, deadline)
+            if st != OK:
+                raise_status(st, NULL, &self.st)
+            try:
+                with nogil:
+                    st = skip_to_newest(&self.st, &r, by_slot, &skipped)
+                self.skipped += skipped
+                if st != OK:
+                    raise_status(st, NULL, &self.st)
+                newest = sorted([(by_slot[i].pos - self.st.head, i, make_frame(self, &by_slot[i]))
+                                 for i in range(nslots) if by_slot[i].data != NULL])
+                return {i: frame for _, i, frame in newest}     # in ring order
+            finally:
+                memset(by_slot, 0, nslots * sizeof(Received))
+        finally:
+            self.end()
+
     def __iter__(self):
         return self
 
@@ -239,6 +351,7 @@ cdef class Consumer:
     def __dealloc__(self):
         if not self.closed and self.gen == _core.generation():
             _core.consumer_close(&self.st)
+        free(self.by_slot)
 
     def __enter__(self):
         return self

@@ -11,7 +11,7 @@ cdef extern from *:
     const uint64_t MAGIC "SHMRING_MAGIC"
 
 cdef enum:
-    VERSION = 2                     # 2: the seal bit in tail, held_frames, slot opens
+    VERSION = 3                     # 3: skipped_frames, slot dropped (2: the seal bit, held_frames, opens)
     LINE = 128                      # counters sit 128 B apart (no false sharing)
     ALIGN = 64                      # records and payloads start on cache lines
     RECORD_HEADER = 64
@@ -70,7 +70,8 @@ cdef struct SegmentHeader:
     uint64_t abandoned_bytes
     uint64_t wakeups_to_consumer    # FUTEX_WAKE calls for a consumer sleeping on an empty ring
     uint64_t wakeups_to_producers   # FUTEX_WAKE calls for producers sleeping on a full ring
-    uint8_t _pad5[312]
+    uint64_t skipped_frames         # received by recv_latest() and released unread
+    uint8_t _pad5[304]
 
 # One per producer, from offset 1024, LINE bytes each.
 cdef struct Slot:
@@ -82,7 +83,8 @@ cdef struct Slot:
     uint64_t aborted
     uint64_t full_waits
     uint64_t opens                  # producers that took this slot, ever
-    uint8_t _pad[64]
+    uint64_t dropped                # frames an on_full="drop" producer dropped
+    uint8_t _pad[56]
 
 # The 64-byte header in front of every record.
 cdef struct RecordHeader:

@@ -19,7 +19,7 @@ cdef class Producer:
         raise TypeError("use ring.producer()")
 
     @staticmethod
-    cdef Producer open(Ring ring, uint32_t spin, bint nontemporal):
+    cdef Producer open(Ring ring, uint32_t spin, bint nontemporal, bint drops):
         cdef Producer p = Producer.__new__(Producer)
         p.closed = True                 # until it holds a slot
         p.seg = ring.live()
@@ -30,6 +30,7 @@ cdef class Producer:
         p.closed = False
         p.st.spin = spin
         p.nontemporal = nontemporal
+        p.drops = drops
         p.gen = _core.generation()
         return p
 
@@ -50,9 +51,17 @@ cdef class Producer:
             self.gen = _core.generation()
         return 0
 
+    cdef int64_t room_deadline(self, object timeout) except? -1:
+        """deadline_for(timeout), except that a dropping producer's default
+        is not to wait: None means "as the producer's on_full says"."""
+        if timeout is None and self.drops:
+            return NOWAIT
+        return deadline_for(timeout)
+
     cdef int open_record(self, uint64_t nbytes, uint32_t type, int64_t deadline,
                          bint must) except -1:
-        """Claim nbytes: 1, or 0 if no room came before deadline (Full if must).
+        """Claim nbytes: 1, or 0 if no room came before deadline (Full if must,
+        unless the producer drops: then the drop is counted in its slot).
         The first try keeps the GIL; only a wait releases it."""
         cdef int st
         if self.st.reserved:
@@ -67,6 +76,9 @@ cdef class Producer:
                 self.busy = False
         if st == OK:
             return 1
+        if st == TIMEOUT and self.drops:
+            _core.producer_drop(&self.st)
+            return 0
         if st != TIMEOUT or must:
             raise_status(st, &self.st, NULL, nbytes)
         return 0
@@ -109,29 +121,32 @@ cdef class Producer:
         return 0
 
     def send(self, data, *, type=0, timeout=None):
-        """Copy one frame into the ring.  data is any C-contiguous buffer.
-        Raises Full if the timeout runs out, FrameTooLarge beyond max_frame,
+        """Copy one frame into the ring and return True.  data is any
+        C-contiguous buffer.  Raises Full if the timeout runs out (a dropping
+        producer returns False instead), FrameTooLarge beyond max_frame,
         Sealed once the ring is sealed."""
         cdef uint32_t t = check_type(type)
-        cdef int64_t deadline = deadline_for(timeout)
+        cdef int64_t deadline = self.room_deadline(timeout)
         self.ensure_usable()
-        self.copy_in(data, t, deadline, True)
+        return bool(self.copy_in(data, t, deadline, True))
 
     def send_many(self, buffers, *, type=0, timeout=None):
         """Copy each buffer of an iterable into the ring as its own frame, in
         order.  timeout bounds the whole call.  Returns how many were sent:
-        all of them, unless the timeout ran out first."""
+        all of them, unless the timeout ran out first (a dropping producer
+        drops each frame that finds no room, and goes on)."""
         cdef Py_ssize_t sent = 0
         cdef uint32_t t = check_type(type)
-        cdef int64_t deadline = deadline_for(timeout)
+        cdef int64_t deadline = self.room_deadline(timeout)
         self.ensure_usable()
         if self.st.reserved:
             raise_status(OPEN_CLAIM)
         try:
             for data in buffers:
-                if not self.copy_in(data, t, deadline, False):
+                if self.copy_in(data, t, deadline, False):
+                    sent += 1
+                elif not self.drops:
                     break
-                sent += 1
         except Sealed as e:
             raise Sealed(f"{e}; {sent} frame(s) of this call were sent before the seal") from None
         return sent
@@ -139,13 +154,15 @@ cdef class Producer:
     def reserve(self, nbytes, *, type=0, timeout=None):
         """Claim nbytes in the ring and return a writable Reservation to fill
         in place.  It commits on a clean exit from `with` (or .commit()) and
-        aborts on an exception (or .abort())."""
+        aborts on an exception (or .abort()).  A dropping producer returns
+        None for a frame it dropped."""
         cdef uint32_t t = check_type(type)
-        cdef int64_t deadline = deadline_for(timeout)
+        cdef int64_t deadline = self.room_deadline(timeout)
         if nbytes < 0:
             raise ValueError(f"nbytes must be >= 0, not {nbytes}")
         self.ensure_usable()
-        self.open_record(nbytes, t, deadline, True)
+        if not self.open_record(nbytes, t, deadline, True):
+            return None
         return Reservation.wrap(self, None, None)
 
     def reserve_array(self, shape, dtype, *, type=0, timeout=None):
@@ -159,26 +176,32 @@ cdef class Producer:
         if nbytes > self.seg.view.max_frame:
             raise FrameTooLarge(f"array of {nbytes} bytes exceeds max_frame={self.seg.view.max_frame}")
         t = check_type(type)
-        deadline = deadline_for(timeout)
+        deadline = self.room_deadline(timeout)
         self.ensure_usable()
-        self.open_record(nbytes, t, deadline, True)
+        if not self.open_record(nbytes, t, deadline, True):
+            return None
         write_array_header(_core.header_at(&self.st.ring, self.st.res_pos), code, shape)
         return Reservation.wrap(self, dt, shape)
 
     def send_array(self, arr, *, type=0, timeout=None):
-        """Send a numpy array so that its dtype and shape travel with it.
-        Any strides are fine: the one copy goes straight into the ring."""
+        """Send a numpy array so that its dtype and shape travel with it, and
+        return True (False: a dropping producer dropped it).  Any strides are
+        fine: the one copy goes straight into the ring."""
         cdef Py_buffer buf
         arr = numpy().asarray(arr)
-        with self.reserve_array(arr.shape, arr.dtype, type=type, timeout=timeout) as r:
+        r = self.reserve_array(arr.shape, arr.dtype, type=type, timeout=timeout)
+        if r is None:
+            return False
+        with r:
             if not arr.flags.c_contiguous:
                 r.array()[...] = arr        # numpy's strided copy
-                return
+                return True
             PyObject_GetBuffer(arr, &buf, PyBUF_SIMPLE)
             try:
                 self.fill(<uint8_t *>buf.buf, buf.len)
             finally:
                 PyBuffer_Release(&buf)
+        return True
 
     def close(self):
         """Give the producer slot back, aborting an open reservation (whose
@@ -206,16 +229,22 @@ cdef class Producer:
     def __exit__(self, *exc):
         self.close()
 
+    @property
+    def on_full(self):
+        """"wait" or "drop": what a frame that finds the ring full does."""
+        return "drop" if self.drops else "wait"
+
     def __reduce__(self):
-        return (_producer_in, (self.ring, self.st.spin, self.nontemporal))
+        return (_producer_in, (self.ring, self.st.spin, self.nontemporal, self.on_full))
 
     def __repr__(self):
-        return f"<shmring.Producer slot={self.st.slot} of {self.seg.name!r}>"
+        drops = " on_full='drop'" if self.drops else ""
+        return f"<shmring.Producer slot={self.st.slot} of {self.seg.name!r}{drops}>"
 
 
-def _producer_in(ring, spin, nontemporal=False):
+def _producer_in(ring, spin, nontemporal=False, on_full="wait"):
     """Unpickle a Producer: a fresh producer on the same ring."""
-    return ring.producer(spin=spin, nontemporal=nontemporal)
+    return ring.producer(spin=spin, nontemporal=nontemporal, on_full=on_full)
 
 
 @cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first

@@ -33,6 +33,8 @@ class ProducerInfo(TypedDict):
     slot: int
     pid: int | None
     alive: bool
+    frames: int                 # the slot's counts, of every producer that held it
+    dropped: int
 
 
 class RingInfo(TypedDict):
@@ -117,10 +119,13 @@ def read_ring(path: str) -> RingInfo:
                 "consumer_pid": owner_pid(consumer), "consumer_alive": owner_alive(consumer),
                 "abandoned_frames": _u64(m, H.abandoned_frames)})
             for i in range(nslots):
-                word = _u64(m, layout.slot_offset(i) + layout.Slot.owner)
+                slot = layout.slot_offset(i)
+                word = _u64(m, slot + layout.Slot.owner)
                 if word:
                     info["producers"].append(
-                        {"slot": i, "pid": owner_pid(word), "alive": owner_alive(word)})
+                        {"slot": i, "pid": owner_pid(word), "alive": owner_alive(word),
+                         "frames": _u64(m, slot + layout.Slot.frames),
+                         "dropped": _u64(m, slot + layout.Slot.dropped)})
     except OSError as e:
         info["error"] = f"cannot read: {e.strerror}"
         return info

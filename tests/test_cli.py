@@ -59,14 +59,22 @@ def test_demo_rejects_bad_size():
 
 
 def test_info(name):
-    with shmring.Ring.create(name, 8192) as ring, ring.producer() as p:
+    with shmring.Ring.create(name, 8192) as ring, ring.producer() as p, \
+            ring.producer(on_full="drop") as dropper:
         p.send(b"x" * 10)
+        while dropper.send(b"y" * 1000):
+            pass
         result = shmring_cmd("info", name)
         assert result.returncode == 0, result.stderr
         assert re.search(r"^capacity\s+8192$", result.stdout, re.M)
-        assert re.search(r"frames_committed\s+1\b", result.stdout)
+        assert re.search(r"frames_committed\s+8\b", result.stdout)
+        assert re.search(r"^frames_dropped\s+1$", result.stdout, re.M)
+        assert re.search(r"^frames_skipped\s+0$", result.stdout, re.M)
         assert re.search(rf"creator    pid {os.getpid()}\b", result.stdout)
-        keys = [line.split()[0] for line in result.stdout.splitlines()]
+        assert re.search(rf"^slot 0\s+pid {os.getpid()}: frames 1, dropped 0$", result.stdout, re.M)
+        assert re.search(rf"^slot 1\s+pid {os.getpid()}: frames 7, dropped 1$", result.stdout, re.M)
+        keys = [line[:11].strip() if line.startswith("slot ") else line.split()[0]
+                for line in result.stdout.splitlines()]
         assert len(keys) == len(set(keys)), "a field printed twice"
 
 
