@@ -4,33 +4,29 @@ never crash or hang the consumer (see docs/operations.md, "Fuzzing").
     pip install atheris
     python fuzz/fuzz_consumer.py -timeout=20 -runs=20000 [corpus_dir]
 
-Each input becomes one example for fuzz/scribble.py: which records the ring
+(with shmring importable: installed, or PYTHONPATH=. after an in-place build).
+Each input becomes one example for shmring.testing.scribble: which records the ring
 holds, which are received or released, and a list of writes into the header,
 the producer slots, record headers (at real or arbitrary positions) or raw
 bytes.  libFuzzer reports a crash (SIGSEGV/SIGBUS in the consumer), and
 -timeout reports a hang.  A Python exception other than Empty, Full,
 RingCorrupted, IncompatibleRing or ConsumerExists is also a finding.
 """
-import os
 import sys
 
 import atheris
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 with atheris.instrument_imports():
-    import scribble
+    from shmring.testing import scribble
 
 VALUE_KINDS = ("lit", "lit_any", "tag", "pos", "cap", "code")
 POS_BASES = ("head", "tail", "rec")
-LITERALS = [0, 1, 8, 63, 64, 4096, 8128, 8184, 8192, 8256, 1 << 32, 1 << 63,
-            (1 << 64) - 1, (1 << 64) - 64, (1 << 64) - 8]
 
 
 def value(fdp):
     kind = VALUE_KINDS[fdp.ConsumeIntInRange(0, len(VALUE_KINDS) - 1)]
     if kind == "lit":
-        return ["lit", LITERALS[fdp.ConsumeIntInRange(0, len(LITERALS) - 1)]]
+        return ["lit", scribble.LITERALS[fdp.ConsumeIntInRange(0, len(scribble.LITERALS) - 1)]]
     if kind == "lit_any":
         return ["lit", fdp.ConsumeInt(8) & ((1 << 64) - 1)]
     if kind == "tag":
@@ -51,7 +47,7 @@ def pick(fdp, names):
 def example(data):
     fdp = atheris.FuzzedDataProvider(data)
     ex = {
-        "start": [0, 4096 - 256, (1 << 32) - 2048, (1 << 64) - 1024][fdp.ConsumeIntInRange(0, 3)],
+        "start": scribble.STARTS[fdp.ConsumeIntInRange(0, len(scribble.STARTS) - 1)],
         "frames": [[("bytes", "array")[fdp.ConsumeIntInRange(0, 1)], fdp.ConsumeIntInRange(0, 1500)]
                    for _ in range(fdp.ConsumeIntInRange(0, 8))],
         "receive": fdp.ConsumeIntInRange(0, 4),

@@ -3,7 +3,8 @@
 # The hot layout helpers are inline here, so that _ring calls them without a
 # cross-module call.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
-from shmring.layout cimport SegmentHeader, Slot, RecordHeader, ALIGN, RECORD_HEADER, STATE_MASK
+from shmring.layout cimport (
+    SegmentHeader, Slot, RecordHeader, ALIGN, RECORD_HEADER, STATE_MASK, TAIL_SEALED)
 
 cdef enum Status:
     OK = 0
@@ -11,6 +12,7 @@ cdef enum Status:
     PENDING = 2             # claimed, not committed yet
     TIMEOUT = 4
     INTERRUPTED = 5         # a wait slice ended: check signals, call again
+    SEALED = 6              # claim: the ring takes no new frames; receive: sealed and drained
     ERR_TOO_LARGE = -1
     ERR_CORRUPT = -2
     ERR_CONSUMER_GONE = -3
@@ -86,6 +88,10 @@ cdef inline object owner_pid(uint64_t owner):
     """The pid in an owner word; None for a free word."""
     return (owner & ((1 << PID_BITS) - 1)) or None
 
+cdef inline uint64_t tail_pos(uint64_t word) noexcept nogil:
+    """The position in a tail word, without the seal bit."""
+    return word & ~<uint64_t>TAIL_SEALED
+
 cdef inline uint64_t record_size(uint64_t length) noexcept nogil:
     return (length + RECORD_HEADER + ALIGN - 1) & ~<uint64_t>(ALIGN - 1)
 
@@ -101,6 +107,8 @@ cdef inline uint8_t *payload_at(RingView *v, uint64_t pos) noexcept nogil:
 cdef void ring_format(uint8_t *base, uint64_t capacity, uint64_t max_frame,
                       uint32_t nslots, uint64_t secret, uint64_t start) noexcept nogil
 cdef int ring_view(RingView *v, uint8_t *base, uint64_t size) noexcept nogil
+cdef bint ring_seal(RingView *v) noexcept nogil
+cdef bint ring_sealed(RingView *v) noexcept nogil
 cdef size_t stream_threshold() noexcept nogil
 cdef void copy_payload(uint8_t *dst, const uint8_t *src, size_t n,
                        bint nontemporal) noexcept nogil
@@ -111,6 +119,7 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
                         int64_t deadline) noexcept nogil
 cdef void producer_commit(ProducerState *p) noexcept nogil
 cdef void producer_abort(ProducerState *p) noexcept nogil
+cdef void producer_drop(ProducerState *p) noexcept nogil
 
 cdef int producer_arm(ProducerState *p, uint64_t length) noexcept nogil
 cdef void producer_disarm(ProducerState *p) noexcept nogil
@@ -119,6 +128,7 @@ cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil
 cdef void consumer_close(ConsumerState *c) noexcept nogil
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil
 cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil
+cdef int consumer_skip(ConsumerState *c, uint64_t pos) noexcept nogil
 cdef int consumer_arm(ConsumerState *c) noexcept nogil
 cdef void consumer_disarm(ConsumerState *c) noexcept nogil
 

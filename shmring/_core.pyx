@@ -22,11 +22,12 @@ from shmring.includes.debug cimport debug_assert
 from shmring.includes.stream cimport HAVE_STREAM, load128, stream128
 from shmring.includes.lab cimport LAB_BUILD, pause_point, lab_attach
 from shmring.includes.mutants cimport (
-    COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, tag_mismatch, no_room, handshake_fence,
-    stream_fence, bell_recheck)
+    COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, SEAL_RINGS, tag_mismatch, no_room,
+    handshake_fence, stream_fence, seal_cas, bell_recheck)
 from shmring.layout cimport (
-    SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, ALIGN,
-    RECORD_HEADER, MIN_CAPACITY, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK)
+    SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, LINE, ALIGN, RECORD_HEADER,
+    MIN_CAPACITY, DEFAULT_SLOTS, MAX_NDIM, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK,
+    TAIL_SEALED)
 
 cdef extern from "<pthread.h>" nogil:
     int pthread_atfork(void (*prepare)() noexcept nogil,
@@ -45,16 +46,19 @@ cdef enum:
     P_HEAD = 8              # consumer stored head, producers not yet woken
     P_DATA_WAIT = 9         # consumer announced itself as waiter, not re-checked
     P_SPACE_WAIT = 10       # producer announced itself as waiter, not re-checked
-    P_DATA_ARM = 11         # awaiting consumer found nothing, doorbell not armed yet
-    P_DATA_ARMED = 12       # awaiting consumer armed its doorbell, not re-checked
-    P_SPACE_ARMED = 13      # awaiting producer armed its doorbell, not re-checked
-    P_DATA_RING = 14        # producer won the consumer's doorbell flag, not rung yet
-    P_SPACE_RING = 15       # consumer won a producer's doorbell flag, not rung yet
+    P_SEAL = 11             # sealer loaded tail, not yet sealed it (CAS)
+    P_SEALED = 12           # tail sealed, sleepers not yet woken
+    P_DATA_ARM = 13         # awaiting consumer found nothing, doorbell not armed yet
+    P_DATA_ARMED = 14       # awaiting consumer armed its doorbell, not re-checked
+    P_SPACE_ARMED = 15      # awaiting producer armed its doorbell, not re-checked
+    P_DATA_RING = 16        # producer won the consumer's doorbell flag, not rung yet
+    P_SPACE_RING = 17       # consumer won a producer's doorbell flag, not rung yet
 
 LAB_POINTS = {"claim_cas": P_CLAIM_CAS, "claimed": P_CLAIMED, "busy": P_BUSY,
               "payload": P_PAYLOAD, "commit": P_COMMIT, "committed": P_COMMITTED,
               "header": P_HEADER, "head": P_HEAD, "data_wait": P_DATA_WAIT,
-              "space_wait": P_SPACE_WAIT, "data_arm": P_DATA_ARM, "data_armed": P_DATA_ARMED,
+              "space_wait": P_SPACE_WAIT, "seal": P_SEAL, "sealed": P_SEALED,
+              "data_arm": P_DATA_ARM, "data_armed": P_DATA_ARMED,
               "space_armed": P_SPACE_ARMED, "data_ring": P_DATA_RING,
               "space_ring": P_SPACE_RING}
 
@@ -69,6 +73,24 @@ def _lab_install(size_t free_word, size_t cell):
     a turn (stress/control.py owns the layout).  Lab builds only."""
     if not lab_attach(<void *>free_word, <void *>cell):
         raise RuntimeError("pause points are compiled out: rebuild with SHMRING_LAB=1")
+
+
+def _lab_futex_wait(size_t word, uint32_t seen, double timeout):
+    """Sleep while the 32-bit word at address word holds seen, for at most
+    timeout seconds (a wake, a signal or a changed word end it sooner).  The
+    lab's coordinator waits on its control segment with this: the syscall's
+    number comes from this machine's headers.  Lab builds only."""
+    if not LAB_BUILD:
+        raise RuntimeError("the lab's futex is compiled out: rebuild with SHMRING_LAB=1")
+    with nogil:
+        futex_wait(<uint32_t *>word, seen, <int64_t>(timeout * 1e9))
+
+
+def _lab_futex_wake(size_t word, int count):
+    """Wake up to count waiters on the 32-bit word at address word.  Lab builds only."""
+    if not LAB_BUILD:
+        raise RuntimeError("the lab's futex is compiled out: rebuild with SHMRING_LAB=1")
+    futex_wake(<uint32_t *>word, count)
 
 
 cdef int64_t WAIT_SLICE_NS = 100_000_000    # wake to re-check liveness and signals
@@ -210,6 +232,21 @@ cdef int64_t slice_until(int64_t deadline) noexcept nogil:
     cdef int64_t left = deadline - now_ns()
     return WAIT_SLICE_NS if left > WAIT_SLICE_NS else left
 
+# The wakers' half of the two handshakes (docs/design.md, "Waiting"), called
+# after the caller published (a commit, head, the seal) and ran its fence.
+
+cdef void wake_consumer(SegmentHeader *h) noexcept nogil:
+    if load32(&h.data_waiting, RELAXED) and exchange32(&h.data_waiting, 0, RELAXED):
+        fetch_add32(&h.data_seq, 1, RELEASE)  # pairs with wait_for_data's acquire load of data_seq
+        futex_wake(&h.data_seq, 1)
+        fetch_add64(&h.wakeups_to_consumer, 1, RELAXED)
+
+cdef void wake_producers(SegmentHeader *h) noexcept nogil:
+    if load32(&h.space_waiting, RELAXED) and exchange32(&h.space_waiting, 0, RELAXED):
+        fetch_add32(&h.space_seq, 1, RELEASE)  # pairs with wait_for_space's acquire load of space_seq
+        futex_wake(&h.space_seq, 0x7fffffff)
+        fetch_add64(&h.wakeups_to_producers, 1, RELAXED)
+
 # --- doorbells --------------------------------------------------------------
 # An awaiting consumer or producer owns a unix datagram socket bound beside
 # the segment (_ring's doorbell.pxi) and arms a flag in the segment; whoever
@@ -297,6 +334,15 @@ cdef void ring_producers(RingView *v) noexcept nogil:
         if load32(&s.bell, RELAXED) and exchange32(&s.bell, 0, RELAXED):
             pause_point(P_SPACE_RING)
             ring_bell(v, <int>i, load64(&s.owner, RELAXED))
+
+cdef void ring_waiters(RingView *v) noexcept nogil:
+    """The seal's doorbells: ring every armed waiter, the consumer and each
+    producer, as wake_consumer and wake_producers wake the sleepers."""
+    cdef SegmentHeader *h = v.hdr
+    if load32(&h.data_bell, RELAXED) and exchange32(&h.data_bell, 0, RELAXED):
+        ring_bell(v, -1, load64(&h.consumer, RELAXED))
+    if load32(&h.space_bell, RELAXED) and exchange32(&h.space_bell, 0, ACQUIRE):  # pairs with producer_arm's release exchange: slot flags are visible
+        ring_producers(v)
 
 # --- layout -----------------------------------------------------------------
 
@@ -412,6 +458,31 @@ cdef int ring_view(RingView *v, uint8_t *base, uint64_t size) noexcept nogil:
     v.nslots = h.nslots
     return OK
 
+# --- end of stream ----------------------------------------------------------
+
+cdef bint ring_seal(RingView *v) noexcept nogil:
+    """Close the ring to new frames: set TAIL_SEALED in tail.  A claim whose
+    CAS on tail came first is delivered; one after it fails its CAS or sees
+    the bit, and is refused.  Wakes every sleeper and rings every armed
+    doorbell, so that the consumer sees the end and waiting producers their
+    refusal.  True if this call sealed it."""
+    cdef SegmentHeader *h = v.hdr
+    cdef uint64_t tail = load64(&h.tail, RELAXED)
+    while not tail & TAIL_SEALED:
+        pause_point(P_SEAL)
+        if seal_cas(&h.tail, &tail, tail | TAIL_SEALED):  # release pairs with poll's acquire load of tail (continuing the claims' release sequence)
+            pause_point(P_SEALED)
+            handshake_fence()  # SEQ_CST; pairs with the fences of wait_for_data, wait_for_space and the two arms: we see their flags, or they see the seal
+            wake_consumer(h)
+            wake_producers(h)
+            if SEAL_RINGS:
+                ring_waiters(v)
+            return True
+    return False
+
+cdef bint ring_sealed(RingView *v) noexcept nogil:
+    return (load64(&v.hdr.tail, RELAXED) & TAIL_SEALED) != 0  # a report: orders nothing
+
 # --- producer ---------------------------------------------------------------
 
 cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
@@ -437,6 +508,7 @@ cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
         if cas64(&s.owner, &owner, me, False, ACQUIRE, RELAXED):  # acquire pairs with producer_close's release store of owner
             store64(&s.intent_len, 0, RELAXED)
             store32(&s.bell, 0, RELAXED)   # a dead owner's armed flag would only cost a ring
+            store64(&s.opens, s.opens + 1, RELAXED)
             p.slot = i
             p.head_cache = head
             return <int>i
@@ -456,14 +528,18 @@ cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noex
     cdef uint64_t room = v.capacity - (tail & v.mask)
     return need + room if room < need else need
 
-cdef bint has_room(ProducerState *p, uint64_t need) noexcept nogil:
+cdef bint may_claim(ProducerState *p, uint64_t need) noexcept nogil:
+    """Room for need bytes, or the ring is sealed: either way the claim
+    should look again (and report the seal)."""
     cdef RingView *v = &p.ring
     cdef uint64_t tail = load64(&v.hdr.tail, RELAXED)
+    if tail & TAIL_SEALED:
+        return True
     p.head_cache = load64(&v.hdr.head, ACQUIRE)  # pairs with advance_head's release store of head
     return (tail - p.head_cache) + claim_total(v, tail, need) <= v.capacity
 
 cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexcept nogil:
-    """Sleep until head may have moved.  OK means "try again"."""
+    """Sleep until head may have moved or the ring was sealed.  OK means "try again"."""
     cdef SegmentHeader *h = p.ring.hdr
     cdef uint32_t seq, _i
     cdef uint64_t consumer
@@ -471,14 +547,14 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
     if p.spun_for != p.head_cache + 1:     # spin once per head, not every wait slice
         p.spun_for = p.head_cache + 1
         for _i in range(p.spin):
-            if has_room(p, need):
+            if may_claim(p, need):
                 return OK
             cpu_relax()
-    seq = load32(&h.space_seq, ACQUIRE)  # pairs with advance_head's release increment of space_seq
+    seq = load32(&h.space_seq, ACQUIRE)  # pairs with wake_producers' release increment of space_seq
     store32(&h.space_waiting, 1, RELAXED)
     pause_point(P_SPACE_WAIT)
-    handshake_fence()  # SEQ_CST; pairs with advance_head's fence: we see its head, or it sees our flag
-    if has_room(p, need):
+    handshake_fence()  # SEQ_CST; pairs with advance_head's and ring_seal's fences: we see head or the seal, or they see our flag
+    if may_claim(p, need):
         return OK
     consumer = load64(&h.consumer, RELAXED)
     if consumer != 0 and not owner_alive(consumer):
@@ -492,7 +568,8 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
 cdef int producer_arm(ProducerState *p, uint64_t length) noexcept nogil:
     """Arm this slot's doorbell for an awaiting producer: wait_for_space's
     handshake with a flag in place of the futex.  PENDING: armed, no room for
-    length yet: await the doorbell.  OK: room now, nothing armed.
+    length yet: await the doorbell.  OK: room now, or the ring is sealed
+    (the claim reports it); nothing armed.
     ERR_CONSUMER_GONE (nothing armed)."""
     cdef SegmentHeader *h = p.ring.hdr
     cdef Slot *s = &p.ring.slots[p.slot]
@@ -501,8 +578,8 @@ cdef int producer_arm(ProducerState *p, uint64_t length) noexcept nogil:
     # An exchange, not a store: an RMW never breaks another producer's release sequence.
     exchange32(&h.space_bell, 1, RELEASE)  # pairs with advance_head's acquire exchange: our slot flag is visible first
     pause_point(P_SPACE_ARMED)
-    handshake_fence()  # SEQ_CST; pairs with advance_head's fence: we see its head, or it sees our flag
-    if has_room(p, record_size(length)):
+    handshake_fence()  # SEQ_CST; pairs with advance_head's and ring_seal's fences: we see head or the seal, or they see our flag
+    if may_claim(p, record_size(length)):
         producer_disarm(p)
         return OK
     consumer = load64(&h.consumer, RELAXED)
@@ -522,7 +599,7 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
                         int64_t deadline) noexcept nogil:
     """Claim a record for length payload bytes and mark it BUSY.  Returns OK,
     TIMEOUT, INTERRUPTED (call again with the same deadline), ERR_TOO_LARGE
-    (nothing written) or ERR_CONSUMER_GONE."""
+    (nothing written), SEALED (nothing claimed) or ERR_CONSUMER_GONE."""
     cdef RingView *v = &p.ring
     cdef SegmentHeader *h = v.hdr
     cdef Slot *s = &v.slots[p.slot]
@@ -534,6 +611,8 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
     need = record_size(length)
     tail = load64(&h.tail, RELAXED)
     while True:
+        if tail & TAIL_SEALED:
+            return SEALED               # sealed before our CAS: refused, nothing claimed
         if tail & (ALIGN - 1):
             return ERR_CORRUPT          # a header at tail would cross the mapping's end
         total = claim_total(v, tail, need)
@@ -556,6 +635,7 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
         if cas64(&h.tail, &tail, tail + total, False, RELEASE, RELAXED):  # release pairs with recover_unwritten's acquire of tail: the intent is visible first
             break
         store64(&s.intent_len, 0, RELAXED)     # a stale intent must not hold up recovery
+        # (the CAS failed: another claim, or the seal, changed tail; look again)
     pause_point(P_CLAIMED)
     if total != need:
         room = total - need
@@ -588,10 +668,7 @@ cdef void publish(ProducerState *p, uint64_t state) noexcept nogil:
     p.reserved = False
     pause_point(P_COMMITTED)
     handshake_fence()  # SEQ_CST; pairs with wait_for_data's and consumer_arm's fences: we see their flag, or they see our commit
-    if load32(&h.data_waiting, RELAXED) and exchange32(&h.data_waiting, 0, RELAXED):
-        fetch_add32(&h.data_seq, 1, RELEASE)  # pairs with wait_for_data's acquire load of data_seq
-        futex_wake(&h.data_seq, 1)
-        fetch_add64(&h.producer_wakeups, 1, RELAXED)
+    wake_consumer(h)
     bell = exchange32(&h.data_bell, 0, RELAXED) if load32(&h.data_bell, RELAXED) else 0
     if bell:                        # we won the flag; its value names the doorbell
         pause_point(P_DATA_RING)
@@ -609,6 +686,12 @@ cdef void producer_abort(ProducerState *p) noexcept nogil:
     store64(&s.aborted, s.aborted + 1, RELAXED)
     publish(p, PAD)
 
+cdef void producer_drop(ProducerState *p) noexcept nogil:
+    """Count a frame that found no room and was dropped (on_full="drop"):
+    nothing was claimed, so this is a report only."""
+    cdef Slot *s = &p.ring.slots[p.slot]
+    store64(&s.dropped, s.dropped + 1, RELAXED)
+
 # --- consumer ---------------------------------------------------------------
 
 cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
@@ -624,6 +707,7 @@ cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
         if cas64(&v.hdr.consumer, &owner, me, False, ACQUIRE, ACQUIRE):  # pairs with consumer_close's release store of consumer
             break
     c.owner = me
+    store64(&v.hdr.held_frames, 0, RELAXED)  # what a dead consumer held is delivered again
     c.head = load64(&v.hdr.head, ACQUIRE)  # pairs with the previous consumer's release store of head
     c.cursor = c.head
     c.tail_cache = c.head
@@ -633,6 +717,7 @@ cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
 cdef void consumer_close(ConsumerState *c) noexcept nogil:
     cdef uint64_t me = c.owner
     consumer_disarm(c)
+    store64(&c.ring.hdr.held_frames, 0, RELAXED)  # the next consumer gets them again
     cas64(&c.ring.hdr.consumer, &me, 0, False, RELEASE, RELAXED)  # pairs with consumer_open's acquire of consumer
 
 cdef int checked_size(ConsumerState *c, uint64_t pos, uint64_t length) noexcept nogil:
@@ -645,7 +730,7 @@ cdef int checked_size(ConsumerState *c, uint64_t pos, uint64_t length) noexcept 
     if size > c.ring.capacity - (pos & c.ring.mask):
         return 0
     if size > c.tail_cache - pos:
-        tail = load64(&c.ring.hdr.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
+        tail = tail_pos(load64(&c.ring.hdr.tail, ACQUIRE))  # pairs with producer_claim's release CAS of tail
         if size > tail - pos or tail - pos > c.ring.capacity:
             return 0                    # and a bad tail is not cached
         c.tail_cache = tail
@@ -677,16 +762,14 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
     store64(&h.head, pos, RELEASE)  # pairs with producer_claim's acquire load of head: our reads are done
     pause_point(P_HEAD)
     handshake_fence()  # SEQ_CST; pairs with wait_for_space's and producer_arm's fences: we see their flag, or they see our head
-    if load32(&h.space_waiting, RELAXED) and exchange32(&h.space_waiting, 0, RELAXED):
-        fetch_add32(&h.space_seq, 1, RELEASE)  # pairs with wait_for_space's acquire load of space_seq
-        futex_wake(&h.space_seq, 0x7fffffff)
-        fetch_add64(&h.consumer_wakeups, 1, RELAXED)
+    wake_producers(h)
     if load32(&h.space_bell, RELAXED) and exchange32(&h.space_bell, 0, ACQUIRE):  # pairs with producer_arm's release exchange: slot flags are visible
         ring_producers(v)
     return OK
 
 cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
-    """Deliver the record at the cursor, skipping padding."""
+    """Deliver the record at the cursor, skipping padding.  SEALED when the
+    cursor reached a sealed tail: no frame will ever come again."""
     cdef RingView *v = &c.ring
     cdef SegmentHeader *h = v.hdr
     cdef uint64_t pos, word, state, length, tail
@@ -694,7 +777,10 @@ cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
     while True:
         pos = c.cursor
         if pos == c.tail_cache:
-            tail = load64(&h.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
+            tail = load64(&h.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail (and ring_seal's)
+            if tail == pos | TAIL_SEALED:
+                return SEALED           # sealed and drained
+            tail = tail_pos(tail)
             if tail - pos > v.capacity or (pos | tail) & (ALIGN - 1):
                 return ERR_CORRUPT      # kept out of tail_cache, so the next call checks again
             c.tail_cache = tail         # (a misaligned cursor from head would put a header across the mapping's end)
@@ -717,6 +803,7 @@ cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
             if length > v.max_frame:
                 return ERR_CORRUPT
             c.held += 1
+            store64(&h.held_frames, c.held, RELAXED)
             store64(&h.received_frames, h.received_frames + 1, RELAXED)
             store64(&h.received_bytes, h.received_bytes + length, RELAXED)
             out.pos = pos
@@ -736,12 +823,15 @@ cdef bint ready(ConsumerState *c) noexcept nogil:
 
 cdef int ready_checked(ConsumerState *c) noexcept nogil:
     """ready(), for wait_for_data: OK when poll will find the cursor's record
-    ready, PENDING when not.  A ready header at the cursor with tail still at
-    the cursor is impossible (the producer moved tail before writing it), so
-    it is ERR_CORRUPT: poll would see an empty ring and we would spin."""
+    ready or the ring sealed and drained, PENDING when not.  A ready header at
+    the cursor with tail still at the cursor is impossible (the producer moved
+    tail before writing it), so it is ERR_CORRUPT: poll would see an empty
+    ring and we would spin."""
+    cdef uint64_t tail
     if not ready(c):
-        return PENDING
-    if load64(&c.ring.hdr.tail, ACQUIRE) == c.cursor:  # pairs with producer_claim's release CAS of tail: it precedes the header ready() saw
+        tail = load64(&c.ring.hdr.tail, RELAXED)  # poll loads it again with acquire
+        return OK if tail == c.cursor | TAIL_SEALED else PENDING
+    if tail_pos(load64(&c.ring.hdr.tail, ACQUIRE)) == c.cursor:  # pairs with producer_claim's release CAS of tail: it precedes the header ready() saw
         return ERR_CORRUPT
     return OK
 
@@ -770,7 +860,7 @@ cdef int recover_unwritten(ConsumerState *c) noexcept nogil:
     cdef uint64_t pos = c.cursor, tail, ipos, ilen, end, best = 0, word
     cdef uint32_t i, j
     cdef bint found = False, proven
-    tail = load64(&v.hdr.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail: intents are visible
+    tail = tail_pos(load64(&v.hdr.tail, ACQUIRE))  # pairs with producer_claim's release CAS of tail: intents are visible
     if tail - pos > v.capacity:
         return ERR_CORRUPT              # else mark_abandoned could loop for 2^64 / capacity laps
     for i in range(v.nslots):
@@ -845,10 +935,10 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
             if st != PENDING:
                 return st
             cpu_relax()
-    seq = load32(&h.data_seq, ACQUIRE)  # pairs with publish's release increment of data_seq
+    seq = load32(&h.data_seq, ACQUIRE)  # pairs with wake_consumer's release increment of data_seq
     store32(&h.data_waiting, 1, RELAXED)
     pause_point(P_DATA_WAIT)
-    handshake_fence()  # SEQ_CST; pairs with publish's fence: we see its commit, or it sees our flag
+    handshake_fence()  # SEQ_CST; pairs with publish's and ring_seal's fences: we see the commit or the seal, or they see our flag
     st = ready_checked(c)
     if st != PENDING:
         return st
@@ -860,7 +950,8 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
 
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil:
     """Deliver the next committed record.  Returns OK, TIMEOUT, INTERRUPTED
-    (call again with the same deadline) or ERR_CORRUPT."""
+    (call again with the same deadline), SEALED (sealed and drained) or
+    ERR_CORRUPT."""
     cdef int st
     while True:
         st = poll(c, out)
@@ -884,33 +975,132 @@ cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil:
     if pos - c.head >= c.cursor - c.head:
         return ERR_CORRUPT              # a scribbled length moved head past a held frame
     c.held -= 1
+    store64(&c.ring.hdr.held_frames, c.held, RELAXED)
     store64(&rec.commit, tag(&c.ring, pos) | RELEASED, RELAXED)
     if pos != c.head and c.held != 0:
         return OK
     return advance_head(c)          # with nothing held, head must reach the cursor
+
+cdef int consumer_skip(ConsumerState *c, uint64_t pos) noexcept nogil:
+    """Release a delivered record unread, and count it (recv_latest()).
+    The same release: skipping adds no step to the protocol."""
+    cdef int st = consumer_release(c, pos)
+    if st == OK:
+        store64(&c.ring.hdr.skipped_frames, c.ring.hdr.skipped_frames + 1, RELAXED)
+    return st
 
 cdef int consumer_arm(ConsumerState *c) noexcept nogil:
     """Arm the doorbell of an awaiting consumer, after a try found nothing:
     wait_for_data's handshake with a flag in place of the futex.  EMPTY:
     armed, nothing claimed at the cursor.  PENDING: armed, the cursor's claim
     is not committed yet (await no longer than the stall check).  OK: a
-    record is ready, nothing armed.  ERR_CORRUPT."""
+    record is ready, or the ring is sealed and drained; nothing armed.
+    ERR_CORRUPT."""
     cdef SegmentHeader *h = c.ring.hdr
     cdef int st
     debug_assert(c.bell_id != 0)
     pause_point(P_DATA_ARM)
     store32(&h.data_bell, c.bell_id, RELAXED)
     pause_point(P_DATA_ARMED)
-    handshake_fence()  # SEQ_CST; pairs with publish's fence: we see its commit, or it sees our flag
+    handshake_fence()  # SEQ_CST; pairs with publish's and ring_seal's fences: we see the commit or the seal, or they see our flag
     st = bell_recheck(ready_checked(c))
     if st != PENDING:
         consumer_disarm(c)
         return st
     store64(&h.consumer_waits, h.consumer_waits + 1, RELAXED)
-    return EMPTY if load64(&h.tail, RELAXED) == c.cursor else PENDING
+    return EMPTY if tail_pos(load64(&h.tail, RELAXED)) == c.cursor else PENDING
 
 cdef void consumer_disarm(ConsumerState *c) noexcept nogil:
     """Take the flag back (a record was ready, or the await ended).  If a
     producer won it first, its ring is on the way: a spurious wake, drained
     later."""
     exchange32(&c.ring.hdr.data_bell, 0, RELAXED)
+
+# --- the layout, for Python ---------------------------------------------------
+# shmring/layout.py reads these numbers; the compiler takes them from the
+# structs in layout.pxd, so nothing in Python keeps an offset of its own.
+# Every field is listed, padding included: tests/test_layout.py checks that
+# the fields of each struct tile it from 0 to its size.
+
+cdef SegmentHeader _h
+cdef Slot _s
+cdef RecordHeader _r
+
+cdef tuple _at(const void *struct_start, const void *field, size_t width):
+    return (<const char *>field - <const char *>struct_start, width)
+
+
+def _data_offset(uint32_t nslots):
+    """Where the data area starts in a segment with nslots producer slots."""
+    return data_offset_for(nslots)
+
+
+LAYOUT = {
+    "SegmentHeader": (sizeof(SegmentHeader), {
+        "magic": _at(&_h, &_h.magic, sizeof(_h.magic)),
+        "version": _at(&_h, &_h.version, sizeof(_h.version)),
+        "data_offset": _at(&_h, &_h.data_offset, sizeof(_h.data_offset)),
+        "capacity": _at(&_h, &_h.capacity, sizeof(_h.capacity)),
+        "max_frame": _at(&_h, &_h.max_frame, sizeof(_h.max_frame)),
+        "secret": _at(&_h, &_h.secret, sizeof(_h.secret)),
+        "nslots": _at(&_h, &_h.nslots, sizeof(_h.nslots)),
+        "header_size": _at(&_h, &_h.header_size, sizeof(_h.header_size)),
+        "creator": _at(&_h, &_h.creator, sizeof(_h.creator)),
+        "created_ns": _at(&_h, &_h.created_ns, sizeof(_h.created_ns)),
+        "_pad0": _at(&_h, &_h._pad0, sizeof(_h._pad0)),
+        "tail": _at(&_h, &_h.tail, sizeof(_h.tail)),
+        "_pad1": _at(&_h, &_h._pad1, sizeof(_h._pad1)),
+        "head": _at(&_h, &_h.head, sizeof(_h.head)),
+        "_pad2": _at(&_h, &_h._pad2, sizeof(_h._pad2)),
+        "data_seq": _at(&_h, &_h.data_seq, sizeof(_h.data_seq)),
+        "data_waiting": _at(&_h, &_h.data_waiting, sizeof(_h.data_waiting)),
+        "data_bell": _at(&_h, &_h.data_bell, sizeof(_h.data_bell)),
+        "_pad3": _at(&_h, &_h._pad3, sizeof(_h._pad3)),
+        "space_seq": _at(&_h, &_h.space_seq, sizeof(_h.space_seq)),
+        "space_waiting": _at(&_h, &_h.space_waiting, sizeof(_h.space_waiting)),
+        "space_bell": _at(&_h, &_h.space_bell, sizeof(_h.space_bell)),
+        "_pad4": _at(&_h, &_h._pad4, sizeof(_h._pad4)),
+        "consumer": _at(&_h, &_h.consumer, sizeof(_h.consumer)),
+        "received_frames": _at(&_h, &_h.received_frames, sizeof(_h.received_frames)),
+        "received_bytes": _at(&_h, &_h.received_bytes, sizeof(_h.received_bytes)),
+        "held_frames": _at(&_h, &_h.held_frames, sizeof(_h.held_frames)),
+        "consumer_waits": _at(&_h, &_h.consumer_waits, sizeof(_h.consumer_waits)),
+        "abandoned_frames": _at(&_h, &_h.abandoned_frames, sizeof(_h.abandoned_frames)),
+        "abandoned_bytes": _at(&_h, &_h.abandoned_bytes, sizeof(_h.abandoned_bytes)),
+        "wakeups_to_consumer": _at(&_h, &_h.wakeups_to_consumer, sizeof(_h.wakeups_to_consumer)),
+        "wakeups_to_producers": _at(&_h, &_h.wakeups_to_producers, sizeof(_h.wakeups_to_producers)),
+        "skipped_frames": _at(&_h, &_h.skipped_frames, sizeof(_h.skipped_frames)),
+        "doorbell_rings": _at(&_h, &_h.doorbell_rings, sizeof(_h.doorbell_rings)),
+        "_pad5": _at(&_h, &_h._pad5, sizeof(_h._pad5)),
+    }),
+    "Slot": (sizeof(Slot), {
+        "owner": _at(&_s, &_s.owner, sizeof(_s.owner)),
+        "intent_pos": _at(&_s, &_s.intent_pos, sizeof(_s.intent_pos)),
+        "intent_len": _at(&_s, &_s.intent_len, sizeof(_s.intent_len)),
+        "frames": _at(&_s, &_s.frames, sizeof(_s.frames)),
+        "bytes": _at(&_s, &_s.bytes, sizeof(_s.bytes)),
+        "aborted": _at(&_s, &_s.aborted, sizeof(_s.aborted)),
+        "full_waits": _at(&_s, &_s.full_waits, sizeof(_s.full_waits)),
+        "opens": _at(&_s, &_s.opens, sizeof(_s.opens)),
+        "dropped": _at(&_s, &_s.dropped, sizeof(_s.dropped)),
+        "bell": _at(&_s, &_s.bell, sizeof(_s.bell)),
+        "_pad": _at(&_s, &_s._pad, sizeof(_s._pad)),
+    }),
+    "RecordHeader": (sizeof(RecordHeader), {
+        "commit": _at(&_r, &_r.commit, sizeof(_r.commit)),
+        "length": _at(&_r, &_r.length, sizeof(_r.length)),
+        "type": _at(&_r, &_r.type, sizeof(_r.type)),
+        "slot": _at(&_r, &_r.slot, sizeof(_r.slot)),
+        "ndim": _at(&_r, &_r.ndim, sizeof(_r.ndim)),
+        "flags": _at(&_r, &_r.flags, sizeof(_r.flags)),
+        "dtype": _at(&_r, &_r.dtype, sizeof(_r.dtype)),
+        "shape": _at(&_r, &_r.shape, sizeof(_r.shape)),
+    }),
+    "constants": {
+        "MAGIC": MAGIC, "VERSION": VERSION, "LINE": LINE, "ALIGN": ALIGN,
+        "RECORD_HEADER": RECORD_HEADER, "MIN_CAPACITY": MIN_CAPACITY,
+        "DEFAULT_SLOTS": DEFAULT_SLOTS, "MAX_NDIM": MAX_NDIM, "PID_BITS": PID_BITS,
+        "BUSY": BUSY, "COMMITTED": COMMITTED, "PAD": PAD, "RELEASED": RELEASED,
+        "STATE_MASK": STATE_MASK, "TAIL_SEALED": TAIL_SEALED,
+    },
+}

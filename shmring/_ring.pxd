@@ -53,15 +53,19 @@ cdef class Producer:
     cdef bint busy              # inside a call that released the GIL
     cdef bint closed
     cdef readonly bint nontemporal
+    cdef bint drops             # on_full="drop": a frame without room is dropped, not waited for
     cdef object reservation     # weakref to the last Reservation
     cdef Doorbell bell          # made by the first await, or fileno()
     cdef bint awaiting          # a task awaits room (one at a time)
 
     @staticmethod
-    cdef Producer open(Ring ring, uint32_t spin, bint nontemporal)
+    cdef Producer open(Ring ring, uint32_t spin, bint nontemporal, bint drops)
     cdef int ensure_usable(self) except -1
+    cdef int64_t room_deadline(self, object timeout) except? -1
     cdef int open_record(self, uint64_t nbytes, uint32_t type, int64_t deadline,
                          bint must) except -1
+    cdef int try_claim(self, uint64_t nbytes, uint32_t type) except -1
+    cdef int no_room(self, uint64_t nbytes, bint must) except -1
     cdef int copy_in(self, object data, uint32_t type, int64_t deadline, bint must) except -1
     cdef int fill(self, const uint8_t *src, size_t n) except -1
     cdef int fill_array(self, Reservation r, object arr) except -1
@@ -107,6 +111,8 @@ cdef class Consumer:
     cdef bint closed
     cdef bint corrupted         # a dropped frame's release found corruption
     cdef list dropped           # frames dropped while a call held the state
+    cdef readonly uint64_t skipped  # frames recv_latest*() released unread
+    cdef Received *by_slot      # recv_latest_each(): each producer's newest, by slot
     cdef Doorbell bell          # made by the first await, or fileno()
     cdef bint awaiting          # a task awaits a frame (one at a time)
 

@@ -22,6 +22,55 @@ cdef inline void let_go(ConsumerState *c) noexcept nogil:
     store32(&c.in_use, FREE, RELEASE)  # pairs with hold's acquire CAS
 
 
+# recv_latest() and recv_latest_each(): the core's receive and release in a
+# loop without the GIL, no step of their own in the protocol.  The loop ends
+# at the tail it saw first, so producers that keep committing cannot keep it
+# going, and at a claim still being written, which receive waits for.
+
+cdef int skip_to_newest(ConsumerState *c, Received *r, Received *by_slot,
+                        uint64_t *skipped) noexcept nogil:
+    """r is a record just delivered.  Receive each record committed after it,
+    up to the tail of now, keeping only the newest: of all of them in r
+    (by_slot NULL), or of each producer in by_slot[its slot], r's included.
+    Each record replaced is released unread and counted in skipped.  OK, or
+    an error status (records in hand then stay held: the ring is corrupt)."""
+    cdef uint64_t limit = _core.tail_pos(load64(&c.ring.hdr.tail, RELAXED))  # a bound only: receive loads tail again with acquire
+    cdef Received later
+    cdef int st = OK
+    if by_slot != NULL:
+        st = keep_newest(c, by_slot, r, skipped)
+    while st == OK and limit - c.cursor - 1 < c.ring.capacity:   # the cursor is before limit
+        st = _core.consumer_receive(c, &later, NOWAIT)
+        if st == TIMEOUT or st == SEALED:
+            return OK                   # pending, or the end: what we have is the newest
+        if st != OK:
+            return st
+        if by_slot != NULL:
+            st = keep_newest(c, by_slot, &later, skipped)
+        else:
+            st = _core.consumer_skip(c, r.pos)
+            skipped[0] += st == OK
+            r[0] = later
+    return st
+
+
+cdef int keep_newest(ConsumerState *c, Received *by_slot, Received *r,
+                     uint64_t *skipped) noexcept nogil:
+    """File r under its producer's slot, skipping the record it replaces."""
+    cdef uint32_t slot = _core.header_at(&c.ring, r.pos).slot
+    cdef int st
+    if slot >= c.ring.nslots:
+        return ERR_CORRUPT              # no producer has that slot
+    if by_slot[slot].data != NULL:
+        st = _core.consumer_skip(c, by_slot[slot].pos)
+        if st != OK:
+            return st
+        skipped[0] += 1
+    by_slot[slot] = r[0]
+    return OK
+
+
+@cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first
 cdef class Consumer:
     """Reads frames in place.  Use it from one thread at a time."""
 
@@ -43,7 +92,7 @@ cdef class Consumer:
         c.st.stall_ns = <int64_t>(min(stall_timeout, 1e9) * 1e9)
         c.st.wrapper = <void *>c
         c.gen = _core.generation()
-        remove_stale_doorbells(c.seg)
+        remove_stale_doorbells(c.seg.path, c.seg.name)
         return c
 
     cdef int usable(self) except -1:
@@ -95,16 +144,15 @@ cdef class Consumer:
         return 0
 
     cdef int next_record(self, Received *r, int64_t deadline) except -1:
-        """Receive one record inside a call: 1, or 0 if none came before deadline."""
+        """Receive one record inside a call: OK, TIMEOUT if none came before
+        deadline, or SEALED if none ever will; the caller decides what those mean."""
         cdef int st = _core.consumer_receive(&self.st, r, NOWAIT)
         if st == TIMEOUT and deadline != NOWAIT:
             with nogil:
-                st = OK if receive_blocking(&self.st, r, deadline) else TIMEOUT
-        if st == OK:
-            return 1
-        if st != TIMEOUT:
+                st = receive_blocking(&self.st, r, deadline)
+        if st != OK and st != TIMEOUT and st != SEALED:
             raise_status(st, NULL, &self.st)
-        return 0
+        return st
 
     cdef int give_back(self, uint64_t pos) except -1:
         """Release one record (Frame.release())."""
@@ -124,26 +172,37 @@ cdef class Consumer:
         """The body of every receive, blocking or awaitable: wait as long as
         deadline allows for the first record, then take only records already
         committed.  max_frames 0: one Frame (bytes if as_bytes), or None if
-        none came; else a list of up to max_frames, empty if none came."""
+        none came; else a list of up to max_frames, empty if none came.
+        Sealed instead of nothing once the ring is sealed and every frame
+        was received."""
         cdef Received r
         cdef list out
+        cdef int st
         self.begin()
         try:
             if max_frames == 0:
-                if not self.next_record(&r, deadline):
-                    return None
-                return self.copy_out(&r) if as_bytes else make_frame(self, &r)
+                st = self.next_record(&r, deadline)
+                if st == OK:
+                    return self.copy_out(&r) if as_bytes else make_frame(self, &r)
+                if st == SEALED:
+                    raise_status(st, NULL, &self.st)
+                return None
             out = []
-            while len(out) < max_frames and \
-                    self.next_record(&r, deadline if not out else NOWAIT):
+            while len(out) < max_frames:
+                st = self.next_record(&r, deadline if not out else NOWAIT)
+                if st != OK:
+                    break
                 out.append(self.copy_out(&r) if as_bytes else make_frame(self, &r))
+            if st == SEALED and not out:
+                raise_status(st, NULL, &self.st)
             return out
         finally:
             self.end()
 
     def recv(self, timeout=None):
         """The next frame, a zero-copy read-only view.  Release it when done
-        (or use `with`).  Raises Empty if the timeout runs out."""
+        (or use `with`).  Raises Empty if the timeout runs out, Sealed once
+        the ring is sealed and every frame was received."""
         cdef int64_t deadline = deadline_for(timeout)
         self.not_awaited()
         got = self.receive(False, 0, deadline)
@@ -170,16 +229,89 @@ cdef class Consumer:
             if st != OK:
                 raise_status(st, NULL, &self.st)
 
+    def recv_latest(self, timeout=None):
+        """The newest frame: waits as long as timeout for a frame, as recv()
+        does, then also takes every frame committed after it by then and
+        returns the last, releasing the older ones unread (counted in
+        stats()["frames_skipped"] and in .skipped).  Frames behind a claim
+        still being written wait for the next call.  Frames already held are
+        left alone.  Raises Empty at the deadline, and Sealed once the ring
+        is sealed and every frame was received."""
+        cdef int64_t deadline = deadline_for(timeout)
+        cdef Received r
+        cdef uint64_t skipped = 0
+        cdef int st
+        self.not_awaited()
+        self.begin()
+        try:
+            st = self.next_record(&r, deadline)
+            if st != OK:
+                raise_status(st, NULL, &self.st)
+            with nogil:
+                st = skip_to_newest(&self.st, &r, NULL, &skipped)
+            self.skipped += skipped
+            if st != OK:
+                raise_status(st, NULL, &self.st)
+            return make_frame(self, &r)
+        finally:
+            self.end()
+
+    def recv_latest_each(self, timeout=None):
+        """Each producer's newest frame: recv_latest() for several cameras.
+        Waits as long as timeout for a frame, then takes every frame committed
+        by then, and returns a dict {producer slot: Frame} (the slot is
+        Frame.producer) holding each producer's last, in the order they were
+        sent; a producer that sent nothing since the last call is absent.
+        The older frames are released unread and counted as recv_latest()
+        counts them.  Raises Empty and Sealed as recv_latest() does."""
+        cdef int64_t deadline = deadline_for(timeout)
+        cdef Received r
+        cdef Received *by_slot
+        cdef uint64_t skipped = 0
+        cdef uint32_t i, nslots = self.st.ring.nslots
+        cdef int st
+        self.not_awaited()
+        self.begin()
+        try:
+            if self.by_slot == NULL:
+                self.by_slot = <Received *>calloc(nslots, sizeof(Received))
+                if self.by_slot == NULL:
+                    raise MemoryError()
+            by_slot = self.by_slot
+            st = self.next_record(&r, deadline)
+            if st != OK:
+                raise_status(st, NULL, &self.st)
+            try:
+                with nogil:
+                    st = skip_to_newest(&self.st, &r, by_slot, &skipped)
+                self.skipped += skipped
+                if st != OK:
+                    raise_status(st, NULL, &self.st)
+                newest = sorted([(by_slot[i].pos - self.st.head, i, make_frame(self, &by_slot[i]))
+                                 for i in range(nslots) if by_slot[i].data != NULL])
+                return {i: frame for _, i, frame in newest}     # in ring order
+            finally:
+                memset(by_slot, 0, nslots * sizeof(Received))
+        finally:
+            self.end()
+
     def __iter__(self):
         return self
 
     def __next__(self):
-        return self.recv()
+        """The next frame, waiting as long as it takes; the iteration ends
+        once the ring is sealed and every frame was received."""
+        self.not_awaited()
+        try:
+            return self.receive(False, 0, NO_DEADLINE)
+        except Sealed:
+            raise StopIteration from None
 
     def recv_many(self, Py_ssize_t max_frames, timeout=None):
         """Up to max_frames frames, zero copy: waits as long as timeout for
         the first, then takes only frames already committed.  An empty list
-        if the timeout runs out.  Release each frame as after recv();
+        if the timeout runs out; Sealed instead once the ring is sealed and
+        every frame was received.  Release each frame as after recv();
         dropping the list releases those still held."""
         cdef int64_t deadline = deadline_for(timeout)
         check_batch(max_frames)
@@ -198,7 +330,8 @@ cdef class Consumer:
 
     async def arecv(self, timeout=None):
         """Awaitable recv(): the next frame, awaited without a thread or
-        polling.  Raises Empty if the timeout runs out."""
+        polling.  Raises Empty if the timeout runs out, Sealed once the ring
+        is sealed and every frame was received."""
         return await _await_records(self, False, 0, timeout)
 
     async def arecv_bytes(self, timeout=None):
@@ -218,8 +351,13 @@ cdef class Consumer:
     def __aiter__(self):
         return self
 
-    def __anext__(self):
-        return self.arecv()
+    async def __anext__(self):
+        """The next frame, awaited as long as it takes; `async for` ends once
+        the ring is sealed and every frame was received."""
+        try:
+            return await _await_records(self, False, 0, None)
+        except Sealed:
+            raise StopAsyncIteration from None
 
     # --- the doorbell, for event loops that are neither asyncio nor trio -----
 
@@ -233,8 +371,8 @@ cdef class Consumer:
     def arm(self):
         """Arm the doorbell after recv(timeout=0) raised Empty.  Returns how
         long to wait at most, in seconds, for fileno() to become readable
-        before trying recv(timeout=0) again; 0.0 when a frame is ready now
-        (nothing is armed).  After the wait, call drain()."""
+        before trying recv(timeout=0) again; 0.0 when a frame is ready now,
+        or the ring is sealed and drained (nothing is armed).  After the wait, call drain()."""
         self.not_awaited()
         self.usable()
         self.doorbell()                 # it must exist before anyone can ring it
@@ -328,6 +466,7 @@ cdef class Consumer:
             self.bell.close()           # leave the event loop now, not when it closes
         if not self.closed and self.gen == _core.generation():
             _core.consumer_close(&self.st)
+        free(self.by_slot)
 
     def __enter__(self):
         return self
@@ -353,7 +492,8 @@ cdef inline bint nothing(object got):
 async def _await_records(Consumer c, bint as_bytes, Py_ssize_t max_frames, object timeout):
     """The awaitable receives: try; while nothing comes, arm the doorbell, await
     it (or the time arm_for allows) and try again.  No frame is taken
-    at an await, so a cancel loses none; the flag is taken back however it ends."""
+    at an await, so a cancel loses none; the flag is taken back however it
+    ends.  A seal rings the doorbell: the next try raises Sealed."""
     cdef int64_t deadline = deadline_for(timeout)
     cdef double seconds
     cdef Doorbell bell

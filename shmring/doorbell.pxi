@@ -49,13 +49,13 @@ def doorbells(directory=None, name=None):
     return out
 
 
-cdef remove_stale_doorbells(Segment seg):
-    """Remove the doorbells of the ring's dead owners (a new consumer does it
-    as it opens).  An owner word is never reused, so a live doorbell cannot be
+cdef remove_stale_doorbells(str path, str name):
+    """Remove the doorbells of the dead owners of ring name, whose segment is
+    path (a new consumer does it as it opens).  An owner word is never reused, so a live doorbell cannot be
     removed by mistake.  What it may not list or remove (another user's, in a
     sticky directory) stays, for `shmring rm`: opening never fails for it."""
     with contextlib.suppress(OSError):
-        for bell in doorbells(os.path.dirname(seg.path) or ".", seg.name):
+        for bell in doorbells(os.path.dirname(path) or ".", name):
             if not bell["alive"]:
                 with contextlib.suppress(OSError):
                     os.unlink(bell["path"])
@@ -110,11 +110,12 @@ cdef class Doorbell:
         path = <bytes>addr.sun_path
         bell.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
         if bell.fd < 0:
-            raise OSError(errno_, f"cannot make a doorbell socket: {os.strerror(errno_)}")
+            e = c_errno.errno
+            raise OSError(e, f"cannot make a doorbell socket: {os.strerror(e)}")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         if c_bind(bell.fd, <sockaddr *>&addr, <socklen_t>n) < 0:
-            e = errno_
+            e = c_errno.errno
             raise OSError(e, f"cannot bind the doorbell {os.fsdecode(path)!r} beside the segment: "
                           f"{os.strerror(e)}; awaiting needs write access to its directory")
         bell.path = path

@@ -1,5 +1,7 @@
-# The segment layout.  docs/design.md draws it with offsets; _core checks
-# those offsets against these structs when it is imported.
+# The segment layout: the only place it is written down.  _core exports the
+# offset and size of every field below to Python (shmring/layout.py, used by
+# `shmring ls`, the tests and the fuzzer), and tests/test_layout.py fails when
+# docs/design.md's drawing of it disagrees with these structs.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from *:
@@ -9,7 +11,7 @@ cdef extern from *:
     const uint64_t MAGIC "SHMRING_MAGIC"
 
 cdef enum:
-    VERSION = 2                     # 2: doorbell flags (lines 3 and 4, slots)
+    VERSION = 4                     # 4: doorbells; 3: skipped, dropped; 2: the seal, held, opens
     LINE = 128                      # counters sit 128 B apart (no false sharing)
     ALIGN = 64                      # records and payloads start on cache lines
     RECORD_HEADER = 64
@@ -25,6 +27,12 @@ cdef enum:
     RELEASED = 4                    # released out of order by a consumer
     STATE_MASK = 63
 
+# The low bit of tail: sealed, no new claims.  Positions are multiples of 64,
+# so the bit is free, and a claim's CAS on tail and the seal are ordered on
+# one word (docs/design.md, "End of stream").
+cdef enum:
+    TAIL_SEALED = 1
+
 cdef struct SegmentHeader:
     # line 0 (offset 0): identity, written once by the creator, magic last
     uint64_t magic
@@ -38,7 +46,7 @@ cdef struct SegmentHeader:
     uint64_t creator                # owner word of the creating process
     uint64_t created_ns
     uint8_t _pad0[64]
-    # line 1 (offset 128): claimed up to here, CAS by producers
+    # line 1 (offset 128): claimed up to here, CAS by producers; | TAIL_SEALED
     uint64_t tail
     uint8_t _pad1[120]
     # line 2 (offset 256): released up to here, stored by the consumer
@@ -47,10 +55,8 @@ cdef struct SegmentHeader:
     # line 3 (offset 384): "data committed" futex, waiter flag, doorbell flag
     uint32_t data_seq
     uint32_t data_waiting
-    uint32_t data_bell              # 1: an awaiting consumer armed its doorbell
-    uint32_t _res3
-    uint64_t doorbell_rings         # doorbells rung, by producers and consumer
-    uint8_t _pad3[104]
+    uint32_t data_bell              # the armed doorbell's id: an awaiting consumer armed it
+    uint8_t _pad3[116]
     # line 4 (offset 512): "space released" futex, waiter flag, doorbell flag
     uint32_t space_seq
     uint32_t space_waiting
@@ -60,12 +66,15 @@ cdef struct SegmentHeader:
     uint64_t consumer
     uint64_t received_frames
     uint64_t received_bytes
+    uint64_t held_frames            # delivered and not yet released
     uint64_t consumer_waits
     uint64_t abandoned_frames
     uint64_t abandoned_bytes
-    uint64_t producer_wakeups       # FUTEX_WAKE calls made by producers
-    uint64_t consumer_wakeups       # FUTEX_WAKE calls made by the consumer
-    uint8_t _pad5[320]
+    uint64_t wakeups_to_consumer    # FUTEX_WAKE calls for a consumer sleeping on an empty ring
+    uint64_t wakeups_to_producers   # FUTEX_WAKE calls for producers sleeping on a full ring
+    uint64_t skipped_frames         # received by recv_latest() and released unread
+    uint64_t doorbell_rings         # datagrams to awaiting consumers and producers
+    uint8_t _pad5[296]
 
 # One per producer, from offset 1024, LINE bytes each.
 cdef struct Slot:
@@ -76,8 +85,10 @@ cdef struct Slot:
     uint64_t bytes
     uint64_t aborted
     uint64_t full_waits
+    uint64_t opens                  # producers that took this slot, ever
+    uint64_t dropped                # frames an on_full="drop" producer dropped
     uint32_t bell                   # 1: this slot's awaiting producer armed its doorbell
-    uint8_t _pad[68]
+    uint8_t _pad[52]
 
 # The 64-byte header in front of every record.
 cdef struct RecordHeader:

@@ -40,6 +40,12 @@ cdef tuple array_claim(object shape, object dtype, uint64_t max_frame):
     return dt, shape, code, nbytes
 
 
+cdef object sealed_after(object e, Py_ssize_t sent):
+    """The Sealed of a send_many() or asend_many() that sent some frames first."""
+    return Sealed(f"{e}; {sent} frame(s) of this call were sent before the seal")
+
+
+@cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first
 cdef class Producer:
     """Writes frames into a ring.  Use one producer per thread."""
 
@@ -47,7 +53,7 @@ cdef class Producer:
         raise TypeError("use ring.producer()")
 
     @staticmethod
-    cdef Producer open(Ring ring, uint32_t spin, bint nontemporal):
+    cdef Producer open(Ring ring, uint32_t spin, bint nontemporal, bint drops):
         cdef Producer p = Producer.__new__(Producer)
         p.closed = True                 # until it holds a slot
         p.seg = ring.live()
@@ -58,6 +64,7 @@ cdef class Producer:
         p.closed = False
         p.st.spin = spin
         p.nontemporal = nontemporal
+        p.drops = drops
         p.gen = _core.generation()
         return p
 
@@ -80,25 +87,50 @@ cdef class Producer:
             self.gen = _core.generation()
         return 0
 
+    cdef int64_t room_deadline(self, object timeout) except? -1:
+        """deadline_for(timeout), except that a dropping producer's default
+        is not to wait: None means "as the producer's on_full says"."""
+        if timeout is None and self.drops:
+            return NOWAIT
+        return deadline_for(timeout)
+
     cdef int open_record(self, uint64_t nbytes, uint32_t type, int64_t deadline,
                          bint must) except -1:
-        """Claim nbytes: 1, or 0 if no room came before deadline (Full if must).
+        """Claim nbytes: 1, or 0 if no room came before deadline (no_room).
         The first try keeps the GIL; only a wait releases it."""
+        cdef bint claimed
+        if self.try_claim(nbytes, type):
+            return 1
+        if deadline != NOWAIT:
+            self.busy = True
+            try:
+                with nogil:
+                    claimed = claim_blocking(&self.st, nbytes, type, deadline)
+            finally:
+                self.busy = False
+            if claimed:
+                return 1
+        return self.no_room(nbytes, must)
+
+    cdef int try_claim(self, uint64_t nbytes, uint32_t type) except -1:
+        """Claim nbytes if there is room now: 1, or 0 (nothing counted)."""
         cdef int st
         if self.st.reserved:
             raise_status(OPEN_CLAIM)
         st = _core.producer_claim(&self.st, nbytes, type, NOWAIT)
-        if st == TIMEOUT and deadline != NOWAIT:
-            self.busy = True
-            try:
-                with nogil:
-                    st = OK if claim_blocking(&self.st, nbytes, type, deadline) else TIMEOUT
-            finally:
-                self.busy = False
         if st == OK:
             return 1
-        if st != TIMEOUT or must:
+        if st != TIMEOUT:
             raise_status(st, &self.st, NULL, nbytes)
+        return 0
+
+    cdef int no_room(self, uint64_t nbytes, bint must) except -1:
+        """No room came before the deadline: a dropping producer counts the
+        drop in its slot; otherwise Full if must.  0."""
+        if self.drops:
+            _core.producer_drop(&self.st)
+        elif must:
+            raise_status(TIMEOUT, &self.st, NULL, nbytes)
         return 0
 
     cdef int copy_in(self, object data, uint32_t type, int64_t deadline, bint must) except -1:
@@ -131,39 +163,48 @@ cdef class Producer:
         return 0
 
     def send(self, data, *, type=0, timeout=None):
-        """Copy one frame into the ring.  data is any C-contiguous buffer.
-        Raises Full if the timeout runs out, FrameTooLarge beyond max_frame."""
+        """Copy one frame into the ring and return True.  data is any
+        C-contiguous buffer.  Raises Full if the timeout runs out (a dropping
+        producer returns False instead), FrameTooLarge beyond max_frame,
+        Sealed once the ring is sealed."""
         cdef uint32_t t = check_type(type)
-        cdef int64_t deadline = deadline_for(timeout)
+        cdef int64_t deadline = self.room_deadline(timeout)
         self.ensure_usable()
-        self.copy_in(data, t, deadline, True)
+        return bool(self.copy_in(data, t, deadline, True))
 
     def send_many(self, buffers, *, type=0, timeout=None):
         """Copy each buffer of an iterable into the ring as its own frame, in
         order.  timeout bounds the whole call.  Returns how many were sent:
-        all of them, unless the timeout ran out first."""
+        all of them, unless the timeout ran out first (a dropping producer
+        drops each frame that finds no room, and goes on)."""
         cdef Py_ssize_t sent = 0
         cdef uint32_t t = check_type(type)
-        cdef int64_t deadline = deadline_for(timeout)
+        cdef int64_t deadline = self.room_deadline(timeout)
         self.ensure_usable()
         if self.st.reserved:
             raise_status(OPEN_CLAIM)
-        for data in buffers:
-            if not self.copy_in(data, t, deadline, False):
-                break
-            sent += 1
+        try:
+            for data in buffers:
+                if self.copy_in(data, t, deadline, False):
+                    sent += 1
+                elif not self.drops:
+                    break
+        except Sealed as e:
+            raise sealed_after(e, sent) from None
         return sent
 
     def reserve(self, nbytes, *, type=0, timeout=None):
         """Claim nbytes in the ring and return a writable Reservation to fill
         in place.  It commits on a clean exit from `with` (or .commit()) and
-        aborts on an exception (or .abort())."""
+        aborts on an exception (or .abort()).  A dropping producer returns
+        None for a frame it dropped."""
         cdef uint32_t t = check_type(type)
-        cdef int64_t deadline = deadline_for(timeout)
+        cdef int64_t deadline = self.room_deadline(timeout)
         if nbytes < 0:
             raise ValueError(f"nbytes must be >= 0, not {nbytes}")
         self.ensure_usable()
-        self.open_record(nbytes, t, deadline, True)
+        if not self.open_record(nbytes, t, deadline, True):
+            return None
         return Reservation.wrap(self, None, None)
 
     def reserve_array(self, shape, dtype, *, type=0, timeout=None):
@@ -171,18 +212,24 @@ cdef class Producer:
         this shape and dtype, and the consumer's Frame.array() gets the same."""
         dt, shape, code, nbytes = array_claim(shape, dtype, self.seg.view.max_frame)
         t = check_type(type)
-        deadline = deadline_for(timeout)
+        deadline = self.room_deadline(timeout)
         self.ensure_usable()
-        self.open_record(nbytes, t, deadline, True)
+        if not self.open_record(nbytes, t, deadline, True):
+            return None
         write_array_header(_core.header_at(&self.st.ring, self.st.res_pos), code, shape)
         return Reservation.wrap(self, dt, shape)
 
     def send_array(self, arr, *, type=0, timeout=None):
-        """Send a numpy array so that its dtype and shape travel with it.
-        Any strides are fine: the one copy goes straight into the ring."""
+        """Send a numpy array so that its dtype and shape travel with it, and
+        return True (False: a dropping producer dropped it).  Any strides are
+        fine: the one copy goes straight into the ring."""
         arr = numpy().asarray(arr)
-        with self.reserve_array(arr.shape, arr.dtype, type=type, timeout=timeout) as r:
+        r = self.reserve_array(arr.shape, arr.dtype, type=type, timeout=timeout)
+        if r is None:
+            return False
+        with r:
             self.fill_array(r, arr)
+        return True
 
     cdef int fill_array(self, Reservation r, object arr) except -1:
         """Copy arr into the open reservation r of its shape and dtype."""
@@ -201,38 +248,50 @@ cdef class Producer:
 
     async def asend(self, data, *, type=0, timeout=None):
         """Awaitable send(): awaits room while the ring is full, without a
-        thread or polling.  Raises Full if the timeout runs out."""
+        thread or polling, and returns True.  Raises Full if the timeout runs
+        out (a dropping producer returns False instead, and by default does
+        not await room at all), Sealed once the ring is sealed."""
         cdef uint32_t t = check_type(type)
-        cdef int64_t deadline = deadline_for(timeout)
+        cdef int64_t deadline = self.room_deadline(timeout)
         self.ensure_usable()
-        await _send_awaiting(self, data, t, deadline, True)
+        return await _send_awaiting(self, data, t, deadline, True)
 
     async def asend_many(self, buffers, *, type=0, timeout=None):
         """Awaitable send_many(): returns how many were sent, all of them
-        unless the timeout (for the whole call) ran out first."""
+        unless the timeout (for the whole call) ran out first (a dropping
+        producer drops each frame that finds no room, and goes on)."""
         cdef Py_ssize_t sent = 0
         cdef uint32_t t = check_type(type)
-        cdef int64_t deadline = deadline_for(timeout)
+        cdef int64_t deadline = self.room_deadline(timeout)
         self.ensure_usable()
         if self.st.reserved:
             raise_status(OPEN_CLAIM)
-        for data in buffers:
-            if not await _send_awaiting(self, data, t, deadline, False):
-                break
-            sent += 1
+        try:
+            for data in buffers:
+                if await _send_awaiting(self, data, t, deadline, False):
+                    sent += 1
+                elif not self.drops:
+                    break
+        except Sealed as e:
+            raise sealed_after(e, sent) from None
         return sent
 
     async def asend_array(self, arr, *, type=0, timeout=None):
-        """Awaitable send_array()."""
+        """Awaitable send_array(): True, or False if a dropping producer
+        dropped it."""
         arr = numpy().asarray(arr)
         dt, shape, code, nbytes = array_claim(arr.shape, arr.dtype, self.seg.view.max_frame)
         async with PendingReservation.make(self, nbytes, type, timeout, dt, shape) as r:
+            if r is None:
+                return False
             self.fill_array(r, arr)
+        return True
 
     def areserve(self, nbytes, *, type=0, timeout=None):
         """Awaitable reserve(): `async with producer.areserve(n) as r:`
         awaits room, then gives the Reservation, committed on a clean exit and
-        aborted on an exception (a cancel included)."""
+        aborted on an exception (a cancel included); None for a frame that a
+        dropping producer dropped."""
         if nbytes < 0:
             raise ValueError(f"nbytes must be >= 0, not {nbytes}")
         return PendingReservation.make(self, nbytes, type, timeout, None, None)
@@ -248,9 +307,9 @@ cdef class Producer:
     def arm(self, nbytes):
         """Arm the doorbell after a send with timeout=0 raised Full.  Returns
         how long to wait at most, in seconds, for fileno() to become readable
-        before trying again; 0.0 when there is room for nbytes now (nothing
-        is armed).  Raises ConsumerGone if the consumer died.  After the
-        wait, call drain()."""
+        before trying again; 0.0 when there is room for nbytes now, or the
+        ring is sealed (nothing is armed; the send raises Sealed).  Raises
+        ConsumerGone if the consumer died.  After the wait, call drain()."""
         if self.awaiting:
             raise RingError("another task is awaiting this producer; one waiting at a time")
         self.ensure_usable()
@@ -342,18 +401,25 @@ cdef class Producer:
     def __exit__(self, *exc):
         self.close()
 
+    @property
+    def on_full(self):
+        """"wait" or "drop": what a frame that finds the ring full does."""
+        return "drop" if self.drops else "wait"
+
     def __reduce__(self):
-        return (_producer_in, (self.ring, self.st.spin, self.nontemporal))
+        return (_producer_in, (self.ring, self.st.spin, self.nontemporal, self.on_full))
 
     def __repr__(self):
-        return f"<shmring.Producer slot={self.st.slot} of {self.seg.name!r}>"
+        drops = " on_full='drop'" if self.drops else ""
+        return f"<shmring.Producer slot={self.st.slot} of {self.seg.name!r}{drops}>"
 
 
-def _producer_in(ring, spin, nontemporal=False):
+def _producer_in(ring, spin, nontemporal=False, on_full="wait"):
     """Unpickle a Producer: a fresh producer on the same ring."""
-    return ring.producer(spin=spin, nontemporal=nontemporal)
+    return ring.producer(spin=spin, nontemporal=nontemporal, on_full=on_full)
 
 
+@cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first
 cdef class Reservation:
     """Writable space claimed in the ring, filled in place (zero copy)."""
 
@@ -475,12 +541,12 @@ cdef class PendingReservation:
 
     async def __aenter__(self):
         cdef Producer p = self.producer
-        cdef int64_t deadline = deadline_for(self.timeout)
+        cdef int64_t deadline = p.room_deadline(self.timeout)
         if self.reservation is not None:
             raise RingError("this areserve() was already entered; call areserve() again")
         p.ensure_usable()
-        if not await _claim_awaiting(p, self.nbytes, self.type, deadline):
-            raise_status(TIMEOUT, &p.st, NULL, self.nbytes)
+        if not await _claim_awaiting(p, self.nbytes, self.type, deadline, True):
+            return None                 # a dropping producer dropped it
         if self.dtype is not None:
             write_array_header(_core.header_at(&p.st.ring, p.st.res_pos),
                                dtype_code(self.dtype), self.shape)
@@ -488,49 +554,50 @@ cdef class PendingReservation:
         return self.reservation
 
     async def __aexit__(self, exc_type, exc, tb):
-        return self.reservation.__exit__(exc_type, exc, tb)
+        return False if self.reservation is None else self.reservation.__exit__(exc_type, exc, tb)
 
 
-async def _claim_awaiting(Producer p, uint64_t nbytes, uint32_t type, int64_t deadline):
+async def _claim_awaiting(Producer p, uint64_t nbytes, uint32_t type, int64_t deadline,
+                          bint must):
     """Claim nbytes, awaiting room: try; while there is none, arm the doorbell,
     await it (or the time arm_for allows) and try again.  True once
-    claimed, False if deadline came first.  The claim is made without an await
-    after it, so a cancel never leaves one open; the flag is taken back
-    however it ends."""
+    claimed; False if deadline came first (no_room: Full if must, or a
+    dropping producer's drop).  The claim is made without an await after it,
+    so a cancel never leaves one open; the flag is taken back however it
+    ends."""
     cdef double seconds
     cdef Doorbell bell
-    if p.open_record(nbytes, type, NOWAIT, False):
+    if p.try_claim(nbytes, type):
         return True
-    if deadline == NOWAIT:
-        return False
-    bell = p.enter_await()
-    try:
-        while True:
-            seconds = p.arm_for(nbytes, deadline)
-            if seconds < 0:
-                return False
-            if seconds > 0:
-                await bell.wait(seconds)
-            if p.open_record(nbytes, type, NOWAIT, False):
-                return True
-    finally:
-        p.leave_await()
+    if deadline != NOWAIT:
+        bell = p.enter_await()
+        try:
+            while True:
+                seconds = p.arm_for(nbytes, deadline)
+                if seconds < 0:
+                    break
+                if seconds > 0:
+                    await bell.wait(seconds)
+                if p.try_claim(nbytes, type):
+                    return True
+        finally:
+            p.leave_await()
+    p.no_room(nbytes, must)
+    return False
 
 
 async def _send_awaiting(Producer p, object data, uint32_t type, int64_t deadline, bint must):
     """One frame of asend() or asend_many(): claim awaiting room, then copy and
     commit with no await between.  True if sent; False if deadline came first
-    (Full if must)."""
+    (Full if must, unless the producer drops)."""
     cdef Py_buffer buf
     cdef bint ok = False
     frame_buffer(data, &buf)
     try:
-        if await _claim_awaiting(p, buf.len, type, deadline):
+        if await _claim_awaiting(p, buf.len, type, deadline, must):
             p.fill(<uint8_t *>buf.buf, buf.len)
             _core.producer_commit(&p.st)
             ok = True
-        elif must:
-            raise_status(TIMEOUT, &p.st, NULL, buf.len)
     finally:
         PyBuffer_Release(&buf)
     return ok

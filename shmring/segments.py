@@ -23,6 +23,7 @@ import stat as _stat
 import struct
 from typing import TYPE_CHECKING, TypedDict
 
+from shmring import layout
 from shmring._core import alive as owner_alive
 from shmring._core import pid_of as owner_pid
 from shmring._ring import doorbell_prefix, doorbells, segment_dir
@@ -33,27 +34,15 @@ if TYPE_CHECKING:
 
 PREFIX = "shmring."
 
-# Offsets into the segment (shmring/layout.pxd; docs/design.md draws them).
-HEADER_SIZE = 1024
-OFF_MAGIC, OFF_VERSION, OFF_DATA_OFFSET, OFF_CAPACITY = 0, 8, 12, 16
-OFF_MAX_FRAME, OFF_SECRET, OFF_NSLOTS, OFF_HEADER_SIZE = 24, 32, 40, 44
-OFF_CREATOR, OFF_CREATED_NS = 48, 56
-OFF_TAIL, OFF_HEAD = 128, 256
-OFF_DATA_BELL, OFF_DOORBELL_RINGS, OFF_SPACE_BELL = 392, 400, 520
-OFF_CONSUMER = 640
-OFF_RECEIVED_FRAMES, OFF_RECEIVED_BYTES, OFF_CONSUMER_WAITS = 648, 656, 664
-OFF_ABANDONED_FRAMES, OFF_ABANDONED_BYTES = 672, 680
-SLOT_SIZE = 128
-SLOT_OWNER, SLOT_INTENT_POS, SLOT_INTENT_LEN, SLOT_FRAMES = 0, 8, 16, 24
-SLOT_BYTES, SLOT_ABORTED, SLOT_FULL_WAITS, SLOT_BELL = 32, 40, 48, 56
-RECORD_HEADER = 64
-MAGIC = 0x31474E4952534D48
-VERSION = 2
+H = layout.SegmentHeader
+
 
 class ProducerInfo(TypedDict):
     slot: int
     pid: int | None
     alive: bool
+    frames: int                 # the slot's counts, of every producer that held it
+    dropped: int
 
 
 class RingInfo(TypedDict):
@@ -72,6 +61,7 @@ class RingInfo(TypedDict):
     producers: list[ProducerInfo]
     doorbells: list[DoorbellInfo]
     abandoned_frames: int | None
+    sealed: bool
     live: bool
     stale: bool
     error: str | None
@@ -108,18 +98,20 @@ def read_ring(path: str, listed: list[DoorbellInfo] | None = None) -> RingInfo:
         "fill": None, "creator_pid": None, "creator_alive": False,
         "consumer_pid": None, "consumer_alive": False,
         "producers": [], "doorbells": ring_doorbells(path, listed),
-        "abandoned_frames": None, "live": False, "stale": False, "error": None}
+        "abandoned_frames": None, "sealed": False, "live": False, "stale": False, "error": None}
     _read_header(path, info)
     _judge(info)
     return info
 
 
 def _judge(info: RingInfo) -> None:
-    """live: its creator, consumer, a producer or a doorbell's owner runs."""
+    """live: its creator, consumer, a producer or a doorbell's owner runs.
+    stale: a ring that nothing runs any more; a file that is not a ring
+    never is (replace_stale must leave it alone)."""
     users = info["consumer_alive"] or any(p["alive"] for p in info["producers"]) \
         or any(b["alive"] for b in info["doorbells"])
     info["live"] = bool(users or info["creator_alive"])
-    info["stale"] = not info["live"]
+    info["stale"] = not info["live"] and info["error"] is None
 
 
 def _read_header(path: str, info: RingInfo) -> None:
@@ -135,41 +127,45 @@ def _read_header(path: str, info: RingInfo) -> None:
         if not _stat.S_ISREG(st.st_mode):
             info["error"] = "not a regular file"
             return
-        if st.st_size < HEADER_SIZE:
+        if st.st_size < H.size:
             info["error"] = "too small for a shmring header"
             return
-        head = os.pread(fd, HEADER_SIZE, 0)
-        if len(head) < HEADER_SIZE:
+        head = os.pread(fd, H.size, 0)
+        if len(head) < H.size:
             info["error"] = "truncated"
             return
-        if _u64(head, OFF_MAGIC) != MAGIC:
+        if _u64(head, H.magic) != layout.MAGIC:
             info["error"] = "not a shmring segment (bad magic)"
             return
-        if _u32(head, OFF_VERSION) != VERSION:
-            info["error"] = f"layout version {_u32(head, OFF_VERSION)}, not {VERSION}"
+        if _u32(head, H.version) != layout.VERSION:
+            info["error"] = f"layout version {_u32(head, H.version)}, not {layout.VERSION}"
             return
-        capacity = _u64(head, OFF_CAPACITY)
-        offset = _u32(head, OFF_DATA_OFFSET)
-        nslots = _u32(head, OFF_NSLOTS)
-        if capacity < 4096 or capacity & (capacity - 1) or offset + capacity != st.st_size \
-                or not 0 < nslots <= 65535 or HEADER_SIZE + nslots * SLOT_SIZE > offset:
+        capacity = _u64(head, H.capacity)
+        offset = _u32(head, H.data_offset)
+        nslots = _u32(head, H.nslots)
+        if capacity < layout.MIN_CAPACITY or capacity & (capacity - 1) or offset + capacity != st.st_size \
+                or not 0 < nslots <= 65535 or layout.slot_offset(nslots) > offset:
             info["error"] = "inconsistent header (capacity, size or slots)"
             return
         with mmap.mmap(fd, offset, mmap.MAP_SHARED, mmap.PROT_READ) as m:
-            creator = _u64(m, OFF_CREATOR)
-            consumer = _u64(m, OFF_CONSUMER)
-            tail, hd = _u64(m, OFF_TAIL), _u64(m, OFF_HEAD)
+            creator = _u64(m, H.creator)
+            consumer = _u64(m, H.consumer)
+            tail, hd = _u64(m, H.tail), _u64(m, H.head)
             info.update({
-                "capacity": capacity, "max_frame": _u64(m, OFF_MAX_FRAME),
-                "fill": (tail - hd) & 0xFFFFFFFFFFFFFFFF,
+                "capacity": capacity, "max_frame": _u64(m, H.max_frame),
+                "fill": ((tail & ~layout.TAIL_SEALED) - hd) & 0xFFFFFFFFFFFFFFFF,
+                "sealed": bool(tail & layout.TAIL_SEALED),
                 "creator_pid": owner_pid(creator), "creator_alive": owner_alive(creator),
                 "consumer_pid": owner_pid(consumer), "consumer_alive": owner_alive(consumer),
-                "abandoned_frames": _u64(m, OFF_ABANDONED_FRAMES)})
+                "abandoned_frames": _u64(m, H.abandoned_frames)})
             for i in range(nslots):
-                word = _u64(m, HEADER_SIZE + i * SLOT_SIZE + SLOT_OWNER)
+                slot = layout.slot_offset(i)
+                word = _u64(m, slot + layout.Slot.owner)
                 if word:
                     info["producers"].append(
-                        {"slot": i, "pid": owner_pid(word), "alive": owner_alive(word)})
+                        {"slot": i, "pid": owner_pid(word), "alive": owner_alive(word),
+                         "frames": _u64(m, slot + layout.Slot.frames),
+                         "dropped": _u64(m, slot + layout.Slot.dropped)})
     except OSError as e:
         info["error"] = f"cannot read: {e.strerror}"
         return
@@ -194,6 +190,7 @@ def list_rings(directory: str | None = None) -> list[RingInfo]:
         orphan["doorbells"] = [b for b in listed if b["prefix"] == prefix]
         orphan["error"] = "doorbells without a segment"
         _judge(orphan)
+        orphan["stale"] = not orphan["live"]    # what is left of a ring that is gone
         rings.append(orphan)
     return rings
 
@@ -212,17 +209,21 @@ def remove_ring(name: str, *, force: bool = False, directory: str | None = None)
     if missing and not info["doorbells"]:
         raise FileNotFoundError(2, f"no ring named {name!r}", path)
     if info["live"] and not force:
-        who = []
-        if info["creator_alive"]:
-            who.append(f"creator pid {info['creator_pid']}")
-        if info["consumer_alive"]:
-            who.append(f"consumer pid {info['consumer_pid']}")
-        who += [f"producer pid {p['pid']}" for p in info["producers"] if p["alive"]]
-        who += [f"doorbell of pid {b['pid']}" for b in info["doorbells"] if b["alive"]]
-        raise RingError(f"ring {name!r} is in use ({', '.join(who)})")
+        raise RingError(f"ring {name!r} is in use ({', '.join(users(info))})")
     if not missing:
         os.unlink(path)
     for bell in info["doorbells"]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(bell["path"])
     return info
+
+
+def users(info: RingInfo) -> list[str]:
+    """The live processes of a ring read_ring() described, as 'creator pid N' etc."""
+    who = []
+    if info["creator_alive"]:
+        who.append(f"creator pid {info['creator_pid']}")
+    if info["consumer_alive"]:
+        who.append(f"consumer pid {info['consumer_pid']}")
+    who += [f"producer pid {p['pid']}" for p in info["producers"] if p["alive"]]
+    return who + [f"doorbell of pid {b['pid']}" for b in info["doorbells"] if b["alive"]]

@@ -5,6 +5,9 @@ non-zero on any violation.  docs/lab.md says what each check proves."""
 import argparse
 import sys
 import time
+import traceback
+
+from hypothesis.errors import FlakyFailure
 
 from shmring import _core
 from stress import audit, model, scheduled, soak, tsan
@@ -27,7 +30,33 @@ def run_scheduled(seconds, args):
     except AssertionError as e:
         # Hypothesis attaches the (shrunk) falsifying scenario as exception notes.
         return [str(e), *getattr(e, "__notes__", [])], "failed; the scenario is below"
+    except FlakyFailure as e:
+        # A scenario that failed once and held when replayed: timing decided it.
+        first = e.exceptions[0]
+        return ([str(first), *getattr(first, "__notes__", []), *getattr(e, "__notes__", [])],
+                "failed, but not on every replay (FlakyFailure); the scenario is below")
     return [], f"{n} scenarios held ({time.monotonic() - started:.0f} s)"
+
+
+def run_checks(checks, budget, args):
+    """Run each check, print its summary line and violations, and return the
+    names of those that failed.  A check that raises (a timing-dependent
+    FlakyFailure from Hypothesis, a crashed build, anything) fails with its
+    traceback as the violation, and the checks after it still run."""
+    failed = []
+    for name, (share, check) in checks.items():
+        started = time.monotonic()
+        try:
+            bad, summary = check(max(budget * share, 1), args)
+        except Exception as e:  # noqa: BLE001 - every failure becomes a FAIL line
+            bad, summary = [traceback.format_exc().rstrip()], f"raised {type(e).__name__}"
+        status = "FAIL" if bad else "ok"
+        print(f"{name:10} {status:4} {summary} [{time.monotonic() - started:.0f} s]", flush=True)
+        for line in bad:
+            print("    " + line.replace("\n", "\n    "), flush=True)
+        if bad:
+            failed.append(name)
+    return failed
 
 
 def main(argv=None):
@@ -44,18 +73,7 @@ def main(argv=None):
               "rebuild with SHMRING_LAB=1 (see docs/lab.md)", file=sys.stderr)
         return 2
     budget = args.seconds if args.seconds is not None else (60 if args.quick else 480)
-    names = args.only or list(CHECKS)
-    failed = []
-    for name in names:
-        share, check = CHECKS[name]
-        started = time.monotonic()
-        bad, summary = check(max(budget * share, 1), args)
-        status = "FAIL" if bad else "ok"
-        print(f"{name:10} {status:4} {summary} [{time.monotonic() - started:.0f} s]", flush=True)
-        for line in bad:
-            print("    " + line.replace("\n", "\n    "), flush=True)
-        if bad:
-            failed.append(name)
+    failed = run_checks({name: CHECKS[name] for name in args.only or CHECKS}, budget, args)
     if failed:
         print(f"stress: FAILED: {', '.join(failed)}", flush=True)
         return 1

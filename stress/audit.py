@@ -15,9 +15,9 @@ function that holds them to have an sfence after the last."""
 import os
 import platform
 import re
-import subprocess
 
 import shmring._core
+from shmring.testing import processes
 
 BARRIER = re.compile(r"\tmfence|\tlock or[lq]? +\$0x0,\(%rsp\)")
 SFENCE = re.compile(r"\tsfence")
@@ -34,8 +34,8 @@ def check_fences():
         text = f.read()
     sites = len(re.findall(r"^\s*handshake_fence\(\)", text, re.MULTILINE))
     stream_sites = len(re.findall(r"^\s*stream_fence\(\)", text, re.MULTILINE))
-    code = subprocess.run(["objdump", "-d", so], capture_output=True, text=True, check=True,
-                          timeout=60).stdout
+    code = processes.run(["objdump", "-d", so], 60, capture_output=True, text=True,
+                         check=True).stdout
     barriers = len(BARRIER.findall(code))
     sfences = len(SFENCE.findall(code))
     summary = (f"{barriers} full barriers in {os.path.basename(so)} for {sites} handshake "

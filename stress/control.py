@@ -2,8 +2,9 @@
 
 The layout is the one shmring/includes/lab.pxd describes: a `free` word at
 offset 0 and one 64-byte cell per participant (arrivals, point, grants).  The
-lab adds two stop words at offsets 4 (producers) and 8 (the consumer), and a
-`sent` word at offset 12 of each cell (frames a producer has sent).  A
+lab adds two stop words at offsets 4 (producers) and 8 (the consumer), a
+`sent` word at offset 12 of each cell (frames a producer has sent) and a
+`refused` word at offset 16 (1 once a send raised Sealed).  A
 participant reaching a pause point bumps arrivals and sleeps until grants
 moves; the coordinator grants one turn at a time and waits for the next
 arrival, so each turn runs a participant from one pause point to the next."""
@@ -14,16 +15,9 @@ import time
 
 from shmring import _core
 
-SYS_FUTEX = 202                     # x86_64
-FUTEX_WAIT, FUTEX_WAKE = 0, 1
 CELL = 64
 STOP = {"producers": 4, "consumer": 8}
 POINT_NAMES = {v: k for k, v in _core.LAB_POINTS.items()}
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
 class Control:
@@ -41,12 +35,6 @@ class Control:
 
     def _word(self, offset):
         return ctypes.c_uint32.from_address(self.base + offset)
-
-    def _futex(self, offset, op, val, timeout=None):
-        ts = None
-        if timeout is not None:
-            ts = ctypes.byref(_Timespec(int(timeout), int(timeout % 1 * 1e9)))
-        _libc.syscall(SYS_FUTEX, ctypes.c_void_p(self.base + offset), op, val, ts, None, 0)
 
     def cell(self, i):
         return CELL * (i + 1)
@@ -66,7 +54,7 @@ class Control:
         off = self.cell(i) + 8
         # An aligned 32-bit store (release on x86); pairs with shmring_lab_turn's acquire load of grants.
         self._word(off).value += 1
-        self._futex(off, FUTEX_WAKE, 1)
+        _core._lab_futex_wake(self.base + off, 1)
 
     def wait_arrival(self, i, seen, timeout):
         """True once participant i's arrivals moved past seen, False at the timeout."""
@@ -75,7 +63,7 @@ class Control:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            self._futex(self.cell(i), FUTEX_WAIT, seen, min(left, 0.05))
+            _core._lab_futex_wait(self.base + self.cell(i), seen, min(left, 0.05))
         return True
 
     def set_sent(self, i, n):
@@ -83,6 +71,12 @@ class Control:
 
     def sent(self, i):
         return self._word(self.cell(i) + 12).value
+
+    def set_refused(self, i):
+        self._word(self.cell(i) + 16).value = 1     # read by the coordinator after we exit
+
+    def refused(self, i):
+        return self._word(self.cell(i) + 16).value != 0
 
     def stop(self, who):
         """Tell "producers" or the "consumer" to finish."""
@@ -96,7 +90,7 @@ class Control:
         # An aligned 32-bit store; pairs with shmring_lab_turn's acquire loads of free.
         self._word(0).value = 1
         for i in range(participants):
-            self._futex(self.cell(i) + 8, FUTEX_WAKE, 1)
+            _core._lab_futex_wake(self.base + self.cell(i) + 8, 1)
 
     def close(self):
         del self._buf

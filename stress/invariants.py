@@ -2,7 +2,7 @@
 the consumer recorded, what each producer reported, and the ring's counters."""
 from dataclasses import dataclass
 
-from stress.frames import expected_crc, split_type
+from shmring.testing.frames import expected_crc, split_type
 
 # A producer killed at one of these holds a claim the consumer must recover.
 CLAIM_POINTS = {"claimed", "busy", "payload", "commit"}
@@ -14,13 +14,19 @@ class Outcome:
     sent: int                       # frames it reported as sent
     killed_at: str = None           # pause point name, "free" (soak) or None
     status: int = 0                 # exit status
+    refused: bool = False           # a send raised Sealed (it sent nothing more)
 
 
-def check(records, length_of, outcomes, stats, abandoned=None):
+def check(records, length_of, outcomes, stats, abandoned=None, saw_seal=False):
     """Violations, as readable strings.  records: (type, length, crc) in
     delivery order; length_of(producer, seq); outcomes: producer -> Outcome;
     abandoned: the number of claims that must have been recovered, or None
-    when it is not known exactly (free-running kills)."""
+    when it is not known exactly (free-running kills); saw_seal: whether the
+    consumer's iteration ended at the seal.
+
+    A seal races claims: each claim is delivered (its send returned and
+    counts in sent) or refused (that send raised Sealed), never lost or
+    stuck, and a refusal needs a sealed ring."""
     bad = []
     seen = {i: [] for i in outcomes}
     nbytes = 0
@@ -53,6 +59,11 @@ def check(records, length_of, outcomes, stats, abandoned=None):
         if len(got) not in (want if isinstance(want, tuple) else (want,)):
             bad.append(f"producer {i} ({'killed at ' + out.killed_at if out.killed_at else 'survived'}): "
                        f"sent {out.sent}, delivered {len(got)}")
+        if out.refused and not stats["sealed"]:
+            bad.append(f"producer {i} was refused (Sealed) by a ring that is not sealed")
+    if stats["sealed"] != saw_seal:
+        bad.append(f"the ring is {'' if stats['sealed'] else 'not '}sealed, but the consumer "
+                   f"{'did not see' if stats['sealed'] else 'saw'} the end of the stream")
     if stats["frames_received"] != len(records) or stats["bytes_received"] != nbytes:
         bad.append(f"ring counts {stats['frames_received']} frames / {stats['bytes_received']} B "
                    f"received, consumer saw {len(records)} / {nbytes}")

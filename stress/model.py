@@ -3,14 +3,16 @@ each broken variant (a -D switch) must be caught, or the model proves nothing.""
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
+
+from shmring.testing import processes
 
 MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "docs", "model")
 # (file, spin -D switches, must it fail?)
 RUNS = [("claim.pml", (), False), ("claim.pml", ("PAD_SHORT",), True),
+        ("claim.pml", ("SEAL_STORE",), True),
         ("wakeup.pml", (), False), ("wakeup.pml", ("NOFENCE",), True),
         ("wakeup.pml", ("DOORBELL",), False), ("wakeup.pml", ("DOORBELL", "NOFENCE"), True),
         ("wakeup.pml", ("DOORBELL", "NORECHECK"), True)]
@@ -22,12 +24,11 @@ def errors(model, defines, work):
     src = os.path.join(work, model)
     shutil.copy(os.path.join(MODEL_DIR, model), src)
     spin = ["spin", "-a"] + [f"-D{d}" for d in defines] + [model]
-    subprocess.run(spin, cwd=work, check=True, capture_output=True, timeout=TIMEOUT)
-    subprocess.run(["gcc", "-O2", "-DSAFETY", "-o", "pan", "pan.c"], cwd=work, check=True,
-                   capture_output=True, timeout=TIMEOUT)
-    out = subprocess.run(["./pan", "-m100000"], cwd=work, capture_output=True, text=True,
-                         check=False,
-                         timeout=TIMEOUT).stdout
+    processes.run(spin, TIMEOUT, cwd=work, check=True, capture_output=True)
+    processes.run(["gcc", "-O2", "-DSAFETY", "-o", "pan", "pan.c"], TIMEOUT, cwd=work,
+                  check=True, capture_output=True)
+    out = processes.run(["./pan", "-m100000"], TIMEOUT, cwd=work, capture_output=True, text=True,
+                        check=False).stdout
     found = re.search(r"errors: (\d+)", out)
     if not found:
         raise RuntimeError(f"spin gave no verdict for {model}:\n{out}")

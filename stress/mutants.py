@@ -7,12 +7,12 @@ mutants are C macros (shmring/includes/mutants.pxd)."""
 import argparse
 import glob
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
+from shmring.testing import processes
+from shmring.testing.build import build_tree
 from stress import tsan
 
 ROOT = tsan.ROOT
@@ -26,17 +26,15 @@ MUTANTS = {
     "no_fence": ["fences"],
     "no_stream_fence": ["fences"],
     "no_recovery": ["scheduled", "soak-kill"],
+    "seal_store": ["scheduled"],
     "no_recheck": ["scheduled"],
+    "seal_silent": ["scheduled"],
 }
 
 
 def build(dest, mutant):
     """A lab build of the tree in dest with the mutant compiled into _core."""
-    shutil.copytree(os.path.join(ROOT, "shmring"), os.path.join(dest, "shmring"),
-                    ignore=shutil.ignore_patterns("__pycache__", "_core.*.so", "_core.c"))
-    shutil.copy(os.path.join(ROOT, "setup.py"), dest)
-    env = dict(os.environ, SHMRING_LAB="1", SHMRING_MUTANT=mutant)
-    tsan.run_build([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], dest, env)
+    build_tree(ROOT, dest, env={"SHMRING_LAB": "1", "SHMRING_MUTANT": mutant}, reuse=("_ring",))
 
 
 def caught_by(mutant, checks, seconds):
@@ -47,11 +45,12 @@ def caught_by(mutant, checks, seconds):
         else:
             with tempfile.TemporaryDirectory(prefix=f"shmring-mutant-{mutant}-") as dest:
                 build(dest, mutant)
-                proc = subprocess.run(
+                proc = processes.run(
                     [sys.executable, "-m", "stress", "--only", check, "--no-shrink",
                      "--seconds", str(seconds * 2 if check == "scheduled" else seconds)],
-                    cwd=dest, env=dict(os.environ, PYTHONPATH=os.pathsep.join([dest, ROOT])),
-                    capture_output=True, text=True, timeout=seconds * 4 + 300, check=False)
+                    timeout=seconds * 4 + 300, cwd=dest,
+                    env=dict(os.environ, PYTHONPATH=os.pathsep.join([dest, ROOT])),
+                    capture_output=True, text=True, check=False)
             bad = [] if proc.returncode == 0 else [first_violation(proc.stdout + proc.stderr)]
         if bad:
             return check, bad[0].strip().splitlines()[0].split("; stats")[0][:100]

@@ -1,9 +1,9 @@
 """Hypothesis-driven interleavings of real processes at the core's pause points.
 
 Hypothesis draws a whole Scenario up front; the coordinator replays its
-schedule one pause point at a time, kills producers where it says, lets
-everything run free to drain, and checks the invariants.  A failure shrinks
-to a short, readable Scenario."""
+schedule one pause point at a time, kills producers (and the sealer) where it
+says, lets everything run free to drain, and checks the invariants.  A
+failure shrinks to a short, readable Scenario."""
 import os
 import signal
 import time
@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
 
 import shmring
-from stress import procs, workers
+from shmring.testing import processes, rings
+from stress import workers
 from stress.control import POINT_NAMES, Control
 from stress.invariants import CLAIM_POINTS, Outcome, check
 
@@ -28,6 +29,7 @@ NO_WATCHDOG = 3600.0            # an awaiting consumer's stall_timeout where nob
 QUIET_ROUND = 2 * STALL + 0.3   # liveness: progress within two quiet rounds
 KILL_POINTS = ("claim_cas", "claimed", "busy", "payload", "commit", "committed", "data_ring",
                "space_wait", "space_armed")
+SEAL_KILL_POINTS = ("seal", "sealed")     # before the sealer's CAS on tail, and after it
 STARTS = {"0": 0, "2^32": 1 << 32, "2^64": 1 << 64}
 
 
@@ -39,7 +41,11 @@ class Scenario:
     sizes: dict                 # producer -> frame sizes, in order
     schedule: list              # bursts (participant, turns); 0 is the consumer
     kills: dict = field(default_factory=dict)  # producer -> (pause point, nth arrival there)
+    seal: bool = False          # participant len(sizes) + 1 seals the ring, racing the producers
     awaits: tuple = ()          # participants that use the awaitable API (asyncio)
+
+    def sealer(self):
+        return len(self.sizes) + 1 if self.seal else None
 
     def start_pos(self):
         base, _, back = self.start.partition("-")
@@ -59,12 +65,18 @@ def scenarios(draw):
     back = 0 if base == "0" else draw(st.one_of(   # how far below 2^32 / 2^64 to start
         st.sampled_from([64, capacity // 2, capacity - 64, capacity + 64]),
         st.integers(0, 3 * capacity // 64).map(lambda k: k * 64)))
-    schedule = draw(st.lists(st.tuples(st.integers(0, n), st.integers(1, 8)), max_size=12))
+    seal = draw(st.booleans())
+    schedule = draw(st.lists(st.tuples(st.integers(0, n + seal), st.integers(1, 8)),
+                             max_size=12))
+    if seal:                    # the sealer's turn lands among the claims, not only at the drain
+        schedule.insert(draw(st.integers(0, len(schedule))), (n + 1, draw(st.integers(1, 2))))
     kills = draw(st.dictionaries(st.integers(1, n), st.tuples(st.sampled_from(KILL_POINTS),
                                                              st.integers(1, 2)), max_size=2))
+    if seal and draw(st.booleans()):
+        kills[n + 1] = (draw(st.sampled_from(SEAL_KILL_POINTS)), 1)
     awaits = tuple(sorted(draw(st.sets(st.integers(0, n)))))
     return Scenario(capacity, f"{base}-{back:#x}" if back else base, draw(st.integers(1, 3)),
-                    sizes, schedule, kills, awaits)
+                    sizes, schedule, kills, seal, awaits)
 
 
 # The doorbell handshake's windows, run first every time.  Random schedules
@@ -73,10 +85,14 @@ def scenarios(draw):
 EXPLICIT = [
     # The last frame commits while the awaiting consumer is parked after its
     # try and before arming: only its re-check finds the frame.
-    Scenario(4096, "0", 1, {1: [100]}, [], {}, (0,)),
+    Scenario(4096, "0", 1, {1: [100]}, [], {}, awaits=(0,)),
     # A producer wins the armed consumer's flag and dies before ringing: only
     # stall_timeout's second look finds the frame.
-    Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 2), (1, 8)], {1: ("data_ring", 1)}, (0,)),
+    Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 2), (1, 8)], {1: ("data_ring", 1)},
+             awaits=(0,)),
+    # The awaiting consumer has every frame and awaits its doorbell when the
+    # ring is sealed: only the seal's ring tells it the stream ended.
+    Scenario(4096, "0", 1, {1: [100]}, [(1, 8), (0, 6)], {}, seal=True, awaits=(0,)),
 ]
 
 
@@ -85,8 +101,8 @@ class Run:
 
     def __init__(self, sc, scratch):
         self.sc = sc
-        self.ring = shmring.Ring.create(procs.unique_name(), sc.capacity, _start=sc.start_pos())
-        self.ctl = Control(os.path.join(scratch, "control"), len(sc.sizes) + 1)
+        self.ring = shmring.Ring.create(rings.unique_name("lab"), sc.capacity, _start=sc.start_pos())
+        self.ctl = Control(os.path.join(scratch, "control"), len(sc.sizes) + 1 + sc.seal)
         self.out = os.path.join(scratch, "records")
         self.pids = {}
         self.seen = {}                      # participant -> arrivals already handled
@@ -99,13 +115,17 @@ class Run:
     def start(self):
         awaiting = CONSUMER in self.sc.awaits
         # Where nobody dies, an awaiting consumer's only wake is a doorbell: a
-        # lost ring is then a stall the liveness check sees, not a delay.
+        # lost ring is then a stall the liveness check sees (or, at the seal,
+        # an end of stream it never saw), not a delay.
         stall = STALL if self.sc.kills or not awaiting else NO_WATCHDOG
-        self.pids[CONSUMER] = procs.spawn(workers.consume, self.ring, self.ctl, CONSUMER,
-                                          self.out, self.sc.hold, stall, True, awaiting)
+        self.pids[CONSUMER] = processes.fork(workers.consume, self.ring, self.ctl, CONSUMER,
+                                             self.out, self.sc.hold, stall, True, awaiting)
         for i, sizes in self.sc.sizes.items():
-            self.pids[i] = procs.spawn(workers.produce, self.ring, self.ctl, i, sizes, True,
-                                       i in self.sc.awaits)
+            self.pids[i] = processes.fork(workers.produce, self.ring, self.ctl, i, sizes, True,
+                                          i in self.sc.awaits)
+        if self.sc.seal:
+            self.pids[self.sc.sealer()] = processes.fork(workers.seal, self.ring, self.ctl,
+                                                         self.sc.sealer(), True)
         for i in self.pids:
             self.seen[i] = 0
             self.running.add(i)
@@ -119,17 +139,20 @@ class Run:
         self.running.discard(i)
         self.seen[i] = self.ctl.arrivals(i)
         point = POINT_NAMES[self.ctl.point(i)]
-        self.trace.append(f"{'C' if i == CONSUMER else f'P{i}'}@{point}")
+        self.trace.append(f"{self.who(i)}@{point}")
         key = (i, point)
         self.visits[key] = self.visits.get(key, 0) + 1
         if self.sc.kills.get(i) == (point, self.visits[key]):
             os.kill(self.pids[i], signal.SIGKILL)
             self.killed[i] = point
-            self.trace.append(f"kill P{i}")
+            self.trace.append(f"kill {self.who(i)}")
             self.poll_exit(i, time.monotonic() + START_WAIT)
 
+    def who(self, i):
+        return "C" if i == CONSUMER else "S" if i == self.sc.sealer() else f"P{i}"
+
     def poll_exit(self, i, deadline=0):
-        status = procs.reap(self.pids[i], deadline)
+        status = processes.reap(self.pids[i], deadline)
         if status is not None:
             self.status[i] = status
 
@@ -149,10 +172,11 @@ class Run:
         self.ctl.release_all(len(self.pids))
 
         def exited():
-            for i in self.sc.sizes:
+            others = [i for i in self.pids if i != CONSUMER]
+            for i in others:
                 if i not in self.status:
                     self.poll_exit(i)
-            return len(self.status) == len(self.sc.sizes)
+            return all(i in self.status for i in others)
         return wait_drained(self.ring, exited, self.pids[CONSUMER])
 
     def producers_first(self):
@@ -168,35 +192,60 @@ class Run:
                     break                   # done, or it needs the consumer to go on
 
     def finish(self):
-        self.ctl.stop("consumer")
-        self.poll_exit(CONSUMER, time.monotonic() + START_WAIT)
-        bad = []
-        if self.status.get(CONSUMER) != 0:
-            bad.append(f"consumer ended with status {self.status.get(CONSUMER)}")
+        status = end_consumer(self.ring, self.ctl, self.pids[CONSUMER])
+        if status is not None:
+            self.status[CONSUMER] = status
+        bad = consumer_verdict(status)
+        if bad:
             return bad
-        outcomes = {i: Outcome(self.ctl.sent(i), self.killed.get(i), self.status.get(i))
+        sealer = self.sc.sealer()
+        if sealer is not None and sealer not in self.killed and self.status.get(sealer) != 0:
+            bad.append(f"sealer ended with status {self.status.get(sealer)}")
+        stats = self.ring.stats()
+        if stats["sealed"] != (sealer is not None and self.killed.get(sealer) != "seal"):
+            bad.append(f"ring sealed: {stats['sealed']}, though the sealer "
+                       f"{'was killed before its CAS' if sealer in self.killed else 'ran'}")
+        outcomes = {i: Outcome(self.ctl.sent(i), self.killed.get(i), self.status.get(i),
+                               self.ctl.refused(i))
                     for i in self.sc.sizes}
         abandoned = sum(1 for p in self.killed.values() if p in CLAIM_POINTS)
         return bad + check(workers.read_records(self.out),
                            lambda i, seq: self.sc.sizes[i][seq], outcomes,
-                           self.ring.stats(), abandoned)
+                           stats, abandoned, workers.read_meta(self.out)["saw_seal"])
 
     def close(self):
-        procs.kill_all([pid for i, pid in self.pids.items() if i not in self.status])
+        processes.kill_all([pid for i, pid in self.pids.items() if i not in self.status])
         self.ring.unlink()
         self.ring.close()
         self.ctl.close()
 
 
+def end_consumer(ring, ctl, pid):
+    """Reap the consumer once the ring is drained: its exit status, or None if
+    it did not end.  On a sealed ring it is not told to stop: it must end by
+    itself, at the seal (an awaiting one only if the seal rang its doorbell)."""
+    if not ring.sealed:
+        ctl.stop("consumer")
+    return processes.reap(pid, time.monotonic() + START_WAIT)
+
+
+def consumer_verdict(status):
+    if status is None:
+        return [f"the consumer did not end within {START_WAIT:.0f} s of the drain "
+                "(on a sealed ring: it never saw the seal)"]
+    return [] if status == 0 else [f"consumer ended with status {status}"]
+
+
 def wait_drained(ring, exited, consumer):
     """Wait until every producer has exited (exited() polls) and the ring is
-    empty.  Violations if the consumer process dies, if the ring stops making
-    progress for two quiet rounds, or if it does not drain by the deadline."""
+    empty.  Violations if the consumer process dies (it may end only at the
+    seal), if the ring stops making progress for two quiet rounds, or if it
+    does not drain by the deadline."""
     deadline = time.monotonic() + DRAIN_DEADLINE
     last, quiet_since = None, time.monotonic()
     while True:
-        code = procs.reap(consumer, 0)
-        if code is not None:
+        code = processes.reap(consumer, 0)
+        if code is not None and not (code == 0 and ring.stats()["sealed"]):
             return [(f"consumer died with status {code} before the ring drained "
                     "(its traceback is above)")]
         done = exited()
@@ -217,7 +266,7 @@ def wait_drained(ring, exited, consumer):
 
 def replay(sc):
     """Run one Scenario: (violations, trace of the turns taken)."""
-    with procs.scratch_dir() as scratch:
+    with rings.scratch_dir() as scratch:
         run = Run(sc, scratch)
         try:
             run.start()

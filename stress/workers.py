@@ -8,8 +8,8 @@ import struct
 import time
 import zlib
 
-from shmring import Empty
-from stress.frames import frame_type, payload
+from shmring import Empty, Sealed
+from shmring.testing.frames import frame_type, payload
 
 RECORD = struct.Struct("<IQI")      # type, length, crc32 of the frame as received
 SEND_TIMEOUT = 60                   # no producer waits for space longer than this
@@ -17,7 +17,7 @@ SEND_TIMEOUT = 60                   # no producer waits for space longer than th
 
 def produce(ring, control, i, sizes, install, awaiting=False):
     """Send sizes[seq] bytes for seq = 0, 1, ... as producer i (participant i),
-    with send() or, awaiting, with asend()."""
+    with send() or, awaiting, with asend(), until the ring is sealed."""
     if install:
         control.install(i)
 
@@ -25,13 +25,24 @@ def produce(ring, control, i, sizes, install, awaiting=False):
         for seq, n in enumerate(sizes):
             await p.asend(payload(i, seq, n), type=frame_type(i, seq), timeout=SEND_TIMEOUT)
             control.set_sent(i, seq + 1)
+
     with ring.producer() as p:
-        if awaiting:
-            asyncio.run(asend_all(p))
-            return
-        for seq, n in enumerate(sizes):
-            p.send(payload(i, seq, n), type=frame_type(i, seq), timeout=SEND_TIMEOUT)
-            control.set_sent(i, seq + 1)
+        try:
+            if awaiting:
+                asyncio.run(asend_all(p))
+                return
+            for seq, n in enumerate(sizes):
+                p.send(payload(i, seq, n), type=frame_type(i, seq), timeout=SEND_TIMEOUT)
+                control.set_sent(i, seq + 1)
+        except Sealed:
+            control.set_refused(i)
+
+
+def seal(ring, control, i, install):
+    """Seal the ring, as participant i: any process holding it may."""
+    if install:
+        control.install(i)
+    ring.seal()
 
 
 def produce_until_stopped(ring, control, i, sizes):
@@ -44,29 +55,35 @@ def produce_until_stopped(ring, control, i, sizes):
         while not control.stopped("producers"):
             n = sizes[seq % len(sizes)]
             data = payload(i, seq, n)
-            if seq % 2 == 0:
-                p.send(data, type=frame_type(i, seq), timeout=SEND_TIMEOUT)
-            else:
-                r = p.reserve(n, type=frame_type(i, seq), timeout=SEND_TIMEOUT)
-                with r, memoryview(r) as view:
-                    view[:n // 2] = data[:n // 2]
-                    os.sched_yield()
-                    view[n // 2:] = data[n // 2:]
+            try:
+                if seq % 2 == 0:
+                    p.send(data, type=frame_type(i, seq), timeout=SEND_TIMEOUT)
+                else:
+                    r = p.reserve(n, type=frame_type(i, seq), timeout=SEND_TIMEOUT)
+                    with r, memoryview(r) as view:
+                        view[:n // 2] = data[:n // 2]
+                        os.sched_yield()
+                        view[n // 2:] = data[n // 2:]
+            except Sealed:
+                control.set_refused(i)
+                return
             seq += 1
             control.set_sent(i, seq)
 
 
 def consume(ring, control, i, out_path, hold, stall_timeout, install, awaiting=False):
-    """Receive until told to stop, writing one RECORD per frame to out_path.
-    Holds up to `hold` frames and releases them newest first (out of order),
-    and never sleeps while holding any, so producers are not starved.  Also
-    notes the longest gap between two deliveries (the soak's max stall).
+    """Receive until told to stop, or until the ring is sealed and drained,
+    writing one RECORD per frame to out_path.  Holds up to `hold` frames and
+    releases them newest first (out of order), and never sleeps while holding
+    any, so producers are not starved.  Also notes the longest gap between
+    two deliveries (the soak's max stall) and whether it saw the seal.
     Awaiting, it waits with arecv() and no timeout: only a doorbell (or the
     stall_timeout watchdog) wakes it, so a lost ring shows as a stall."""
     if install:
         control.install(i)
     held = []
     gaps = [0.0, time.monotonic()]          # longest gap, last delivery
+    saw_seal = False
 
     def deliver(out, f):
         now = time.monotonic()
@@ -91,29 +108,45 @@ def consume(ring, control, i, out_path, hold, stall_timeout, install, awaiting=F
             await asyncio.sleep(0.05)           # the stop word is only read here
         receiver.cancel()                       # a cancelled arecv takes no frame
         with contextlib.suppress(asyncio.CancelledError):
-            await receiver
+            await receiver                      # Sealed, if that is how it ended
 
     with open(out_path, "wb") as out, ring.consumer(stall_timeout=stall_timeout) as c:
-        if awaiting:
-            asyncio.run(until_stopped(c, out))
-        while not awaiting and not control.stopped("consumer"):
-            try:
-                f = c.recv(timeout=0)
-            except Empty:
-                release(held)
-                try:
-                    f = c.recv(timeout=0.05)
-                except Empty:
-                    continue
-            deliver(out, f)
+        try:
+            if awaiting:
+                asyncio.run(until_stopped(c, out))
+            while not awaiting and not control.stopped("consumer"):
+                f = next_frame(c, held)
+                if f is not None:
+                    deliver(out, f)
+        except Sealed:
+            saw_seal = True
         release(held)
     with open(out_path + ".json", "w") as meta:
-        json.dump({"max_gap": gaps[0]}, meta)
+        json.dump({"max_gap": gaps[0], "saw_seal": saw_seal}, meta)
+
+
+def next_frame(c, held):
+    """A frame at once, or else, having released the frames held, within
+    50 ms; None if none came."""
+    try:
+        return c.recv(timeout=0)
+    except Empty:
+        release(held)
+    try:
+        return c.recv(timeout=0.05)
+    except Empty:
+        return None
 
 
 def release(held):
     while held:
         held.pop().release()
+
+
+def read_meta(path):
+    """What consume() noted besides the records: max_gap, saw_seal."""
+    with open(path + ".json") as f:
+        return json.load(f)
 
 
 def read_records(path):

@@ -155,8 +155,9 @@ def test_one_waiter_at_a_time(ring):
             await until(lambda: ring.stats()["consumer_waits"] > 0, "the first to await")
             with pytest.raises(shmring.RingError, match="one waiting at a time"):
                 await c.arecv()
-            with pytest.raises(shmring.RingError, match="one waiting at a time"):
-                c.recv(timeout=0)
+            for receive in (c.recv, c.recv_latest, c.recv_latest_each):
+                with pytest.raises(shmring.RingError, match="one waiting at a time"):
+                    receive(timeout=0)
             with pytest.raises(shmring.RingError, match="awaiting"):
                 c.close()
             p.send(b"for the first")
@@ -245,3 +246,31 @@ def test_a_consumer_reopened_in_the_same_process_is_still_rung(ring):
                     return await waiter
                 assert run(main(), timeout=10) == b"%d" % i
         assert ring.stats()["doorbell_rings"] == 3
+
+
+def test_a_dropping_producer_awaits_room_only_as_long_as_asked(ring):
+    """on_full="drop": by default an awaiting send does not wait either; with
+    a timeout it awaits room that long.  A frame that finds none is dropped
+    and counted once, however often the await looked."""
+    with ring.producer(on_full="drop") as p, ring.consumer(stall_timeout=LONG) as c:
+        async def main():
+            with ring.producer() as filler:
+                n = fill(filler)
+            assert await p.asend(b"x" * 1000) is False
+            assert await p.asend_array(np.zeros(250, np.int32)) is False
+            async with p.areserve(1000) as r:
+                assert r is None
+            assert ring.stats()["frames_dropped"] == 3 and ring.stats()["producer_waits"] == 0
+            assert await p.asend(b"x" * 1000, timeout=0.3) is False    # awaited, then dropped
+            assert ring.stats()["frames_dropped"] == 4 and ring.stats()["producer_waits"] > 0
+            assert await p.asend_many([b"y" * 1000] * 3) == 0          # each dropped, none waits
+            assert ring.stats()["frames_dropped"] == 7
+            waiter = asyncio.ensure_future(p.asend(b"room" * 250, timeout=LONG))
+            await until(lambda: ring.stats()["producer_waits"] > 1, "the producer to await")
+            c.recv(timeout=0).release()                    # room: the release rings it
+            assert await waiter is True
+            return n
+        n = run(main())
+        assert ring.stats()["frames_dropped"] == 7
+        got = [c.recv_bytes(timeout=0) for _ in range(n)]
+        assert got[-1] == b"room" * 250

@@ -23,12 +23,12 @@ def test_bench_measures_awaiting_against_blocking_and_asyncio_streams(tmp_path, 
                                                   aio.AsyncShmring()])
     out = tmp_path / "bench.json"
     args = parse("--quick", "--sizes", "64", "--producers", "1,2", "--reps", "1",
-                 "--seconds", "0.02", "--no-checks", "--json", str(out))
+                 "--seconds", "0.02", "--no-checks", "--targets", "--json", str(out))
     assert bench.run(args) == 0
     printed = capsys.readouterr().out
     got = {(r["transport"], r["mode"], r["producers"]) for r in json.loads(out.read_text())}
-    assert {("shmring-async", "async-for", 1), ("shmring-async", "async-for", 2),
-            ("shmring-async", "ping-pong", 1), ("asyncio streams", "ping-pong", 1),
+    assert {("shmring-async", "asyncio", 1), ("shmring-async", "asyncio", 2),
+            ("shmring-async", "ping-pong asyncio", 1), ("asyncio streams", "ping-pong copy", 1),
             ("asyncio streams", "copy", 1), ("shmring", "ping-pong send blocking", 1)} <= got
     assert ("asyncio streams", "copy", 2) not in got        # one producer per socketpair
     for target in ("async ping-pong p50 vs blocking", "async ping-pong p50 vs asyncio streams",
@@ -36,7 +36,7 @@ def test_bench_measures_awaiting_against_blocking_and_asyncio_streams(tmp_path, 
                    "doorbell rings per 1,000 frames, async-for runs"):
         row = next(line for line in printed.splitlines() if line.startswith(f"| {target} |"))
         assert row.split(" | ")[1] != "-", row             # measured
-    assert aio.RINGS == []                                  # targets() read the tally
+    assert aio.RINGS == []                                  # target_rows() read the tally
 
 
 @pytest.mark.timeout(300)

@@ -6,15 +6,15 @@ cancelled while it awaits room, and a reservation cancelled inside its
 and a cancelled send delivers nothing."""
 import asyncio
 import contextlib
-import uuid
 
 import anyio
 import pytest
-from _helpers_harden import children
 from hypothesis import given
 from hypothesis import strategies as st
 
 import shmring
+from shmring.testing.processes import children
+from shmring.testing.rings import ring_name
 
 LONG = 60.0
 
@@ -62,15 +62,12 @@ def contents(got):
 @contextlib.contextmanager
 def ring_and_child(script):
     """A fresh ring, and a child running script on it that has said "ready";
-    the ring's name is removed afterwards."""
-    name = f"cancel-{uuid.uuid4().hex[:12]}"
-    with shmring.Ring.create(name, 4096) as ring, children() as spawn:
-        try:
-            child = spawn(script.replace("NAME", repr(name)))
-            child.expect("ready")
-            yield ring, child
-        finally:
-            ring.unlink()
+    the ring's segment and doorbells are removed afterwards."""
+    with ring_name("cancel") as name, shmring.Ring.create(name, 4096) as ring, \
+            children() as spawn:
+        child = spawn(script.replace("NAME", repr(name)))
+        child.expect("ready")
+        yield ring, child
 
 
 async def turns(n):

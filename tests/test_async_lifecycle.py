@@ -1,18 +1,19 @@
-"""Doorbells over their life: fork, `shmring ls` and `rm`, stale doorbells of
-dead owners, Ctrl-C, an idle awaiting consumer, and a ring that was lost
-(a publisher killed between winning the flag and ringing)."""
+"""Doorbells over their life: fork, stale doorbells of dead owners, long
+names, Ctrl-C, an idle awaiting consumer, and a ring that was lost (a
+publisher killed between winning the flag and ringing).  `shmring ls` and
+`rm` with doorbells: tests/test_cli.py."""
 import asyncio
-import json
 import os
 import signal
 import time
 
 import pytest
-from _helpers_harden import AWAIT_A_FRAME, Raw, children, run_cli, unique_name, wait_until
+from _awaiting import AWAIT_A_FRAME
 
 import shmring
-from shmring import _ring, segments
-from shmring import segments as L
+from shmring import _ring, layout, segments
+from shmring.testing.processes import children, wait_until
+from shmring.testing.rings import Raw
 
 
 def bell_files(ring):
@@ -58,9 +59,9 @@ hear()
 
 
 @pytest.mark.timeout(60)
-def test_a_forked_child_inherits_no_doorbell_and_no_loop_registration(hname):
-    with shmring.Ring.create(hname, 8192), children() as spawn:
-        proc = spawn(FORK_WHILE_AWAITING.replace("NAME", repr(hname)))
+def test_a_forked_child_inherits_no_doorbell_and_no_loop_registration(name):
+    with shmring.Ring.create(name, 8192), children() as spawn:
+        proc = spawn(FORK_WHILE_AWAITING.replace("NAME", repr(name)))
         assert proc.expect("child", timeout=20) == "child 0"
         assert proc.expect("got", timeout=20) == "got b'from the child'"
         # The parent's two doorbells are still there; the child removed its own.
@@ -68,55 +69,10 @@ def test_a_forked_child_inherits_no_doorbell_and_no_loop_registration(hname):
         proc.tell()
 
 
-
-
 @pytest.mark.timeout(60)
-def test_ls_shows_doorbells_and_rm_removes_them(segdir):
-    name = unique_name("bells")
-    with children() as spawn:
-        creator = AWAIT_A_FRAME.replace("Ring.attach(NAME)", f"Ring.create({name!r}, 8192)")
-        holder = spawn(creator, env={"SHMRING_DIR": segdir})
-        holder.expect("armed")
-        r = run_cli(segdir, "ls")
-        assert r.returncode == 0, r.stderr
-        header, line = r.stdout.splitlines()[0], next(
-            ln for ln in r.stdout.splitlines() if ln.startswith(name))
-        assert "DOORBELLS" in header and line.split()[6] == "2/2"
-        listed = json.loads(run_cli(segdir, "ls", "--json").stdout)[0]["doorbells"]
-        assert sorted((b["role"], b["pid"], b["alive"]) for b in listed) == [
-            ("consumer", holder.pid, True), ("producer", holder.pid, True)]
-        assert "in use" in run_cli(segdir, "rm", name).stderr
-        holder.kill()
-        line = next(ln for ln in run_cli(segdir, "ls").stdout.splitlines() if ln.startswith(name))
-        assert line.split()[6] == "0/2" and line.endswith("stale")
-        r = run_cli(segdir, "rm", name)
-        assert r.returncode == 0, r.stderr
-        assert os.listdir(segdir) == []
-
-
-@pytest.mark.timeout(60)
-def test_doorbells_without_a_segment_are_listed_and_removed(segdir):
-    name = unique_name("orphan")
-    with children() as spawn:
-        shmring.Ring.create(name, 8192).close()
-        holder = spawn(AWAIT_A_FRAME.replace("NAME", repr(name)), env={"SHMRING_DIR": segdir})
-        holder.expect("armed")
-        os.unlink(os.path.join(segdir, "shmring." + name))     # the segment goes first
-        holder.kill()
-        (orphan,) = segments.list_rings()
-        assert orphan["name"] == name and orphan["error"] == "doorbells without a segment"
-        assert len(orphan["doorbells"]) == 2 and orphan["stale"]
-        assert "doorbells without a segment" in run_cli(segdir, "ls").stdout
-        segments.remove_ring(name)
-        assert os.listdir(segdir) == []
-        with pytest.raises(FileNotFoundError):
-            segments.remove_ring(name)
-
-
-@pytest.mark.timeout(60)
-def test_a_new_consumer_removes_stale_doorbells_of_dead_owners(hname):
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn:
-        dead = spawn(AWAIT_A_FRAME.replace("NAME", repr(hname)))
+def test_a_new_consumer_removes_stale_doorbells_of_dead_owners(name):
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn:
+        dead = spawn(AWAIT_A_FRAME.replace("NAME", repr(name)))
         dead.expect("armed")
         dead.kill()
         with ring.producer() as live:
@@ -182,9 +138,9 @@ say("got", await_one(timeout=5).decode())
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("library", ["asyncio", "trio"])
-def test_ctrl_c_interrupts_a_loop_awaiting_a_frame(hname, library):
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn:
-        child = spawn(AWAIT_FOREVER.replace("NAME", repr(hname)).replace("LIBRARY", repr(library)))
+def test_ctrl_c_interrupts_a_loop_awaiting_a_frame(name, library):
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn:
+        child = spawn(AWAIT_FOREVER.replace("NAME", repr(name)).replace("LIBRARY", repr(library)))
         child.expect("awaiting")
         wait_until(lambda: ring.stats()["consumer_waits"] > 0, 10, "the consumer to await")
         sent = time.monotonic()
@@ -193,7 +149,7 @@ def test_ctrl_c_interrupts_a_loop_awaiting_a_frame(hname, library):
         assert float(line.split()[1]) - sent < 1.0
         raw = Raw(ring.path)
         try:
-            assert raw.u32(L.OFF_DATA_BELL) == 0        # the cancel took the flag back
+            assert raw.u32(layout.SegmentHeader.data_bell) == 0        # the cancel took the flag back
         finally:
             raw.close()
         with ring.producer() as p:
@@ -238,9 +194,9 @@ else:
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("library", ["asyncio", "trio"])
-def test_an_idle_awaiting_consumer_uses_no_cpu_and_no_thread(hname, library):
-    with shmring.Ring.create(hname, 8192), children() as spawn:
-        child = spawn(IDLE.replace("NAME", repr(hname)).replace("LIBRARY", repr(library)))
+def test_an_idle_awaiting_consumer_uses_no_cpu_and_no_thread(name, library):
+    with shmring.Ring.create(name, 8192), children() as spawn:
+        child = spawn(IDLE.replace("NAME", repr(name)).replace("LIBRARY", repr(library)))
         _, cpu, wall, threads = child.expect("idle", timeout=20).split()
         assert float(wall) >= 1.0               # it really waited the whole second
         assert float(cpu) < 0.010               # and used under 10 ms of CPU doing so
@@ -259,8 +215,8 @@ def test_a_lost_ring_delays_the_consumer_by_stall_timeout_at_most(ring):
             waiter = asyncio.ensure_future(c.arecv_bytes())
             while ring.stats()["consumer_waits"] == 0:
                 await asyncio.sleep(0.001)
-            assert raw.u32(L.OFF_DATA_BELL) != 0        # armed, with its doorbell's id
-            raw.put32(L.OFF_DATA_BELL, 0)       # won by a producer that then died
+            assert raw.u32(layout.SegmentHeader.data_bell) != 0        # armed, with its doorbell's id
+            raw.put32(layout.SegmentHeader.data_bell, 0)       # won by a producer that then died
             p.send(b"committed, never rung")
             started = time.monotonic()
             got = await asyncio.wait_for(waiter, 10)
@@ -275,10 +231,10 @@ def test_a_lost_ring_delays_the_consumer_by_stall_timeout_at_most(ring):
 
 
 @pytest.mark.timeout(60)
-def test_unlink_removes_the_doorbells_of_dead_owners(hname):
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn, \
+def test_unlink_removes_the_doorbells_of_dead_owners(name):
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn, \
             ring.producer() as live:
-        dead = spawn(AWAIT_A_FRAME.replace("NAME", repr(hname)))
+        dead = spawn(AWAIT_A_FRAME.replace("NAME", repr(name)))
         dead.expect("armed")
         dead.kill()
         live.fileno()

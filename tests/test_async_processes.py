@@ -3,36 +3,35 @@ an awaiting consumer on a ring that wraps thousands of times, an awaiting
 producer woken by the consumer's release, and the dead: a consumer that dies
 while producers await, a producer that dies while the consumer awaits, and
 waiters that die with their doorbell armed."""
-import multiprocessing
 import signal
 
 import anyio
 import pytest
-from _frames import aproduce, check, produce
-from _helpers_harden import AWAIT_A_FRAME, children, wait_until
+from _awaiting import AWAIT_A_FRAME
 
 import shmring
+from shmring.testing.frames import InOrder, asend_frames, send_frames
+from shmring.testing.processes import children, start_process, wait_until
 
-spawn = multiprocessing.get_context("spawn")
 LONG = 60.0     # a stall_timeout no test reaches: only a doorbell wakes the consumer
 BACKENDS = ["asyncio", "trio"]
 
 
 def awaited_drain(consumer, max_frame, total, backend, timeout=60):
     """Receive total frames with `async for` on anyio's backend, checking each."""
-    next_seq = {}
+    in_order = InOrder(max_frame)
 
     async def main():
         with anyio.fail_after(timeout):
             async for frame in consumer:
                 with frame:
-                    check(frame, max_frame, next_seq)
-                if sum(next_seq.values()) == total:
+                    in_order.check(frame)
+                if sum(in_order.next_seq.values()) == total:
                     break
             with pytest.raises(shmring.Empty):
                 await consumer.arecv(timeout=0)
     anyio.run(main, backend=backend)
-    return next_seq
+    return in_order.next_seq
 
 
 @pytest.mark.timeout(120)
@@ -46,11 +45,9 @@ def test_many_producers_to_an_awaiting_consumer(name, backend, senders):
             procs = []
             for i in range(producers):
                 awaiting = senders == "awaiting" or (senders == "both" and i % 2)
-                target, args = (aproduce, (ring, i, count, max_frame, BACKENDS[i % 2])) \
-                    if awaiting else (produce, (ring, i, count, max_frame))
-                procs.append(spawn.Process(target=target, args=args))
-            for proc in procs:
-                proc.start()
+                target, args = (asend_frames, (ring, i, count, BACKENDS[i % 2])) \
+                    if awaiting else (send_frames, (ring, i, count))
+                procs.append(start_process(target, *args, context="spawn"))
             next_seq = awaited_drain(consumer, max_frame, producers * count, backend)
             for proc in procs:
                 proc.join(30)
@@ -86,10 +83,10 @@ hear()
 
 
 @pytest.mark.timeout(60)
-def test_awaiting_producer_on_a_full_ring_is_woken_by_the_release(hname):
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn_child:
+def test_awaiting_producer_on_a_full_ring_is_woken_by_the_release(name):
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn_child:
         c = ring.consumer()
-        child = spawn_child(AWAITING_PRODUCER.replace("NAME", repr(hname)))
+        child = spawn_child(AWAITING_PRODUCER.replace("NAME", repr(name)))
         n = int(child.expect("full").split()[1])
         wait_until(lambda: ring.stats()["producer_waits"] > 0, 10, "the producer to await")
         rings = ring.stats()["doorbell_rings"]
@@ -115,9 +112,9 @@ hear()
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_dead_consumer_reaches_producers_that_await_room(hname, backend):
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn_child:
-        consumer = spawn_child(CONSUMER_THEN_DIE.replace("NAME", repr(hname)))
+def test_dead_consumer_reaches_producers_that_await_room(name, backend):
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn_child:
+        consumer = spawn_child(CONSUMER_THEN_DIE.replace("NAME", repr(name)))
         consumer.expect("ready")
         producers = [ring.producer(), ring.producer()]
         while True:
@@ -158,11 +155,11 @@ hear()
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_dead_producer_while_the_consumer_awaits(hname, backend):
+def test_dead_producer_while_the_consumer_awaits(name, backend):
     """A producer dies inside a claim while the consumer awaits; the next
     producer's commit rings, and the consumer skips the dead claim once its
     stall_timeout has passed."""
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn_child:
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn_child:
         c = ring.consumer(stall_timeout=0.3)
 
         async def main():
@@ -175,7 +172,7 @@ def test_dead_producer_while_the_consumer_awaits(hname, backend):
                     tg.start_soon(receive)
                     while ring.stats()["consumer_waits"] == 0:
                         await anyio.sleep(0.005)
-                    doomed = spawn_child(BUSY_THEN_DIE.replace("NAME", repr(hname)))
+                    doomed = spawn_child(BUSY_THEN_DIE.replace("NAME", repr(name)))
                     doomed.expect("claimed")
                     doomed.kill()
                     with ring.producer() as p:
@@ -207,13 +204,13 @@ asyncio.run(main())
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("role", ["consumer", "producer"])
-def test_a_dead_waiter_costs_one_wasted_ring(hname, role):
+def test_a_dead_waiter_costs_one_wasted_ring(name, role):
     """A waiter killed with its doorbell armed: the first publisher wins the
     flag and rings a dead socket (the error is ignored); nobody after it
     makes a system call for it."""
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn_child:
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn_child:
         script = AWAIT_A_FRAME if role == "consumer" else AWAIT_ROOM_THEN_WAIT
-        waiter = spawn_child(script.replace("NAME", repr(hname)))
+        waiter = spawn_child(script.replace("NAME", repr(name)))
         waiter.expect("armed")
         waiter.signal(signal.SIGKILL)
         waiter.wait()

@@ -5,10 +5,11 @@ early only because the other process rang the doorbell."""
 import selectors
 
 import pytest
-from _helpers_harden import Raw, children
 
 import shmring
-from shmring import segments as L
+from shmring import layout
+from shmring.testing.processes import children
+from shmring.testing.rings import Raw
 
 SEND_ON_CUE = """
 ring = shmring.Ring.attach(NAME)
@@ -40,17 +41,17 @@ def flag(ring, offset):
 
 
 @pytest.mark.timeout(60)
-def test_a_selector_loop_awaits_a_frame(hname):
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn, \
+def test_a_selector_loop_awaits_a_frame(name):
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn, \
             ring.consumer() as c, selectors.DefaultSelector() as sel:
-        child = spawn(SEND_ON_CUE.replace("NAME", repr(hname)))
+        child = spawn(SEND_ON_CUE.replace("NAME", repr(name)))
         child.expect("ready")
         sel.register(c.fileno(), selectors.EVENT_READ)
         with pytest.raises(shmring.Empty):
             c.recv(timeout=0)
         wait = c.arm()
         assert 0 < wait <= 1.0                      # at most stall_timeout
-        assert flag(ring, L.OFF_DATA_BELL) != 0     # armed, with the doorbell's id
+        assert flag(ring, layout.SegmentHeader.data_bell) != 0     # armed, with the doorbell's id
         assert sel.select(timeout=0) == []          # nothing rang yet
         child.tell()
         child.expect("sent")
@@ -66,22 +67,22 @@ def test_arm_says_when_a_frame_is_ready_and_drain_disarms(ring):
     with ring.producer() as p, ring.consumer() as c:
         p.send(b"already here")
         assert c.arm() == 0.0                       # do not wait: receive it
-        assert flag(ring, L.OFF_DATA_BELL) == 0     # and nothing is left armed
+        assert flag(ring, layout.SegmentHeader.data_bell) == 0     # and nothing is left armed
         assert c.recv_bytes(timeout=0) == b"already here"
         assert c.arm() > 0
         assert c.drain() == 0                       # stopped waiting: disarmed
-        assert flag(ring, L.OFF_DATA_BELL) == 0
+        assert flag(ring, layout.SegmentHeader.data_bell) == 0
         p.send(b"no ring for this")
         assert ring.stats()["doorbell_rings"] == 0
         assert p.arm(100) == 0.0                    # room now
-        assert flag(ring, L.HEADER_SIZE + L.SLOT_BELL) == 0     # slot 0's: nothing armed
+        assert flag(ring, layout.slot_offset(0) + layout.Slot.bell) == 0     # slot 0's: nothing armed
 
 
 @pytest.mark.timeout(60)
-def test_a_selector_loop_awaits_room(hname):
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn, \
+def test_a_selector_loop_awaits_room(name):
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn, \
             ring.producer() as p, selectors.DefaultSelector() as sel:
-        child = spawn(RELEASE_ON_CUE.replace("NAME", repr(hname)))
+        child = spawn(RELEASE_ON_CUE.replace("NAME", repr(name)))
         child.expect("ready")
         frame = b"f" * 1000
         n = 0
@@ -105,9 +106,9 @@ def test_a_selector_loop_awaits_room(hname):
 
 
 @pytest.mark.timeout(60)
-def test_arm_raises_consumer_gone(hname):
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn, ring.producer() as p:
-        child = spawn(RELEASE_ON_CUE.replace("NAME", repr(hname)))
+def test_arm_raises_consumer_gone(name):
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn, ring.producer() as p:
+        child = spawn(RELEASE_ON_CUE.replace("NAME", repr(name)))
         child.expect("ready")
         while True:
             try:

@@ -1,23 +1,8 @@
 """send_many, recv_many and recv_bytes_many, across real processes."""
-import contextlib
-import multiprocessing as mp
-import os
-import uuid
-
 import pytest
 
 import shmring
-from shmring._ring import segment_path
-
-
-@pytest.fixture
-def batch_ring():
-    name = f"test-batch-{uuid.uuid4().hex[:12]}"
-    ring = shmring.Ring.create(name, 1 << 16)
-    yield ring
-    ring.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(segment_path(name))
+from shmring.testing.processes import start_process
 
 
 def frames(n, start=0, tag=b""):
@@ -31,8 +16,8 @@ def produce(ring, n, batch, tag):
             assert p.send_many(frames(count, start, tag), type=7) == count
 
 
-def test_send_many_then_recv_many_in_order(batch_ring):
-    with batch_ring.producer() as p, batch_ring.consumer() as c:
+def test_send_many_then_recv_many_in_order(ring):
+    with ring.producer() as p, ring.consumer() as c:
         assert p.send_many(frames(10), type=3) == 10
         got = c.recv_many(4)
         assert [bytes(f) for f in got] == frames(4)
@@ -43,11 +28,11 @@ def test_send_many_then_recv_many_in_order(batch_ring):
         assert [bytes(f) for f in rest] == frames(6, 4)
         del rest                        # dropping the list releases the frames
         assert c.held == 0
-        assert batch_ring.stats()["fill"] == 0
+        assert ring.stats()["fill"] == 0
 
 
-def test_recv_many_times_out_with_empty_list(batch_ring):
-    with batch_ring.consumer() as c:
+def test_recv_many_times_out_with_empty_list(ring):
+    with ring.consumer() as c:
         assert c.recv_many(8, timeout=0) == []
         assert c.recv_many(8, timeout=0.05) == []
         assert c.recv_bytes_many(8, timeout=0.05) == []
@@ -55,34 +40,31 @@ def test_recv_many_times_out_with_empty_list(batch_ring):
             c.recv_many(0)
 
 
-def test_send_many_returns_partial_count_when_full(batch_ring):
+def test_send_many_returns_partial_count_when_full(ring):
     big = b"x" * 8000
-    with batch_ring.producer() as p, batch_ring.consumer() as c:
+    with ring.producer() as p, ring.consumer() as c:
         sent = p.send_many([big] * 100, timeout=0.05)
         assert 0 < sent < 100
         assert len(c.recv_bytes_many(1000, timeout=0)) == sent
         assert c.held == 0
 
 
-def test_send_many_rejects_non_buffers_and_keeps_earlier_frames(batch_ring):
-    with batch_ring.producer() as p, batch_ring.consumer() as c:
+def test_send_many_rejects_non_buffers_and_keeps_earlier_frames(ring):
+    with ring.producer() as p, ring.consumer() as c:
         with pytest.raises(TypeError):
             p.send_many([b"ok", "not bytes"])
         assert c.recv_bytes_many(10, timeout=0) == [b"ok"]
         with pytest.raises(shmring.FrameTooLarge):
-            p.send_many([b"y" * (batch_ring.max_frame + 1)])
+            p.send_many([b"y" * (ring.max_frame + 1)])
 
 
-def test_batches_across_processes(batch_ring):
+def test_batches_across_processes(ring):
     """Two producer processes send 20,000 frames each in batches through a
     64 KiB ring, so they wait for space; every frame arrives once, and each
     producer's frames arrive in its order."""
     n = 20000
-    ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=produce, args=(batch_ring, n, 97, tag)) for tag in (b"A", b"B")]
-    with batch_ring.consumer() as c:
-        for proc in procs:
-            proc.start()
+    with ring.consumer() as c:
+        procs = [start_process(produce, ring, n, 97, tag) for tag in (b"A", b"B")]
         got = []
         while len(got) < 2 * n:
             batch = c.recv_bytes_many(500, timeout=30)
@@ -96,8 +78,8 @@ def test_batches_across_processes(batch_ring):
         assert [f for f in got if f[:1] == tag] == frames(n, 0, tag)
 
 
-def test_recv_many_zero_copy_views(batch_ring):
-    with batch_ring.producer() as p, batch_ring.consumer() as c:
+def test_recv_many_zero_copy_views(ring):
+    with ring.producer() as p, ring.consumer() as c:
         p.send_many([b"abc", b"defg"])
         a, b = c.recv_many(2)
         assert bytes(memoryview(a)) == b"abc" and len(b) == 4

@@ -1,39 +1,20 @@
 """`cimport shmring` from an extension built outside the source tree,
 against the installed package, moving frames without the GIL."""
-import importlib.util
 import os
-import shutil
-import subprocess
-import sys
 import threading
 
 import pytest
 
 import shmring
+from shmring.testing.build import build_extension, load_extension
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "docs", "examples", "pump.pyx")
-SETUP = """
-from Cython.Build import cythonize
-from setuptools import setup
-import shmring
-setup(ext_modules=cythonize("pump.pyx", include_path=[shmring.get_include()]))
-"""
 
 
 @pytest.fixture(scope="module")
 def pump(tmp_path_factory):
-    where = tmp_path_factory.mktemp("pump")
-    shutil.copy(EXAMPLE, where / "pump.pyx")
-    (where / "setup.py").write_text(SETUP)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(shmring.__file__))] + sys.path))
-    subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=where,
-                   env=env, check=True, capture_output=True)
-    (built,) = [f for f in os.listdir(where) if f.startswith("pump.") and f.endswith(".so")]
-    spec = importlib.util.spec_from_file_location("pump", where / built)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    built = build_extension(EXAMPLE, tmp_path_factory.mktemp("pump"))
+    return load_extension(built, "pump")
 
 
 def test_get_include_holds_the_pxd_files():
@@ -78,6 +59,18 @@ def test_nogil_errors_become_exceptions(pump, name):
     with shmring.Ring.create(name, 4096) as ring, ring.producer() as producer, \
             pytest.raises(shmring.FrameTooLarge):
         pump.send_filled(producer, 1, ring.max_frame + 1)
+
+
+def test_nogil_claim_and_receive_after_the_seal(pump, name):
+    with shmring.Ring.create(name, 4096) as ring, ring.producer() as producer, \
+            ring.consumer() as consumer:
+        assert pump.send_filled(producer, 2, 10) == 2
+        ring.seal()
+        with pytest.raises(shmring.Sealed, match="no new frames"):
+            pump.send_filled(producer, 1, 10)
+        assert pump.sum_frames(consumer, 2, 0.0) == (2, 10 * (0 + 1), 1)
+        with pytest.raises(shmring.Sealed, match="no frame will come"):
+            pump.sum_frames(consumer, 1, 30.0)          # the end: it does not wait
 
 
 @pytest.mark.parametrize("bad", [-1.0, float("nan")])

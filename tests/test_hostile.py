@@ -2,26 +2,24 @@
 positions, producer slots, record headers, padding and array metadata must
 never make the consumer crash, touch memory outside the mapping or hang.
 
-Examples run in a worker subprocess (fuzz/scribble.py --worker) that dies
-with the test; a signal or a missed deadline fails the example, and
+Examples run in a worker subprocess (shmring.testing.scribble's worker)
+that dies with the test; a signal or a missed deadline fails the example, and
 Hypothesis shrinks it to a small reproducer."""
 import glob
 import json
 import os
 import signal
-import sys
 import uuid
 
 import pytest
-from _helpers_harden import ROOT, Child, ChildTimeout
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
-from shmring import segments as L
-
-SCRIBBLE = os.path.join(ROOT, "fuzz", "scribble.py")
-sys.path.insert(0, os.path.join(ROOT, "fuzz"))
-import scribble
+from shmring import layout
+from shmring._ring import segment_path
+from shmring.testing import scribble
+from shmring.testing.processes import Child, ChildTimeout
+from shmring.testing.rings import Raw
 
 EXAMPLE_DEADLINE = 15.0         # one example takes well under a second
 
@@ -36,8 +34,7 @@ class Guard:
     def run(self, ex):
         ex = dict(ex, prefix=self.prefix)
         if self.child is None or self.child.proc.poll() is not None:
-            self.child = Child(f"import runpy, sys; sys.argv = [{SCRIBBLE!r}, '--worker']\n"
-                               f"runpy.run_path({SCRIBBLE!r}, run_name='__main__')\n")
+            self.child = Child("from shmring.testing import scribble\nscribble.worker()\n")
         self.child.tell(json.dumps(ex))
         try:
             line = self.child.readline(EXAMPLE_DEADLINE)
@@ -60,7 +57,7 @@ class Guard:
         if self.child is not None:
             self.child.close()
         # A killed worker cannot remove its ring: do it here.
-        for path in glob.glob(os.path.join(L.segment_dir(), L.PREFIX + self.prefix + "-*")):
+        for path in glob.glob(segment_path(self.prefix) + "-*"):
             os.unlink(path)
 
 
@@ -75,9 +72,7 @@ u64 = st.integers(0, (1 << 64) - 1)
 small = st.one_of(st.sampled_from([0, 64, -64, 8, -8, 128, -128, 192]),
                   st.integers(-130, 130))
 values = st.one_of(
-    st.tuples(st.just("lit"), st.sampled_from(
-        [0, 1, 8, 63, 64, 4096, 8128, 8184, 8192, 8256, 1 << 32, 1 << 63, (1 << 64) - 1,
-         (1 << 64) - 64, (1 << 64) - 8])),
+    st.tuples(st.just("lit"), st.sampled_from(scribble.LITERALS)),
     st.tuples(st.just("lit"), u64),
     st.tuples(st.just("tag"), st.integers(-3, 3), st.sampled_from(scribble.STATES)),
     st.tuples(st.just("pos"), st.sampled_from(["head", "tail", "rec"]), small),
@@ -96,7 +91,7 @@ mutation = st.one_of(
     st.tuples(st.just("at"), values, st.sampled_from(sorted(scribble.RECORD_FIELDS)), values),
 )
 examples = st.fixed_dictionaries({
-    "start": st.sampled_from([0, 4096 - 256, (1 << 32) - 2048, (1 << 64) - 1024]),
+    "start": st.sampled_from(scribble.STARTS),
     "frames": st.lists(st.tuples(st.sampled_from(["bytes", "array"]), st.integers(0, 1500)),
                        max_size=8),
     "receive": st.integers(0, 4),
@@ -165,18 +160,16 @@ def test_regressions(guard, key):
 
 
 @pytest.mark.timeout(30)
-def test_corruption_message_says_what_and_where(hname):
+def test_corruption_message_says_what_and_where(name):
     """RingCorrupted names the position, head, tail and the header found."""
-    from _helpers_harden import Raw
-
     import shmring
-    with shmring.Ring.create(hname, 8192) as ring:
+    with shmring.Ring.create(name, 8192) as ring:
         c = ring.consumer()
         with ring.producer() as p:
             p.send(b"x" * 10)
         raw = Raw(ring.path)
         try:
-            raw.put64(L.OFF_TAIL, 5 * 8192)         # tail a lap beyond head
+            raw.put64(layout.SegmentHeader.tail, 5 * 8192)     # tail a lap beyond head
         finally:
             raw.close()
         with pytest.raises(shmring.RingCorrupted,
@@ -188,23 +181,21 @@ def test_corruption_message_says_what_and_where(hname):
 
 
 @pytest.mark.timeout(30)
-def test_late_commit_behind_the_cursor_is_an_error_not_a_stall(hname):
+def test_late_commit_behind_the_cursor_is_an_error_not_a_stall(name):
     """A claim skipped as dead (here: its header scribbled to padding) whose
     producer commits after all leaves a committed record behind the cursor
     that nobody holds.  Head cannot pass it: that must be RingCorrupted,
     never producers Full and the consumer Empty for ever."""
-    from _helpers_harden import Raw
-
     import shmring
-    with shmring.Ring.create(hname, 8192) as ring, ring.producer() as p:
+    with shmring.Ring.create(name, 8192) as ring, ring.producer() as p:
         c = ring.consumer()
         p.send(b"held")
         late = p.reserve(100)
         held = c.recv(0)
         raw = Raw(ring.path)
         try:
-            pos = ring.stats()["tail"] - 192            # the claim's record
-            raw.put64(raw.record(pos), raw.tag(pos) | 3)    # PAD: what recovery writes
+            pos = ring.stats()["tail"] - layout.record_size(100)     # the claim's record
+            raw.put64(raw.record(pos), raw.tag(pos) | layout.PAD)    # what recovery writes
         finally:
             raw.close()
         with pytest.raises(shmring.Empty):
@@ -222,22 +213,22 @@ def test_recv_bytes_many_says_where_the_ring_broke():
     process scribbling during the copy) fails the release; the error must say
     where the consumer stood, as every other RingCorrupted does.  The
     scribbler must land inside the copy, so a late one gets another try."""
-    from _helpers_harden import children, ring_name
-
     import shmring
+    from shmring.testing.processes import children
+    from shmring.testing.rings import ring_name
     size = 24 << 20                                     # a long copy: a wide window
     with children() as spawn:
         scribbler = spawn("""
-from _helpers_harden import Raw
+from shmring.testing.rings import Raw
 while True:
     raw = Raw(hear())
     say("ready")
-    while raw.u64(L.OFF_RECEIVED_FRAMES) == 0:  # delivered: now scribble
+    while raw.u64(layout.SegmentHeader.received_frames) == 0:  # delivered: now scribble
         pass
-    raw.put64(raw.record(0, 8), 1 << 40)
+    raw.put64(raw.record(0, layout.RecordHeader.length), 1 << 40)
     raw.close()
     say("done")
-""", env={"PYTHONPATH": os.path.dirname(__file__)})
+""")
         for _attempt in range(5):
             with ring_name() as name, shmring.Ring.create(name, 64 << 20) as ring:
                 c = ring.consumer()

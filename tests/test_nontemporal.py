@@ -2,16 +2,16 @@
 every frame boundary must come out as with memcpy, and the copies that
 should stream must.  Release builds stream copies of 1 MiB and up; debug+lab
 builds stream every aligned copy of 64 B and up."""
-import multiprocessing
 import pickle
 
 import numpy as np
 import pytest
-from _frames import check, frame_bytes, produce
 
 import shmring
 from shmring import _core
 from shmring._ring import NONTEMPORAL_MIN
+from shmring.testing.frames import InOrder, payload, send_frames
+from shmring.testing.processes import start_process
 
 MiB = 1 << 20
 THRESHOLD = NONTEMPORAL_MIN                 # None: this CPU has no streaming stores
@@ -32,7 +32,7 @@ def unaligned(data):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_send_copies_every_byte(name, size):
-    data = frame_bytes(1, size, size)
+    data = payload(1, size, size)
     with shmring.Ring.create(name, 8 * MiB) as ring, \
             ring.producer(nontemporal=True) as p, ring.consumer() as c:
         before = _core.streamed_copies()
@@ -45,7 +45,7 @@ def test_send_copies_every_byte(name, size):
 
 
 def test_send_many_copies_every_byte(name):
-    frames = [frame_bytes(2, n, n) for n in SIZES]
+    frames = [payload(2, n, n) for n in SIZES]
     with shmring.Ring.create(name, 16 * MiB) as ring, \
             ring.producer(nontemporal=True) as p, ring.consumer() as c:
         before = _core.streamed_copies()
@@ -91,17 +91,14 @@ def test_the_setting_is_visible_and_survives_pickling(name):
 
 def test_streaming_producers_in_processes_never_tear_a_frame(name):
     producers, count = 3, 40
-    fork = multiprocessing.get_context("fork")
     with shmring.Ring.create(name, 4 * MiB) as ring, ring.consumer() as consumer:
-        procs = [fork.Process(target=produce, args=(ring, i, count, ring.max_frame),
-                              kwargs={"nontemporal": True}) for i in range(producers)]
-        for proc in procs:
-            proc.start()
-        next_seq = {}
+        procs = [start_process(send_frames, ring, i, count, nontemporal=True)
+                 for i in range(producers)]
+        frames = InOrder(ring.max_frame)
         for _ in range(producers * count):
             with consumer.recv(timeout=60) as frame:
-                check(frame, ring.max_frame, next_seq)
+                frames.check(frame)
         for proc in procs:
             proc.join(60)
             assert proc.exitcode == 0
-        assert next_seq == {i: count for i in range(producers)}
+        assert frames.next_seq == {i: count for i in range(producers)}

@@ -4,37 +4,33 @@ import os
 import time
 
 import pytest
-from _frames import check, produce
 
 import shmring
-
-spawn = multiprocessing.get_context("spawn")
-fork = multiprocessing.get_context("fork")
+from shmring.testing import processes
+from shmring.testing.frames import InOrder, send_frames
 
 
 def drain(consumer, max_frame, total, procs, timeout=60):
-    next_seq = {}
+    frames = InOrder(max_frame)
     for _ in range(total):
         with consumer.recv(timeout=timeout) as frame:
-            check(frame, max_frame, next_seq)
+            frames.check(frame)
     with pytest.raises(shmring.Empty):
         consumer.recv(timeout=0)
     for proc in procs:
         proc.join(timeout)
         assert proc.exitcode == 0
-    return next_seq
+    return frames.next_seq
 
 
-@pytest.mark.parametrize("ctx", [fork, spawn], ids=["fork", "spawn"])
-def test_many_producers_wrap_thousands_of_times(name, ctx):
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_many_producers_wrap_thousands_of_times(name, context):
     producers, count = 3, 1500
     with shmring.Ring.create(name, 8192) as ring:
         max_frame = ring.max_frame
         with ring.consumer() as consumer:
-            procs = [ctx.Process(target=produce, args=(ring, i, count, max_frame))
+            procs = [processes.start_process(send_frames, ring, i, count, context=context)
                      for i in range(producers)]
-            for proc in procs:
-                proc.start()
             next_seq = drain(consumer, max_frame, producers * count, procs)
         assert next_seq == {i: count for i in range(producers)}
         stats = ring.stats()
@@ -44,8 +40,6 @@ def test_many_producers_wrap_thousands_of_times(name, ctx):
 
 
 def send_with_pickled_producer(producer, n):
-    from _frames import die_with_parent
-    die_with_parent()
     for i in range(n):
         producer.send(b"p%d" % i, type=i)
     producer.close()
@@ -54,8 +48,8 @@ def send_with_pickled_producer(producer, n):
 def test_producer_pickles_under_spawn(name):
     with shmring.Ring.create(name, 4096) as ring, ring.consumer() as consumer:
         producer = ring.producer()
-        proc = spawn.Process(target=send_with_pickled_producer, args=(producer, 50))
-        proc.start()
+        proc = processes.start_process(send_with_pickled_producer, producer, 50,
+                                       context="spawn")
         got = [consumer.recv_bytes(timeout=30) for _ in range(50)]
         proc.join(30)
         assert proc.exitcode == 0
@@ -65,8 +59,6 @@ def test_producer_pickles_under_spawn(name):
 
 
 def blocked_consumer(ring, ready):
-    from _frames import die_with_parent
-    die_with_parent()
     with ring.consumer() as c:
         ready.set()
         assert c.recv_bytes(timeout=30) == b"no one waits"
@@ -76,10 +68,9 @@ def blocked_consumer(ring, ready):
 def test_blocked_consumer_wakes_and_producer_only_wakes_waiters(name):
     with shmring.Ring.create(name, 4096) as ring, ring.producer() as p:
         p.send(b"no one waits")
-        assert ring.stats()["producer_wakeups"] == 0
-        ready = spawn.Event()
-        proc = spawn.Process(target=blocked_consumer, args=(ring, ready))
-        proc.start()
+        assert ring.stats()["wakeups_to_consumer"] == 0
+        ready = multiprocessing.get_context("spawn").Event()
+        proc = processes.start_process(blocked_consumer, ring, ready, context="spawn")
         assert ready.wait(30)
         with pytest.raises(shmring.ConsumerExists):
             ring.consumer()
@@ -91,20 +82,17 @@ def test_blocked_consumer_wakes_and_producer_only_wakes_waiters(name):
         p.send(b"wake up")
         proc.join(30)
         assert proc.exitcode == 0
-        assert ring.stats()["producer_wakeups"] >= 1
+        assert ring.stats()["wakeups_to_consumer"] >= 1
 
 
 def test_forked_child_producer_gets_its_own_slot(name):
     with shmring.Ring.create(name, 4096) as ring, ring.consumer() as c:
         p = ring.producer()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                p.send(b"from child")
-                os._exit(0 if ring.stats()["producers"] == 2 else 1)
-            finally:
-                os._exit(2)
-        _, status = os.waitpid(pid, 0)
-        assert os.WEXITSTATUS(status) == 0
+
+        def child():
+            p.send(b"from child")
+            assert ring.stats()["producers"] == 2
+        pid = processes.fork(child)
+        assert processes.reap(pid, time.monotonic() + 30) == 0
         p.send(b"from parent")
         assert [c.recv_bytes(0), c.recv_bytes(0)] == [b"from child", b"from parent"]

@@ -8,24 +8,26 @@ import threading
 import time
 
 import pytest
-from _helpers_harden import Raw, children, record_size, wait_until
 
 import shmring
-from shmring import segments as L
+from shmring import _core, layout
+from shmring.testing.frames import frame_type, payload, split_type
+from shmring.testing.processes import children, wait_until
+from shmring.testing.rings import Raw
 
 CAP = 8192
-HDR = struct.Struct("=II")          # producer id, sequence number
 
 
-def frame(pid, seq, n=100):
-    body = HDR.pack(pid, seq)
-    return body + bytes((pid * 31 + seq + i) & 0xFF for i in range(n - HDR.size))
+def send(p, producer, seq, n=100):
+    p.send(payload(producer, seq, n), type=frame_type(producer, seq))
 
 
-def parse(data):
-    pid, seq = HDR.unpack_from(data)
-    assert bytes(data) == frame(pid, seq, len(data)), "frame contents damaged"
-    return pid, seq
+def parse(frame):
+    """(producer, seq) of a self-checking frame whose bytes are intact."""
+    ident = split_type(frame.type)
+    assert ident is not None and bytes(frame) == payload(*ident, len(frame)), \
+        "frame contents damaged"
+    return ident
 
 
 # The victim: opens a producer, sends `before` frames, then stops at a kill
@@ -33,12 +35,13 @@ def parse(data):
 # state of a producer that died inside producer_claim (which Python cannot
 # stop at in a release build), performed by the victim itself on its own slot.
 VICTIM = """
-import mmap, struct
+from shmring.testing.frames import frame_type, payload
+from shmring.testing.rings import Raw
 name, point, before, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 ring = shmring.Ring.attach(name)
 p = ring.producer()
 for i in range(before):
-    p.send(struct.pack("=II", 9, i) + bytes((9 * 31 + i + k) & 0xFF for k in range(92)))
+    p.send(payload(9, i, 100), type=frame_type(9, i))
 say("sent")
 hear()
 if point in ("busy", "mid_payload", "before_commit", "slow"):
@@ -54,22 +57,16 @@ if point in ("busy", "mid_payload", "before_commit", "slow"):
     say("committed")
     hear()
 else:
-    fd = os.open(ring.path, os.O_RDWR)
-    m = mmap.mmap(fd, 0)
-    u64 = lambda off: struct.unpack_from("=Q", m, off)[0]
-    put = lambda off, v: struct.pack_into("=Q", m, off, v & 0xFFFFFFFFFFFFFFFF)
-    slot = next(i for i in range(128)
-                if L.owner_pid(u64(L.HEADER_SIZE + i * L.SLOT_SIZE)) == os.getpid())
-    s = L.HEADER_SIZE + slot * L.SLOT_SIZE
-    cap = u64(L.OFF_CAPACITY)
-    tail = u64(L.OFF_TAIL)
-    need = (size + 64 + 63) & ~63
-    room = cap - (tail & (cap - 1))
+    raw = Raw(ring.path)
+    slot = raw.slot_of_pid(os.getpid())
+    tail = raw.u64(layout.SegmentHeader.tail)
+    need = layout.record_size(size)
+    room = raw.capacity - (tail & (raw.capacity - 1))
     total = need + room if room < need else need
-    put(s + L.SLOT_INTENT_POS, tail)            # producer_claim: intent first,
-    put(s + L.SLOT_INTENT_LEN, total)
+    raw.put64(raw.slot(slot, layout.Slot.intent_pos), tail)   # producer_claim: intent first,
+    raw.put64(raw.slot(slot, layout.Slot.intent_len), total)
     if point != "before_cas":
-        put(L.OFF_TAIL, tail + total)           # then the CAS of tail; no header
+        raw.put64(layout.SegmentHeader.tail, tail + total)     # then the CAS of tail; no header
     say("claimed", tail, total)
     hear()
 """
@@ -87,24 +84,24 @@ KILL_POINTS = ["busy", "mid_payload", "before_commit", "after_cas", "before_cas"
 @pytest.mark.parametrize("start", [0, 2**32 - 1024, 2**64 - 1024],
                          ids=["start0", "near2^32", "near2^64"])
 @pytest.mark.parametrize("point", KILL_POINTS)
-def test_dead_producer_is_skipped_after_stall(hname, point, start):
+def test_dead_producer_is_skipped_after_stall(name, point, start):
     """A producer SIGKILLed at each point of a claim blocks the consumer for
     about stall_timeout, then its record is skipped and counted; every frame
     of the other producer arrives, in order.  The start positions put the
     dead claim across the ring's wrap and across 2^32 and 2^64."""
     stall = 0.3
-    with shmring.Ring.create(hname, CAP, _start=start) as ring, children() as spawn:
+    with shmring.Ring.create(name, CAP, _start=start) as ring, children() as spawn:
         c = ring.consumer(stall_timeout=stall)
         live = ring.producer()
         for i in range(2):
-            live.send(frame(1, i))
-        victim = run_victim(spawn, hname, point, 2, 3000)
+            send(live, 1, i)
+        victim = run_victim(spawn, name, point, 2, 3000)
         victim.expect("sent")
         victim.tell()
         victim.expect("claimed")
         victim.kill()
         for i in range(2, 7):
-            live.send(frame(1, i))
+            send(live, 1, i)
         got = []
         stalls = []
         while len(got) < 9:
@@ -125,28 +122,28 @@ def test_dead_producer_is_skipped_after_stall(hname, point, start):
             assert max(stalls) < stall
         else:
             assert st["frames_abandoned"] == 1
-            assert st["bytes_abandoned"] >= record_size(3000)
+            assert st["bytes_abandoned"] >= layout.record_size(3000)
             assert stall * 0.9 <= max(stalls) < stall + 1.0
         assert st["fill"] == 0
         # The ring keeps working, and the dead slot is reusable.
         with ring.producer() as p:
-            p.send(frame(2, 0))
+            send(p, 2, 0)
         with c.recv(timeout=1) as f:
             assert parse(f) == (2, 0)
         c.close()
 
 
 @pytest.mark.timeout(30)
-def test_default_stall_timeout_is_at_most_two_seconds(hname):
-    with shmring.Ring.create(hname, CAP) as ring, children() as spawn:
+def test_default_stall_timeout_is_at_most_two_seconds(name):
+    with shmring.Ring.create(name, CAP) as ring, children() as spawn:
         c = ring.consumer()
-        victim = run_victim(spawn, hname, "busy", 0, 100)
+        victim = run_victim(spawn, name, "busy", 0, 100)
         victim.expect("sent")
         victim.tell()
         victim.expect("claimed")
         victim.kill()
         with ring.producer() as p:
-            p.send(frame(1, 0))
+            send(p, 1, 0)
         t0 = time.monotonic()
         with c.recv(timeout=5) as f:
             assert parse(f) == (1, 0)
@@ -157,20 +154,20 @@ def test_default_stall_timeout_is_at_most_two_seconds(hname):
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("point", ["slow", "after_cas"])
-def test_stopped_producer_is_never_skipped(hname, point):
+def test_stopped_producer_is_never_skipped(name, point):
     """A live producer that is SIGSTOPped inside a claim (header written, or
     only the tail claimed) holds the consumer for as long as it is stopped,
     far beyond stall_timeout; nothing behind it is delivered early or lost."""
-    with shmring.Ring.create(hname, CAP) as ring, children() as spawn:
+    with shmring.Ring.create(name, CAP) as ring, children() as spawn:
         c = ring.consumer(stall_timeout=0.05)
-        victim = run_victim(spawn, hname, point, 0, 200)
+        victim = run_victim(spawn, name, point, 0, 200)
         victim.expect("sent")
         victim.tell()
         line = victim.expect("claimed")
         victim.signal(signal.SIGSTOP)
         with ring.producer() as p:
             for i in range(3):
-                p.send(frame(1, i))
+                send(p, 1, i)
         with pytest.raises(shmring.Empty):
             c.recv(timeout=0.8)     # 16 stall timeouts: still not skipped
         assert ring.stats()["frames_abandoned"] == 0
@@ -187,12 +184,13 @@ def test_stopped_producer_is_never_skipped(hname, point):
             raw = Raw(ring.path)
             try:
                 slot = raw.slot_of_pid(victim.pid)
-                raw.put64(raw.record(pos, 8), 200)
-                raw.m[raw.record(pos, 16):raw.record(pos, 22)] = struct.pack("=IH", 7, slot)
-                raw.m[raw.record(pos, 22):raw.record(pos, 24)] = b"\0\0"
-                raw.m[raw.record(pos, 64):raw.record(pos, 264)] = b"\xee" * 200
-                raw.put64(raw.record(pos), raw.tag(pos) | 2)     # COMMITTED
-                raw.put64(raw.slot(slot, L.SLOT_INTENT_LEN), 0)
+                R = layout.RecordHeader
+                raw.put64(raw.record(pos, R.length), 200)
+                raw.m[raw.record(pos, R.type):raw.record(pos, R.ndim)] = struct.pack("=IH", 7, slot)
+                raw.m[raw.record(pos, R.ndim):raw.record(pos, R.dtype)] = b"\0\0"  # ndim, flags
+                raw.m[raw.record(pos, R.size):raw.record(pos, R.size + 200)] = b"\xee" * 200
+                raw.put64(raw.record(pos, R.commit), raw.tag(pos) | layout.COMMITTED)
+                raw.put64(raw.slot(slot, layout.Slot.intent_len), 0)
             finally:
                 raw.close()
             with c.recv(timeout=5) as f:
@@ -220,18 +218,18 @@ hear()
 
 
 @pytest.mark.timeout(30)
-def test_dead_consumer_is_replaced_and_unreleased_frames_redelivered(hname):
+def test_dead_consumer_is_replaced_and_unreleased_frames_redelivered(name):
     """ConsumerExists only while the consumer lives (a SIGSTOPped one still
     counts); after SIGKILL a new consumer attaches and gets again exactly the
     frames the dead one received and never released, then the rest."""
-    with shmring.Ring.create(hname, CAP) as ring, children() as spawn:
-        cons = spawn(CONSUMER.replace("sys.argv[1]", repr(hname)))
+    with shmring.Ring.create(name, CAP) as ring, children() as spawn:
+        cons = spawn(CONSUMER.replace("sys.argv[1]", repr(name)))
         cons.expect("open")
         with pytest.raises(shmring.ConsumerExists):
             ring.consumer()
         with ring.producer() as p:
             for i in range(6):
-                p.send(frame(1, i))
+                send(p, 1, i)
         cons.tell()
         cons.expect("got")
         cons.expect("released")
@@ -253,14 +251,18 @@ def test_dead_consumer_is_replaced_and_unreleased_frames_redelivered(hname):
 
 
 @pytest.mark.timeout(30)
-def test_zombie_consumer_counts_as_dead(hname):
+def test_zombie_consumer_counts_as_dead(name):
     """A consumer killed but not yet reaped by its parent (a zombie) is gone."""
-    with shmring.Ring.create(hname, CAP) as ring, children() as spawn:
-        cons = spawn(CONSUMER.replace("sys.argv[1]", repr(hname)))
+    with shmring.Ring.create(name, CAP) as ring, children() as spawn:
+        cons = spawn(CONSUMER.replace("sys.argv[1]", repr(name)))
         cons.expect("open")
         cons.signal(signal.SIGKILL)         # not reaped: a zombie until close()
-        wait_until(lambda: not L.owner_alive(Raw(ring.path).u64(L.OFF_CONSUMER)), 5,
-                   "the consumer to die")
+        raw = Raw(ring.path)
+        try:
+            wait_until(lambda: not _core.alive(raw.u64(layout.SegmentHeader.consumer)), 5,
+                       "the consumer to die")
+        finally:
+            raw.close()
         ring.consumer().close()
 
 
@@ -285,11 +287,11 @@ except shmring.ConsumerGone as e:
 
 
 @pytest.mark.timeout(30)
-def test_producer_blocked_on_full_ring_gets_consumer_gone(hname):
-    with shmring.Ring.create(hname, CAP) as ring, children() as spawn:
-        cons = spawn(CONSUMER.replace("sys.argv[1]", repr(hname)))
+def test_producer_blocked_on_full_ring_gets_consumer_gone(name):
+    with shmring.Ring.create(name, CAP) as ring, children() as spawn:
+        cons = spawn(CONSUMER.replace("sys.argv[1]", repr(name)))
         cons.expect("open")
-        prod = spawn(BLOCKED_PRODUCER.replace("sys.argv[1]", repr(hname)))
+        prod = spawn(BLOCKED_PRODUCER.replace("sys.argv[1]", repr(name)))
         filled = int(prod.expect("full").split()[1])
         # The producer is asleep waiting for space once it has counted a wait.
         wait_until(lambda: ring.stats()["producer_waits"] > 0, 5, "the producer to block")
@@ -310,7 +312,7 @@ def test_producer_blocked_on_full_ring_gets_consumer_gone(hname):
 
 
 SPAMMER = """
-import struct
+from shmring.testing.frames import frame_type, payload
 name, pid, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ring = shmring.Ring.attach(name)
 p = ring.producer()
@@ -318,11 +320,11 @@ say("ready")
 seq = 0
 while count < 0 or seq < count:
     n = 8 + (seq * 97) % 900
-    body = struct.pack("=II", pid, seq) + bytes((pid * 31 + seq + i) & 0xFF for i in range(n - 8))
+    body = payload(pid, seq, n)
     if seq % 2:
-        p.send(body)
+        p.send(body, type=frame_type(pid, seq))
     else:
-        r = p.reserve(n)
+        r = p.reserve(n, type=frame_type(pid, seq))
         with memoryview(r) as mv:
             mv[:] = body
         r.commit()
@@ -333,7 +335,7 @@ hear()
 
 
 @pytest.mark.timeout(120)
-def test_random_kills_lose_nothing_from_survivors(hname):
+def test_random_kills_lose_nothing_from_survivors(name):
     """Producers SIGKILLed at random moments while another keeps sending: the
     survivor's frames all arrive in order, each victim delivers a prefix of
     its own frames, and the consumer never wedges."""
@@ -341,10 +343,10 @@ def test_random_kills_lose_nothing_from_survivors(hname):
     seed = rng.randrange(1 << 30)
     rng.seed(seed)
     kills = 6
-    with shmring.Ring.create(hname, 1 << 16) as ring, children() as spawn:
+    with shmring.Ring.create(name, 1 << 16) as ring, children() as spawn:
         c = ring.consumer(stall_timeout=0.2)
         survivor = spawn(SPAMMER.replace("sys.argv[1], int(sys.argv[2]), int(sys.argv[3])",
-                                         f"{hname!r}, 1, 3000"))
+                                         f"{name!r}, 1, 3000"))
         survivor.expect("ready")
         errors = []
 
@@ -353,7 +355,7 @@ def test_random_kills_lose_nothing_from_survivors(hname):
                 for k in range(kills):
                     v = spawn(SPAMMER.replace(
                         "sys.argv[1], int(sys.argv[2]), int(sys.argv[3])",
-                        f"{hname!r}, {100 + k}, -1"))
+                        f"{name!r}, {100 + k}, -1"))
                     v.expect("ready")
                     time.sleep(rng.uniform(0.0, 0.05))      # a random kill point
                     v.kill()
@@ -399,6 +401,10 @@ def worker():
     p = ring.producer()
     r = p.reserve(5)                    # a claim held by a live thread
     memoryview(r)[:] = b"alive"
+    deadline = time.monotonic() + 10
+    while open(f"/proc/{os.getpid()}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the main thread did not exit"
+        time.sleep(0.001)               # until the leader has exited
     say("ready")
     hear()
     r.commit()
@@ -413,18 +419,17 @@ ctypes.CDLL(None).pthread_exit(None)    # the main thread (the group leader) exi
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("role", ["producer", "consumer"])
-def test_process_whose_main_thread_exited_is_alive(hname, role):
+def test_process_whose_main_thread_exited_is_alive(name, role):
     """/proc shows the leader of such a process as a zombie; its producers'
     claims must not be abandoned, nor its consumer replaced."""
-    from shmring import _core
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn:
-        child = spawn(LEADER_EXITS.replace("NAME", repr(hname)).replace("ROLE", repr(role)))
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn:
+        child = spawn(LEADER_EXITS.replace("NAME", repr(name)).replace("ROLE", repr(role)))
         child.expect("ready")
         with open(f"/proc/{child.pid}/stat") as f:
             assert f.read().rsplit(")", 1)[1].split()[0] == "Z"
         raw = Raw(ring.path)
         try:
-            owner = raw.u64(L.OFF_CONSUMER if role == "consumer"
+            owner = raw.u64(layout.SegmentHeader.consumer if role == "consumer"
                             else raw.slot(raw.slot_of_pid(child.pid)))
         finally:
             raw.close()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import shmring
-from shmring import _ring
+from shmring import _ring, layout
 
 
 def test_create_attach_properties(name):
@@ -138,9 +138,17 @@ def test_full_timeouts_and_space_returns(ring):
             with pytest.raises(shmring.Full) as info:
                 p.send(b"x" * 1000, timeout=timeout)
             assert isinstance(info.value, TimeoutError)
-        c.recv().release()
+        held = [c.recv(), c.recv()]                 # space stays in use while held
+        assert ring.stats()["frames_held"] == 2
+        with pytest.raises(shmring.Full, match=rf"{sent * 1088} of {ring.capacity} bytes in use; "
+                           "the consumer holds 2 frame.s. unreleased"):
+            p.send(b"x" * 1000, timeout=0)
+        held.pop().release()
+        assert ring.stats()["frames_held"] == 1
+        del held                                    # a dropped frame is released too
+        assert ring.stats()["frames_held"] == 0
         p.send(b"y" * 1000, timeout=0)
-        got = [c.recv_bytes(0) for _ in range(sent)]
+        got = [c.recv_bytes(0) for _ in range(sent - 1)]
         assert got[-1] == b"y" * 1000
 
 
@@ -254,7 +262,7 @@ def test_frame_is_read_only_and_unusable_after_release(ring):
 
 def test_out_of_order_release(name):
     with shmring.Ring.create(name, 4096) as ring, ring.producer() as p, ring.consumer() as c:
-        frame = 1024 - 64
+        frame = 1024 - layout.RECORD_HEADER     # four records fill the ring
         for i in range(4):
             p.send(bytes([i]) * frame, timeout=0)
         with pytest.raises(shmring.Full):
@@ -275,7 +283,7 @@ def test_out_of_order_release(name):
 
 def test_dropped_frame_is_released(ring):
     with ring.producer() as p, ring.consumer() as c:
-        for _ in range(3 * ring.capacity // (1024 + 64)):
+        for _ in range(3 * ring.capacity // layout.record_size(1024)):
             p.send(bytes(1024), timeout=0)
             c.recv(0)                     # never released explicitly
         assert ring.stats()["fill"] == 0
@@ -398,13 +406,13 @@ def test_reservation_dies_with_its_producer(ring):
 
 
 def test_owner_liveness():
-    import subprocess
     import sys
 
     from shmring import _core
+    from shmring.testing import processes
     assert _core.alive(os.getpid())       # start time unknown: judged by the pid
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
+    child = processes.popen([sys.executable, "-c", "pass"])
+    child.wait(30)
     assert not _core.alive(child.pid)
     assert not _core.alive(0)
 

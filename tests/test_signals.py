@@ -5,9 +5,9 @@ import signal
 import time
 
 import pytest
-from _helpers_harden import children, wait_until
 
 import shmring
+from shmring.testing.processes import children, wait_until
 
 BLOCKED_CONSUMER = """
 ring = shmring.Ring.attach(NAME)
@@ -25,9 +25,9 @@ say("got", c.recv_bytes(timeout=5).decode())
 
 
 @pytest.mark.timeout(30)
-def test_sigint_interrupts_blocked_recv(hname):
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn:
-        child = spawn(BLOCKED_CONSUMER.replace("NAME", repr(hname)))
+def test_sigint_interrupts_blocked_recv(name):
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn:
+        child = spawn(BLOCKED_CONSUMER.replace("NAME", repr(name)))
         child.expect("blocking")
         # Asleep in the futex: it has announced itself as a waiter.
         wait_until(lambda: ring.stats()["consumer_waits"] > 0, 5, "the consumer to sleep")
@@ -66,10 +66,10 @@ hear()
 
 
 @pytest.mark.timeout(30)
-def test_sigint_interrupts_producer_blocked_on_full_ring(hname):
-    with shmring.Ring.create(hname, 8192) as ring, children() as spawn:
+def test_sigint_interrupts_producer_blocked_on_full_ring(name):
+    with shmring.Ring.create(name, 8192) as ring, children() as spawn:
         c = ring.consumer()         # alive, but not reading
-        child = spawn(BLOCKED_PRODUCER.replace("NAME", repr(hname)))
+        child = spawn(BLOCKED_PRODUCER.replace("NAME", repr(name)))
         n = int(child.expect("blocking").split()[1])
         wait_until(lambda: ring.stats()["producer_waits"] > 0, 5, "the producer to sleep")
         sent = time.monotonic()

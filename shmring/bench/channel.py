@@ -9,6 +9,12 @@ import time
 from shmring.bench.harness import touch
 
 
+def producer_of(frame):
+    """The index a producer wrote into the first byte of its frames."""
+    with memoryview(frame) as mv, mv.cast("B") as b:
+        return b[0]
+
+
 class Channel:
     def consumer(self):
         """Set up the receiving side (in the consumer's process)."""
@@ -32,11 +38,34 @@ class Channel:
             acc += touch(recv(state))
         return acc
 
+    counts_shares = True                # see tally()
+
+    def tally(self, state, quotas):
+        """Receive every frame and count each producer's (the first byte of
+        producer i's frames is i) until one producer has had all its frames
+        taken: how the frames were shared while every producer was sending.
+        Channels that cannot count set counts_shares = False."""
+        counts = [0] * len(quotas)
+        shares = None
+        recv = self.recv
+        for _ in range(sum(quotas)):
+            i = producer_of(recv(state))
+            counts[i] += 1
+            if shares is None and counts[i] == quotas[i]:
+                shares = list(counts)
+        return shares
+
     def fill(self, state, job):
         count, payload = job
         send = self.send
         for _ in range(count):
             send(state, payload)
+
+    def helpers(self, total):
+        """Processes that carry frames between the producers and the
+        consumer (a bridge's two ends), as (setup, work, arg) like a
+        producer's: timed and counted with them."""
+        return []
 
     def close(self):
         """Free what the parent made (in the parent, after the run)."""

@@ -5,6 +5,7 @@ import uuid
 
 import shmring
 from shmring.bench.harness import CTX, cpu_now, touch
+from shmring.testing.processes import start_process
 
 
 def rss_kb(pid="self"):
@@ -63,10 +64,10 @@ def rss_flat(frames=1_000_000):
     fill, commit) after the first 10% of frames and at the end, in kB."""
     ring = new_ring()
     rx, tx = CTX.Pipe(duplex=False)
-    proc = CTX.Process(target=_produce, args=(ring, frames, tx), daemon=True)
+    proc = None
     try:
         with ring.consumer() as c:
-            proc.start()
+            proc = start_process(_produce, ring, frames, tx, daemon=True)
             for i in range(frames):
                 if i == frames // 10:
                     c_start = rss_kb()
@@ -77,7 +78,7 @@ def rss_flat(frames=1_000_000):
         p_start, p_end = rx.recv(), rx.recv()
         proc.join(10)
     finally:
-        if proc.is_alive():
+        if proc is not None and proc.is_alive():
             proc.kill()
         ring.close()
         ring.unlink()

@@ -1,10 +1,13 @@
 """Run one measurement in fresh processes: producers and a consumer forked
-from this one, started together, each reporting its own CPU time."""
+from this one, started together, each reporting its own CPU time.  They die
+with this process, so an interrupted run leaves none waiting."""
 import multiprocessing as mp
 import queue
 import resource
 import time
 from typing import Any
+
+from shmring.testing.processes import start_process
 
 CTX = mp.get_context("fork")
 TIMEOUT = 30.0                          # seconds without a result before a run counts as hung
@@ -64,9 +67,8 @@ def run_processes(consumer, producers):
     try:
         for role, spec in [("consumer", consumer)] + [("producer", p) for p in producers]:
             ready = CTX.Event()
-            proc = CTX.Process(target=_worker, args=(role, *spec, ready, barrier, results, finished),
-                               daemon=True)
-            proc.start()
+            proc = start_process(_worker, role, *spec, ready, barrier, results, finished,
+                                 daemon=True)
             procs.append(proc)
             while not ready.wait(0.1):
                 if not proc.is_alive():

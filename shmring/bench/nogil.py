@@ -2,7 +2,6 @@
 extension would (`cimport shmring`, include_path=[shmring.get_include()]),
 and cache the result by the hash of every .pxd it depends on."""
 import hashlib
-import importlib.util
 import os
 import pathlib
 import shutil
@@ -11,6 +10,7 @@ import sysconfig
 import tempfile
 
 import shmring
+from shmring.testing.build import build_extension, load_extension
 
 HERE = pathlib.Path(__file__).parent
 NAME = "_shmring_bench_nogil"
@@ -31,21 +31,8 @@ def fingerprint():
 
 
 def build(target):
-    from Cython.Build import cythonize
-    from setuptools import Distribution, Extension
     with tempfile.TemporaryDirectory() as tmp:
-        pyx = pathlib.Path(tmp) / f"{NAME}.pyx"
-        shutil.copy(HERE / "_nogil.pyx", pyx)
-        ext = Extension(NAME, [str(pyx)], extra_compile_args=["-O2"])
-        dist = Distribution({"ext_modules": cythonize(
-            [ext], include_path=[shmring.get_include()], quiet=True,
-            compiler_directives={"language_level": 3})})
-        cmd = dist.get_command_obj("build_ext")
-        cmd.build_lib = tmp
-        cmd.build_temp = os.path.join(tmp, "build")
-        cmd.ensure_finalized()
-        cmd.run()
-        built = next(pathlib.Path(tmp).glob(f"{NAME}*.so"))
+        built = build_extension(HERE / "_nogil.pyx", tmp, name=NAME, compile_args=["-O2"])
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(built, str(target) + ".tmp")
         os.replace(str(target) + ".tmp", target)
@@ -57,9 +44,4 @@ def load():
     target = cache_dir() / f"{NAME}-{fingerprint()}{suffix}"
     if not target.exists():
         build(target)
-    spec = importlib.util.spec_from_file_location(NAME, target)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {target}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_extension(target, NAME)

@@ -1,21 +1,19 @@
 """The baselines: what a user would otherwise pick.  Each is a Peer whose
-channel() makes a Channel; a peer whose package is missing says why."""
+channel() makes a Channel; a peer whose package is missing says why.
+os.pipe and socketpair are in streams.py."""
 import contextlib
+import ctypes
 import importlib
 import multiprocessing.connection
 import os
-import select
 import socket
-import struct
 import tempfile
 import time
 import uuid
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from shmring.bench.channel import Channel, Duplex
 from shmring.bench.harness import CTX, touch
-
-PREFIX = struct.Struct("<Q")
 
 
 class Peer:
@@ -23,6 +21,11 @@ class Peer:
     mode = "copy"
     needs: tuple[str, ...] = ()         # importable modules it requires
     max_producers: Optional[int] = None     # None: any number
+
+    @property
+    def label(self):
+        """The mode as the records and the table name it."""
+        return self.mode
 
     def missing(self):
         """None when usable, else the reason to skip it."""
@@ -36,136 +39,12 @@ class Peer:
     def channel(self, producers, size):
         raise NotImplementedError
 
+    def min_frames(self, size):
+        """Frames a repetition needs at the least (shmring: two laps of its ring)."""
+        return 0
+
     def duplex(self, size):
         return Duplex(self.channel(1, size), self.channel(1, size))
-
-
-# --- byte streams with a length prefix: os.pipe, socketpair -----------------
-
-class Stream(Channel):
-    """One stream per producer (writes to a shared pipe would interleave);
-    the consumer reads whichever is ready.  Each kind of stream supplies
-    these, as static methods, for its ends:"""
-    pair: Callable[[], tuple[Any, Any]]
-    fileno: Callable[[Any], int]
-    close_end: Callable[[Any], None]
-    write_all: Callable[[Any, Any], None]
-    read_into: Callable[[Any, memoryview], int]
-
-    def __init__(self, producers, size):
-        self.ends = [self.pair() for _ in range(producers)]
-
-    def consumer(self):
-        for _r, w in self.ends:
-            self.close_end(w)
-        buf = bytearray(max(PREFIX.size, 1 << 16))
-        poller = None
-        if len(self.ends) > 1:
-            poller = select.poll()
-            for r, _ in self.ends:
-                poller.register(self.fileno(r), select.POLLIN)
-        return {"buf": buf, "poller": poller, "ready": [], "by_fd": {
-            self.fileno(r): r for r, _ in self.ends}}
-
-    def producer(self, index):
-        for i, (r, w) in enumerate(self.ends):
-            self.close_end(r)
-            if i != index:
-                self.close_end(w)
-        return self.ends[index][1]
-
-    def send(self, w, buf):
-        self.write_all(w, PREFIX.pack(len(buf)))
-        self.write_all(w, buf)
-
-    def recv(self, st):
-        if st["poller"] is None:
-            r = self.ends[0][0]
-        else:
-            if not st["ready"]:
-                st["ready"] = [fd for fd, _ in st["poller"].poll()]
-            r = st["by_fd"][st["ready"].pop()]
-        self.read_exact(r, st, PREFIX.size)
-        n = PREFIX.unpack_from(st["buf"])[0]
-        if n > len(st["buf"]):
-            st["buf"] = bytearray(n)
-        return self.read_exact(r, st, n)
-
-    def read_exact(self, r, st, n):
-        view = memoryview(st["buf"])[:n]
-        got = 0
-        while got < n:
-            k = self.read_into(r, view[got:])
-            if k == 0:
-                raise EOFError("peer closed")
-            got += k
-        return view
-
-    def close(self):
-        for r, w in self.ends:
-            self.close_end(r)
-            self.close_end(w)
-
-
-class PipeChannel(Stream):
-    @staticmethod
-    def pair():
-        return os.pipe()
-
-    @staticmethod
-    def fileno(fd):
-        return fd
-
-    @staticmethod
-    def close_end(fd):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-    @staticmethod
-    def write_all(fd, data):
-        with memoryview(data) as mv:
-            while mv:
-                mv = mv[os.write(fd, mv):]
-
-    @staticmethod
-    def read_into(fd, view):
-        return os.readv(fd, [view])
-
-
-class SocketChannel(Stream):
-    @staticmethod
-    def pair():
-        return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-
-    @staticmethod
-    def fileno(s):
-        return s.fileno()
-
-    @staticmethod
-    def close_end(s):
-        s.close()
-
-    @staticmethod
-    def write_all(s, data):
-        s.sendall(data)
-
-    @staticmethod
-    def read_into(s, view):
-        return s.recv_into(view)
-
-
-class Pipe(Peer):
-    name = "os.pipe"
-
-    def channel(self, producers, size):
-        return PipeChannel(producers, size)
-
-
-class SocketPair(Peer):
-    name = "socketpair"
-
-    def channel(self, producers, size):
-        return SocketChannel(producers, size)
 
 
 # --- multiprocessing --------------------------------------------------------
@@ -235,20 +114,25 @@ class FasterFifo(Peer):
 # --- pyzmq ------------------------------------------------------------------
 
 class ZmqChannel(Channel):
-    def __init__(self, size):
-        self.path = os.path.join(tempfile.gettempdir(), f"shmring-bench-{uuid.uuid4().hex[:8]}")
+    """PUSH to PULL over a unix socket, or over loopback TCP when tcp."""
+
+    def __init__(self, size, tcp=False):
+        self.path = None if tcp else \
+            os.path.join(tempfile.gettempdir(), f"shmring-bench-{uuid.uuid4().hex[:8]}")
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}" if self.path is None \
+            else "ipc://" + self.path
         self.copy = size < 65536        # pyzmq's advice: zero copy only for large frames
 
     def consumer(self):
         import zmq
         sock = zmq.Context().socket(zmq.PULL)
-        sock.bind("ipc://" + self.path)
+        sock.bind(self.endpoint)
         return sock
 
     def producer(self, index):
         import zmq
         sock = zmq.Context().socket(zmq.PUSH)
-        sock.connect("ipc://" + self.path)
+        sock.connect(self.endpoint)
         return sock
 
     def send(self, sock, buf):
@@ -258,8 +142,9 @@ class ZmqChannel(Channel):
         return sock.recv() if self.copy else sock.recv(copy=False).buffer
 
     def close(self):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        if self.path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
 
 class Zmq(Peer):
@@ -307,6 +192,8 @@ class WsServer:
 class WsChannel(Channel):
     """An asyncio server in the consumer, as the original service had; each
     producer is a blocking client (websockets.sync)."""
+
+    counts_shares = False               # frames arrive in the server's callback
 
     def __init__(self):
         self.port = free_port()
@@ -401,23 +288,34 @@ class WebSockets(Peer):
 # --- iceoryx2: loaned samples over shared memory ----------------------------
 
 class IceoryxChannel(Channel):
-    """A publish-subscribe service of byte slices.  The Python bindings have
-    no blocking receive, so the consumer polls and naps between polls.
+    """A publish-subscribe service of byte slices, used as iceoryx2's Python
+    examples use it: the publisher loans a sample from its pool, fills it in
+    place and sends it; the subscriber drops each sample after use, which
+    returns it to the pool.
+
+    The bindings have no blocking receive, so the consumer polls: it takes
+    every sample there is, then keeps polling for a while before it naps
+    (for throughput 20 us with frames under 64 KiB, none with larger ones,
+    which take longer than that to arrive; 1 ms in ping-pong).  It copies
+    frames under 64 KiB out of the sample (ctypes.string_at, cheaper than a
+    memoryview through payload() at that size) and views larger ones in
+    place.
 
     iceoryx2 0.10's Python publisher drops samples when the subscriber's
     buffer is full, despite RetryUntilDelivered and safe overflow off (20
-    sends into a buffer of 8 never blocked; 8 arrived).  A deep buffer (up to
-    4096 samples, 32 MiB) lets the consumer keep up; a drop still shows as a
-    timeout, noted by the run."""
+    sends into a buffer of 8 never blocked; 8 arrived), and send() returns 0
+    then: the producer naps and sends the frame again.  A deep buffer (up to
+    4096 samples, 32 MiB) makes that rare."""
 
-    def __init__(self, size):
+    NAP = 20e-6
+
+    def __init__(self, size, spin):
         self.service = f"shmring-bench/{uuid.uuid4().hex[:12]}"
         self.size = size
+        self.spin = spin                # seconds of empty polls before a nap
         self.depth = max(2, min(4096, (32 << 20) // max(size, 1)))
 
     def open(self):
-        import ctypes
-
         import iceoryx2 as iox2
         iox2.set_log_level_from_env_or(iox2.LogLevel.Error)   # no "no config file" lines
         node = iox2.NodeBuilder.new().create(iox2.ServiceType.Ipc)
@@ -433,7 +331,6 @@ class IceoryxChannel(Channel):
         return node, svc, svc.subscriber_builder().create(), [None]
 
     def producer(self, index):
-        import ctypes
         iox2, node, svc = self.open()
         pub = (svc.publisher_builder().initial_max_slice_len(self.size)
                .backpressure_strategy(iox2.BackpressureStrategy.RetryUntilDelivered).create())
@@ -443,20 +340,48 @@ class IceoryxChannel(Channel):
         node, svc, pub, memmove = state
         if type(buf) is not bytes:
             buf = bytes(buf)            # ctypes.memmove takes no memoryview
-        sample = pub.loan_slice_uninit(len(buf))    # a loaned sample, filled in place
-        memmove(sample.payload_ptr, buf, len(buf))
-        sample.assume_init().send()
+        while True:
+            sample = pub.loan_slice_uninit(len(buf))    # a loaned sample, filled in place
+            memmove(sample.payload_ptr, buf, len(buf))
+            if sample.assume_init().send():
+                return
+            time.sleep(self.NAP)        # no subscriber took it: its buffer was full
 
-    def recv(self, state):
-        """A view of the sample, which is held until the next recv()."""
-        node, svc, sub, held = state
-        held[0] = None
+    def next_sample(self, sub):
+        sample = sub.receive()
+        if sample is not None:
+            return sample
+        deadline = time.perf_counter() + self.spin
         while True:
             sample = sub.receive()
             if sample is not None:
-                held[0] = sample
-                return sample.payload().as_memory_view().cast("B")
-            time.sleep(20e-6)
+                return sample
+            if time.perf_counter() > deadline:
+                time.sleep(self.NAP)
+
+    @staticmethod
+    def contents(sample):
+        """The frame: bytes under 64 KiB, else a view that holds the sample."""
+        n = sample.header.number_of_elements
+        if n < 65536:
+            return ctypes.string_at(sample.payload_ptr, n)
+        return memoryview((ctypes.c_uint8 * n).from_address(sample.payload_ptr)).cast("B")
+
+    def recv(self, state):
+        """The next frame; a large one holds its sample until the next recv()."""
+        node, svc, sub, held = state
+        held[0] = None
+        held[0] = self.next_sample(sub)
+        return self.contents(held[0])
+
+    def drain(self, state, total):
+        node, svc, sub, _ = state
+        acc = 0
+        for _ in range(total):
+            sample = self.next_sample(sub)
+            acc += touch(self.contents(sample))
+            del sample
+        return acc
 
     def close(self):
         """Our processes end with os._exit, so their nodes are left behind."""
@@ -470,4 +395,8 @@ class Iceoryx2(Peer):
     needs = ("iceoryx2",)
 
     def channel(self, producers, size):
-        return IceoryxChannel(size)
+        # A spin pays only while the next small frame is microseconds away.
+        return IceoryxChannel(size, spin=20e-6 if size < 65536 else 0.0)
+
+    def duplex(self, size):
+        return Duplex(IceoryxChannel(size, spin=1e-3), IceoryxChannel(size, spin=1e-3))

@@ -1,26 +1,50 @@
-"""shmring in the benchmark, measured five ways: send (one copy), send with
-streaming stores (send-nt), reserve and fill in place (zero copy), the batch
-API, and the nogil Cython API."""
+"""shmring in the benchmark, measured six ways: send (one copy) with a
+consumer that takes Frames (recv) or bytes (recv_bytes), send with streaming
+stores (send-nt), reserve and fill in place (zero copy), the batch API, and
+the nogil Cython API.  Each can run with a ring of a given capacity (the
+--capacities sweep)."""
+import copy
 import uuid
 
 import shmring
 from shmring.bench.channel import Channel, Duplex
 from shmring.bench.harness import touch
 from shmring.bench.peers import Peer
+from shmring.bench.report import size_name
 
 SPIN = 200_000                          # polls before sleeping, in spin mode
 BATCH = 256                             # frames per send_many/recv_many call
 
 
+def smallest_ring(size, frames):
+    """The smallest capacity that holds `frames` frames of `size` bytes."""
+    record = 64 + (size + 63) // 64 * 64    # a record header, the payload on whole lines
+    need = max(frames * record, 2 * record, 4096)   # a frame is at most half the ring
+    return 1 << (need - 1).bit_length()
+
+
 def capacity_for(size):
-    """Room for about four frames in flight, and at least 1 MiB."""
-    need = 4 * (size + 64)
-    return max(1 << 20, 1 << (need - 1).bit_length())
+    """The default: room for about four frames in flight, and at least 1 MiB."""
+    return max(1 << 20, smallest_ring(size, 4))
+
+
+SWEEP_TOP = 128 << 20                   # a ring sized for bursts
+
+
+def sweep(size):
+    """Capacities from the smallest ring that holds 3 frames up to 128 MiB."""
+    cap = smallest_ring(size, 3)
+    out = []
+    while cap <= SWEEP_TOP:
+        out.append(cap)
+        cap *= 2
+    return out
 
 
 class RingChannel(Channel):
-    def __init__(self, size, spin):
-        self.ring = shmring.Ring.create(f"bench-{uuid.uuid4().hex[:12]}", capacity_for(size))
+    def __init__(self, size, spin, capacity=None):
+        self.ring = shmring.Ring.create(f"bench-{uuid.uuid4().hex[:12]}",
+                                        capacity or capacity_for(size))
         self.spin = spin
 
     def consumer(self):
@@ -49,6 +73,18 @@ class RingChannel(Channel):
         self.ring.unlink()
 
 
+class RecvBytesChannel(RingChannel):
+    def recv(self, c):
+        return c.recv_bytes()
+
+    def drain(self, c, total):
+        acc = 0
+        recv_bytes = c.recv_bytes
+        for _ in range(total):
+            acc += touch(recv_bytes())
+        return acc
+
+
 class StreamingChannel(RingChannel):
     def producer(self, index):
         return self.ring.producer(spin=self.spin, nontemporal=True)
@@ -57,11 +93,11 @@ class StreamingChannel(RingChannel):
 class ReserveChannel(RingChannel):
     def fill(self, p, job):
         count, payload = job
-        n = len(payload)
-        for i in range(count):
+        n, tag = len(payload), payload[0]
+        for _ in range(count):
             with p.reserve(n) as r:     # the producer writes the frame in place
                 a = r.array()
-                a.fill(i & 0xff)
+                a.fill(tag)             # its first byte names the producer (Channel.tally)
                 del a
 
 
@@ -87,8 +123,10 @@ class BatchChannel(RingChannel):
 class NogilChannel(RingChannel):
     """Producer and consumer loops in C, through `cimport shmring`."""
 
-    def __init__(self, size, spin, module):
-        super().__init__(size, spin)
+    counts_shares = False               # the consumer loop is C: nothing to count in
+
+    def __init__(self, size, spin, capacity, module):
+        super().__init__(size, spin, capacity)
         self.mod = module
 
     def fill(self, p, job):
@@ -111,16 +149,35 @@ class NogilDuplex(Duplex):
 
 
 class Shmring(Peer):
-    kinds = {"send": RingChannel, "send-nt": StreamingChannel, "reserve": ReserveChannel,
-             "batch": BatchChannel}
+    kinds = {"send": RingChannel, "recv_bytes": RecvBytesChannel, "send-nt": StreamingChannel,
+             "reserve": ReserveChannel, "batch": BatchChannel}
+    small_only = ("recv_bytes", "batch")   # APIs for small frames: 64 B and 4 KiB only
 
     def __init__(self, mode, spin=0):
         self.mode = mode
         self.spin = spin
         self.name = "shmring"
+        self.capacity = None            # None: capacity_for(size)
+
+    @property
+    def label(self):
+        if self.capacity is None:
+            return self.mode
+        return f"{self.mode}, {size_name(self.capacity)} ring"
+
+    def with_capacity(self, capacity):
+        """The same mode through rings of this capacity."""
+        other = copy.copy(self)
+        other.capacity = capacity
+        return other
 
     def channel(self, producers, size):
-        return self.kinds[self.mode](size, self.spin)
+        return self.kinds[self.mode](size, self.spin, self.capacity)
+
+    def min_frames(self, size):
+        """Two laps of the ring, so that a repetition is not mostly its first
+        lap (each process's first touch of each page)."""
+        return 2 * (self.capacity or capacity_for(size)) // (size + 64)
 
 
 class ShmringNogil(Shmring):
@@ -141,7 +198,7 @@ class ShmringNogil(Shmring):
         return self.reason
 
     def channel(self, producers, size):
-        return NogilChannel(size, self.spin, self.module)
+        return NogilChannel(size, self.spin, self.capacity, self.module)
 
     def duplex(self, size):
         return NogilDuplex(self.channel(1, size), self.channel(1, size))

@@ -4,7 +4,7 @@
 # frames/s, GB/s and CPU s/GB, and writes $OUT/scaling.json (or ./).
 #
 # Usage, from the repository root:
-#     bash shmring/bench/device.sh WHEELS_DIR
+#     bash tools/bench-device.sh WHEELS_DIR
 #
 # WHEELS_DIR holds wheels for the machine's Python (3.12 here), prepared on
 # a machine with network:
@@ -16,8 +16,8 @@
 # PYTHON picks the interpreter (python3); PRODUCERS the counts (1,2,4,8,16).
 set -euo pipefail
 
-wheels=$(cd "${1:?usage: device.sh WHEELS_DIR}" && pwd)
-root=$(cd "$(dirname "$0")/../.." && pwd)
+wheels=$(cd "${1:?usage: tools/bench-device.sh WHEELS_DIR}" && pwd)
+root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$root}
 venv=$(mktemp -d)/venv
 py=${PYTHON:-python3}

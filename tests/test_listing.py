@@ -1,13 +1,14 @@
-"""shmring.segments: listing rings and removing them (shmring ls / rm).
-Every test points SHMRING_DIR at its own directory, so it sees only its own
-segments."""
+"""shmring.segments: listing rings and removing them (what `shmring ls` and
+`shmring rm` show and do; tests/test_cli.py runs the commands).  Every test
+points SHMRING_DIR at its own directory, so it sees only its own segments."""
 import os
 
 import pytest
-from _helpers_harden import children, run_cli, unique_name
 
 import shmring
-from shmring import segments
+from shmring import layout, segments
+from shmring.testing.processes import children
+from shmring.testing.rings import unique_name
 
 HOLDER = """
 ring = shmring.Ring.attach(NAME)
@@ -48,7 +49,7 @@ hear()
             with open(os.path.join(segdir, "shmring.junk"), "wb") as f:
                 f.write(b"not a ring\n" * 500)
             rings = by_name(segments.list_rings())
-            assert live["capacity"] == 1 << 14 and live["fill"] == 1088
+            assert live["capacity"] == 1 << 14 and live["fill"] == layout.record_size(1000)
             assert live["creator_pid"] == os.getpid() and live["creator_alive"]
             assert (live["consumer_pid"], live["consumer_alive"]) == (cons.pid, True)
             assert {(p["pid"], p["alive"]) for p in live["producers"]} == {
@@ -57,7 +58,7 @@ hear()
             stale = rings[stale_name]
             assert stale["creator_pid"] == creator.pid and not stale["creator_alive"]
             assert [p["alive"] for p in stale["producers"]] == [False]
-            assert stale["fill"] == 192 and stale["stale"] and not stale["live"]
+            assert stale["fill"] == layout.record_size(100) and stale["stale"] and not stale["live"]
             assert "bad magic" in rings["junk"]["error"]
             cons.kill()
             after = by_name(segments.list_rings())[live_name]
@@ -104,26 +105,56 @@ hear()
         assert segments.list_rings() == []
 
 
-@pytest.mark.timeout(60)
-def test_cli_ls_and_rm(segdir):
-    name = unique_name("cli")
-    with children() as spawn:
-        holder = spawn(f"""
-ring = shmring.Ring.create({name!r}, 1 << 14)
-c = ring.consumer()
-say("ready")
-hear()
-""", env={"SHMRING_DIR": segdir})
-        holder.expect("ready")
-        r = run_cli(segdir, "ls")
-        assert r.returncode == 0, r.stderr
-        line = next(ln for ln in r.stdout.splitlines() if ln.startswith(name))
-        assert "16KiB" in line and str(holder.pid) in line and line.endswith("live")
-        r = run_cli(segdir, "rm", name)
-        assert r.returncode == 1 and "in use" in r.stderr and "--force" in r.stderr
-        holder.kill()
-        r = run_cli(segdir, "ls")
-        assert f"{holder.pid}(dead)" in r.stdout and r.stdout.rstrip().endswith("stale")
-        r = run_cli(segdir, "rm", name)
-        assert r.returncode == 0, r.stderr
-        assert "no rings" in run_cli(segdir, "ls").stdout
+def test_offsets_read_what_the_ring_writes(tmp_path, monkeypatch):
+    """The counters of layout version 4 where shmring.layout says they are:
+    read a real segment and compare with stats()."""
+    monkeypatch.setenv("SHMRING_DIR", str(tmp_path))
+    with shmring.Ring.create("offsets", 8192, producers=3) as ring, ring.producer() as p, \
+            ring.consumer() as c:
+        p.send(b"abc")
+        p.send(b"defg")
+        held = c.recv(0)
+        c.recv_bytes(0)
+        with pytest.raises(shmring.Empty):
+            c.recv(timeout=0.01)                    # one sleep on an empty ring
+        ring.seal()
+        with open(ring.path, "rb") as f:
+            data = f.read(layout.slot_offset(1))
+        s = ring.stats()
+        assert (s["frames_held"], s["consumer_waits"]) == (1, 1)
+
+        def u(off):
+            return int.from_bytes(data[off:off + 8], "little")
+        assert u(layout.SegmentHeader.version) & 0xFFFFFFFF == layout.VERSION == 4
+        assert u(layout.SegmentHeader.tail) == s["tail"] | layout.TAIL_SEALED
+        assert segments.owner_pid(u(layout.SegmentHeader.consumer)) == os.getpid()
+        assert (u(layout.SegmentHeader.received_frames), u(layout.SegmentHeader.received_bytes)) == (2, 7)
+        assert (u(layout.SegmentHeader.held_frames), u(layout.SegmentHeader.consumer_waits)) == (1, 1)
+        assert u(layout.SegmentHeader.abandoned_frames) == u(layout.SegmentHeader.abandoned_bytes) == 0
+        slot = layout.slot_offset(0)
+        assert (u(slot + layout.Slot.frames), u(slot + layout.Slot.bytes)) == (2, 7)
+        assert u(slot + layout.Slot.opens) == 1
+        info = segments.read_ring(ring.path)
+        assert info["sealed"] and info["fill"] == s["fill"] == 256    # held, and behind it
+        held.release()
+
+
+def test_skipped_and_dropped_frames_are_where_the_layout_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHMRING_DIR", str(tmp_path))
+    with shmring.Ring.create("offsets", 8192, producers=3) as ring, ring.consumer() as c, \
+            ring.producer() as p, ring.producer(on_full="drop") as dropper:
+        for i in range(3):
+            p.send(b"%d" % i)
+        c.recv_latest(0).release()
+        while dropper.send(bytes(1000)):
+            pass
+        dropper.send(bytes(1000))
+        with open(ring.path, "rb") as f:
+            data = f.read(layout.slot_offset(2))
+        s = ring.stats()
+
+        def u(off):
+            return int.from_bytes(data[off:off + 8], "little")
+        assert u(layout.SegmentHeader.skipped_frames) == s["frames_skipped"] == c.skipped == 2
+        assert u(layout.slot_offset(1) + layout.Slot.dropped) == s["frames_dropped"] == 2
+        assert u(layout.slot_offset(0) + layout.Slot.dropped) == 0

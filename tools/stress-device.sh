@@ -2,10 +2,10 @@
 # The many-core check that 2 cores cannot show: the lab's soaks (with and
 # without SIGKILLs) with 16 producer processes, then the benchmark's 1-16
 # producer scaling run.  For a machine with no network; WHEELS_DIR holds
-# wheels for its Python (see shmring/bench/device.sh for how to fetch them).
-#     bash stress/device.sh WHEELS_DIR
+# wheels for its Python (see tools/bench-device.sh for how to fetch them).
+#     bash tools/stress-device.sh WHEELS_DIR
 set -euo pipefail
-wheels=$(cd "${1:?usage: stress/device.sh WHEELS_DIR}" && pwd)
+wheels=$(cd "${1:?usage: tools/stress-device.sh WHEELS_DIR}" && pwd)
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$root}
 venv=$(mktemp -d)/venv
@@ -21,4 +21,4 @@ lab=$(mktemp -d)
     | tee "$out/soak.txt"
 
 echo "== release build, scaling"
-PRODUCERS=${PRODUCERS:-1,2,4,8,16} timeout 330 bash "$root/shmring/bench/device.sh" "$wheels"
+PRODUCERS=${PRODUCERS:-1,2,4,8,16} timeout 330 bash "$root/tools/bench-device.sh" "$wheels"

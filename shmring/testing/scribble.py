@@ -11,8 +11,8 @@ A crash kills the process, a hang outlives the caller's deadline: both are
 judged by whoever runs this in a subprocess (tests/test_hostile.py) or by
 the fuzzer (fuzz/fuzz_consumer.py).
 
-`python fuzz/scribble.py --worker` reads one example per stdin line and
-answers one JSON line per example.
+`python -m shmring.testing.scribble --worker` reads one example per stdin
+line and answers one JSON line per example.
 """
 import contextlib
 import ctypes
@@ -23,33 +23,38 @@ import struct
 import sys
 import time
 import uuid
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from typing import Any
 
 import numpy as np
 
 import shmring
-from shmring import segments as L
+from shmring import layout
+from shmring._ring import segment_path
 
 CAP = 8192
-SEGMENT_SIZE = 20480 + CAP      # header and 128 slots, rounded to a page, + data
+SEGMENT_SIZE = layout.data_offset(layout.DEFAULT_SLOTS) + CAP
 U64 = (1 << 64) - 1
 
-# name: (offset, width) for header fields; slot and record fields are relative.
-HEADER_FIELDS = {
-    "magic": (0, 8), "version": (8, 4), "data_offset": (12, 4), "capacity": (16, 8),
-    "max_frame": (24, 8), "secret": (32, 8), "nslots": (40, 4), "header_size": (44, 4),
-    "creator": (48, 8), "tail": (128, 8), "head": (256, 8), "data_seq": (384, 4),
-    "data_waiting": (388, 4), "data_bell": (392, 4), "space_seq": (512, 4),
-    "space_waiting": (516, 4), "space_bell": (520, 4),
-    "consumer": (640, 8), "received_frames": (648, 8), "abandoned_frames": (672, 8),
-}
-SLOT_FIELDS = {"owner": (0, 8), "intent_pos": (8, 8), "intent_len": (16, 8),
-               "frames": (24, 8), "bell": (56, 4)}
-RECORD_FIELDS = {"commit": (0, 8), "length": (8, 8), "type": (16, 4), "slot": (20, 2),
-                 "ndim": (22, 1), "flags": (23, 1), "dtype": (24, 8),
-                 "shape0": (32, 4), "shape1": (36, 4), "shape7": (60, 4)}
-STATES = [0, 1, 2, 3, 4, 5, 63]
+
+def _fields(layout_struct):
+    """name: (offset, width) of every field but the padding."""
+    return {f: ow for f, ow in layout_struct.fields.items() if not f.startswith("_")}
+
+
+# Header fields at their offsets in the segment; slot and record fields are
+# relative to the slot or record.  Of the shape, its first, second and last.
+HEADER_FIELDS = _fields(layout.SegmentHeader)
+SLOT_FIELDS = _fields(layout.Slot)
+_SHAPE = layout.RecordHeader.shape
+_DIM = layout.RecordHeader.width("shape") // layout.MAX_NDIM
+RECORD_FIELDS = {**{f: ow for f, ow in _fields(layout.RecordHeader).items() if f != "shape"},
+                 "shape0": (_SHAPE, _DIM), "shape1": (_SHAPE + _DIM, _DIM),
+                 "shape7": (_SHAPE + (layout.MAX_NDIM - 1) * _DIM, _DIM)}
+# What the fuzzer and tests/test_hostile.py draw from.
+STARTS = [0, 4096 - 256, (1 << 32) - 2048, (1 << 64) - 1024]     # ring start positions
+LITERALS = [0, 1, 8, 63, 64, 4096, 8128, 8184, 8192, 8256, 1 << 32, 1 << 63,
+            U64, U64 - 63, U64 - 7]
+STATES = [0, layout.BUSY, layout.COMMITTED, layout.PAD, layout.RELEASED, 5, layout.STATE_MASK]
 DTYPES = ["<u1", "<i4", "<f8", "|S3", "<c16", "<M8[s]"]
 DTYPE_CODES = [b"<i4", b"|O", b"|V0", b"<U0", b"i4,i4", b"(2)i4", b"\xff\xfe",
                b"f8\0i4", b"<M8[xx]", b"S", b"V8", b"<f16", b"|b1", b"", b"m8[as]",
@@ -102,14 +107,14 @@ def payload(i, n):
 def build(name, ex):
     """The ring before the scribbling, and what it knows about its records."""
     holes = hole_for(SEGMENT_SIZE)
-    ring = shmring.Ring.create(name, CAP, _start=ex.get("start", 0) & ~63 & U64)
+    ring = shmring.Ring.create(name, CAP, _start=ex.get("start", 0) & ~(layout.ALIGN - 1) & U64)
     start, end = mapping_of(ring.path)
     guards = [g for g in holes if g in (start - 4096, end)]
     for g in holes:
         if g not in guards:
             _libc.munmap(g, 4096)
     guards += [a for a in (start - 4096, end) if a not in guards and guard_at(a)]
-    state = {"ring": ring, "map": (start, end), "guards": guards,
+    state: dict[str, Any] = {"ring": ring, "map": (start, end), "guards": guards,
              "held": [], "consumer": None, "producer": None, "res": None}
     p = ring.producer()
     state["producer"] = p
@@ -145,15 +150,16 @@ def build(name, ex):
 def scan_records(raw_m, data_offset, secret, head, tail):
     """Record positions from head to tail, following the tagged headers as
     the consumer would, before any scribbling."""
-    out = []
+    out: list[int] = []
     pos = head
     while pos != tail and len(out) < 256:
         off = data_offset + (pos & (CAP - 1))
-        commit, length = struct.unpack_from("=QQ", raw_m, off)
-        if commit & ~63 != (pos ^ secret) & ~63 & U64:
+        commit = struct.unpack_from("=Q", raw_m, off + layout.RecordHeader.commit)[0]
+        length = struct.unpack_from("=Q", raw_m, off + layout.RecordHeader.length)[0]
+        if commit & ~layout.STATE_MASK != (pos ^ secret) & ~layout.STATE_MASK & U64:
             break
         out.append(pos)
-        pos = (pos + ((length + 64 + 63) & ~63)) & U64
+        pos = (pos + layout.record_size(length)) & U64
     return out
 
 
@@ -163,13 +169,14 @@ def resolve(value, ctx, rec_pos):
         return value[1]
     if kind == "tag":                    # a well-formed commit word
         pos = rec_pos if rec_pos is not None else ctx["head"]
-        pos = (pos + 64 * value[1]) & U64
-        return ((pos ^ ctx["secret"]) & ~63 & U64) | value[2]
+        pos = (pos + layout.ALIGN * value[1]) & U64
+        return ((pos ^ ctx["secret"]) & ~layout.STATE_MASK & U64) | value[2]
     if kind == "pos":                    # near head, tail or a record
         base = {"head": ctx["head"], "tail": ctx["tail"]}.get(value[1], rec_pos or 0)
         return (base + value[2]) & U64
     if kind == "cap":                    # near the capacity or max_frame
-        return (CAP + value[1]) & U64 if value[2] == 0 else (CAP // 2 - 64 + value[1]) & U64
+        max_frame = CAP // 2 - layout.RECORD_HEADER
+        return (CAP + value[1]) & U64 if value[2] == 0 else (max_frame + value[1]) & U64
     if kind == "code":
         return int.from_bytes(DTYPE_CODES[value[1] % len(DTYPE_CODES)][:8].ljust(8, b"\0"),
                               "little")
@@ -183,9 +190,10 @@ def mutate(path, mutations):
     finally:
         os.close(fd)
     try:
-        data_offset = struct.unpack_from("=I", m, 12)[0]
-        secret = struct.unpack_from("=Q", m, 32)[0] & ~63
-        head, tail = struct.unpack_from("=Q", m, 256)[0], struct.unpack_from("=Q", m, 128)[0]
+        H = layout.SegmentHeader
+        data_offset = struct.unpack_from("=I", m, H.data_offset)[0]
+        secret = struct.unpack_from("=Q", m, H.secret)[0] & ~layout.STATE_MASK
+        head, tail = struct.unpack_from("=Q", m, H.head)[0], struct.unpack_from("=Q", m, H.tail)[0]
         records = scan_records(m, data_offset, secret, head, tail)
         ctx = {"secret": secret, "head": head, "tail": tail}
         for mu in mutations:
@@ -208,7 +216,7 @@ def mutate(path, mutations):
                 off, width = HEADER_FIELDS[field]
             elif where == "slot":
                 off, width = SLOT_FIELDS[field]
-                off += L.HEADER_SIZE + (mu[4] % 4) * L.SLOT_SIZE
+                off += layout.slot_offset(mu[4] % 4)
             else:                       # a record, by index among those found
                 if not records:
                     continue
@@ -239,7 +247,7 @@ def check_frame(f, ring, state):
 
 def drive(state, ex):
     ring = state["ring"]
-    out = {"frames": 0, "corrupt": 0, "empty": 0, "errors": []}
+    out: dict[str, Any] = {"frames": 0, "corrupt": 0, "empty": 0, "errors": []}
     # A fresh attach must validate, not crash.
     try:
         shmring.Ring.attach(ring.name).close()
@@ -259,7 +267,15 @@ def drive(state, ex):
     empties = 0
     for k in range(48):
         try:
-            f = c.recv(timeout=0.01)
+            if k % 4 == 2:              # the latest-frame loops skip records without a Frame
+                f = c.recv_latest(timeout=0.01)
+            elif k % 4 == 3:
+                newest = list(c.recv_latest_each(timeout=0.01).values())
+                f = newest.pop()
+                while newest:
+                    check_frame(newest.pop(), ring, state)    # and released
+            else:
+                f = c.recv(timeout=0.01)
         except shmring.Empty:
             out["empty"] += 1
             empties += 1
@@ -271,6 +287,9 @@ def drive(state, ex):
             if out["corrupt"] >= 2:
                 break
             continue
+        except shmring.Sealed:          # a scribbled tail may carry the seal bit
+            out["sealed"] = True
+            break
         empties = 0
         out["frames"] += 1
         check_frame(f, ring, state)
@@ -294,7 +313,8 @@ def drive(state, ex):
             with contextlib.suppress(shmring.RingError):
                 state["res"].abort()
         for k in range(4):
-            with contextlib.suppress(shmring.Full, shmring.RingCorrupted, shmring.ConsumerGone):
+            with contextlib.suppress(shmring.Full, shmring.RingCorrupted, shmring.ConsumerGone,
+                                     shmring.Sealed):
                 p.send(b"z" * (k * 300), timeout=0.01)
     return out
 
@@ -308,7 +328,7 @@ def run_example(ex):
         return drive(state, ex)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(L.segment_dir(), L.PREFIX + name))
+            os.unlink(segment_path(name))
         if state is not None:
             guards = state["guards"]
             state.clear()
