@@ -18,6 +18,7 @@ cdef enum Status:
     ERR_CONSUMER_GONE = -3
 
 cdef enum:
+    BELL_BASE = 80          # longest doorbell address prefix, NUL included (RingView.bell_base)
     PID_BITS = 24           # an owner word is (start time << PID_BITS) | pid
     NOWAIT = 0              # deadline for "never block"
     NO_DEADLINE = 0x7fffffffffffffff
@@ -34,6 +35,8 @@ cdef struct RingView:
     uint64_t secret
     uint64_t max_frame
     uint32_t nslots
+    uint32_t bell_len       # doorbell addresses: bell_base, then c.<owner> or p<slot>.<owner>;
+    char bell_base[BELL_BASE]   # set by _ring (segment.pxi), 0 until then
 
 # A delivered record, as the consumer validated it.  Also the C API's
 # receive() result (`shmring.Received`).
@@ -53,6 +56,9 @@ cdef struct ProducerState:
     bint reserved
     uint32_t spin           # polls before sleeping
     uint64_t spun_for       # head_cache + 1 when we last spun
+    int bell_fd             # a socket connected to the consumer's doorbell, or -1
+    uint64_t bell_owner     # which doorbell: its consumer's owner word
+    uint32_t bell_id        # and its id (the armed flag's value)
     bint rewind             # may pad to the end of a lap to reuse its start
     uint64_t looked         # tail when we last looked at head to rewind
 
@@ -70,6 +76,7 @@ cdef struct ConsumerState:
     int64_t stall_since
     uint32_t in_use         # _ring's guard: 0, or which caller holds the state
     uint32_t dropped        # frames _ring queued for release while the state was in use
+    uint32_t bell_id        # our doorbell's id (never 0): the value that arms the flag
     void *wrapper           # _ring's Consumer object, which owns this state
 
 cdef int64_t now_ns() noexcept nogil
@@ -114,9 +121,18 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
                         int64_t deadline) noexcept nogil
 cdef void producer_commit(ProducerState *p) noexcept nogil
 cdef void producer_abort(ProducerState *p) noexcept nogil
+cdef void producer_drop(ProducerState *p) noexcept nogil
+
+cdef int producer_arm(ProducerState *p, uint64_t length) noexcept nogil
+cdef void producer_disarm(ProducerState *p) noexcept nogil
 
 cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil
 cdef void consumer_close(ConsumerState *c) noexcept nogil
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil
 cdef void consumer_unreceive(ConsumerState *c, Received *r) noexcept nogil
 cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil
+cdef int consumer_skip(ConsumerState *c, uint64_t pos) noexcept nogil
+cdef int consumer_arm(ConsumerState *c) noexcept nogil
+cdef void consumer_disarm(ConsumerState *c) noexcept nogil
+
+cdef int bell_address(RingView *v, int slot, uint64_t owner, void *addr) noexcept nogil

@@ -13,14 +13,17 @@ from posix.signal cimport kill
 
 from shmring.includes.atomics cimport (
     RELAXED, ACQUIRE, RELEASE, load64, store64, cas64, fetch_add64,
-    load32, store32, exchange32, fetch_add32, cpu_relax)
+    load32, store32, exchange32, fetch_add32, cas32, cpu_relax)
 from shmring.includes.futex cimport FUTEX_WAIT, FUTEX_WAKE, SYS_futex, timespec, syscall
+from shmring.includes.sockets cimport (
+    AF_UNIX, SOCK_DGRAM, SOCK_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, sockaddr, sockaddr_un,
+    socklen_t, socket, sendto, connect, send)
 from shmring.includes.debug cimport debug_assert
 from shmring.includes.stream cimport HAVE_STREAM, load128, stream128
 from shmring.includes.lab cimport LAB_BUILD, pause_point, lab_attach
 from shmring.includes.mutants cimport (
-    COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, tag_mismatch, no_room, handshake_fence,
-    stream_fence, seal_cas, REWIND_SPAN)
+    COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, SEAL_RINGS, tag_mismatch, no_room,
+    handshake_fence, stream_fence, seal_cas, bell_recheck, REWIND_SPAN)
 from shmring.layout cimport (
     SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, LINE, ALIGN, RECORD_HEADER,
     MIN_CAPACITY, DEFAULT_SLOTS, MAX_NDIM, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK,
@@ -45,13 +48,20 @@ cdef enum:
     P_SPACE_WAIT = 10       # producer announced itself as waiter, not re-checked
     P_SEAL = 11             # sealer loaded tail, not yet sealed it (CAS)
     P_SEALED = 12           # tail sealed, sleepers not yet woken
-    P_REWIND = 13           # producer chose to rewind (head loaded), no intent written yet
+    P_DATA_ARM = 13         # awaiting consumer found nothing, doorbell not armed yet
+    P_DATA_ARMED = 14       # awaiting consumer armed its doorbell, not re-checked
+    P_SPACE_ARMED = 15      # awaiting producer armed its doorbell, not re-checked
+    P_DATA_RING = 16        # producer won the consumer's doorbell flag, not rung yet
+    P_SPACE_RING = 17       # consumer won a producer's doorbell flag, not rung yet
+    P_REWIND = 18           # producer chose to rewind (head loaded), no intent written yet
 
 LAB_POINTS = {"claim_cas": P_CLAIM_CAS, "claimed": P_CLAIMED, "busy": P_BUSY,
               "payload": P_PAYLOAD, "commit": P_COMMIT, "committed": P_COMMITTED,
               "header": P_HEADER, "head": P_HEAD, "data_wait": P_DATA_WAIT,
               "space_wait": P_SPACE_WAIT, "seal": P_SEAL, "sealed": P_SEALED,
-              "rewind": P_REWIND}
+              "data_arm": P_DATA_ARM, "data_armed": P_DATA_ARMED,
+              "space_armed": P_SPACE_ARMED, "data_ring": P_DATA_RING,
+              "space_ring": P_SPACE_RING, "rewind": P_REWIND}
 
 
 def lab_enabled():
@@ -238,6 +248,103 @@ cdef void wake_producers(SegmentHeader *h) noexcept nogil:
         futex_wake(&h.space_seq, 0x7fffffff)
         fetch_add64(&h.wakeups_to_producers, 1, RELAXED)
 
+# --- doorbells --------------------------------------------------------------
+# An awaiting consumer or producer owns a unix datagram socket bound beside
+# the segment (_ring's doorbell.pxi) and arms a flag in the segment; whoever
+# wins the flag with an exchange sends it one byte.  The byte is only a hint
+# that wakes an event loop: the waiter always looks at the ring itself.
+
+cdef uint32_t bell_sender = 0       # this process's sending socket + 1; 0 until the first ring
+
+cdef int sender() noexcept nogil:
+    """The unbound socket this process rings doorbells with, made on first
+    use (a forked child shares its parent's: it only sends)."""
+    cdef uint32_t none = 0
+    cdef int fd
+    if load32(&bell_sender, RELAXED) == 0:
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)
+        if fd < 0:
+            return -1
+        if not cas32(&bell_sender, &none, <uint32_t>fd + 1, False, RELAXED, RELAXED):  # the fd only
+            c_close(fd)                 # another thread made one first
+    return <int>load32(&bell_sender, RELAXED) - 1
+
+cdef int bell_address(RingView *v, int slot, uint64_t owner, void *addr) noexcept nogil:
+    """Fill the sockaddr_un of a doorbell: the consumer's (slot -1) or a
+    producer slot's.  Its name carries the owner word, so a stale doorbell is
+    told from a live one by its name alone.  Returns the address length, 0
+    if the ring has no doorbell directory."""
+    cdef sockaddr_un *a = <sockaddr_un *>addr
+    cdef int n
+    if v.bell_len == 0:
+        return 0
+    a.sun_family = AF_UNIX
+    memcpy(a.sun_path, v.bell_base, v.bell_len)
+    if slot < 0:
+        n = snprintf(a.sun_path + v.bell_len, sizeof(a.sun_path) - v.bell_len,
+                     "c.%llx", <unsigned long long>owner)
+    else:
+        n = snprintf(a.sun_path + v.bell_len, sizeof(a.sun_path) - v.bell_len,
+                     "p%d.%llx", slot, <unsigned long long>owner)
+    return <int>((a.sun_path - <char *>a) + v.bell_len + n + 1)
+
+cdef void ring_bell(RingView *v, int slot, uint64_t owner) noexcept nogil:
+    """One byte to a doorbell, never blocking.  A full queue means a ring is
+    pending already; a missing or closed doorbell (ENOENT, ECONNREFUSED) is a
+    waiter that is gone.  Either way the ring is the truth: errors are ignored."""
+    cdef sockaddr_un addr
+    cdef char one = 1
+    cdef int n
+    if owner == 0:
+        return                          # nobody there to wake
+    n = bell_address(v, slot, owner, &addr)
+    if n == 0:
+        return
+    fetch_add64(&v.hdr.doorbell_rings, 1, RELAXED)    # a statistic: orders nothing
+    sendto(sender(), &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL, <sockaddr *>&addr, <socklen_t>n)
+
+cdef void ring_consumer(ProducerState *p, uint64_t owner, uint32_t bell) noexcept nogil:
+    """Ring the consumer's doorbell through this producer's socket connected
+    to it: its path is looked up once per doorbell, not once per ring.  The
+    flag's value names the doorbell (a consumer that closed and opened again
+    binds a new one of the same name), so a send that fails only means the
+    consumer is gone: one wasted system call, and no retry."""
+    cdef sockaddr_un addr
+    cdef char one = 1
+    cdef int n
+    if owner == 0:
+        return
+    fetch_add64(&p.ring.hdr.doorbell_rings, 1, RELAXED)    # a statistic: orders nothing
+    if p.bell_fd >= 0 and p.bell_owner == owner and p.bell_id == bell:
+        send(p.bell_fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL)
+        return
+    if p.bell_fd < 0:
+        p.bell_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)
+    n = bell_address(&p.ring, -1, owner, &addr)
+    p.bell_owner, p.bell_id = owner, bell
+    if p.bell_fd >= 0 and n and connect(p.bell_fd, <sockaddr *>&addr, <socklen_t>n) == 0:
+        send(p.bell_fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL)
+
+cdef void ring_producers(RingView *v) noexcept nogil:
+    """Ring every producer whose slot flag we win (advance_head won the
+    summary flag).  O(slots), paid only while some producer awaits room."""
+    cdef uint32_t i
+    cdef Slot *s
+    for i in range(v.nslots):
+        s = &v.slots[i]
+        if load32(&s.bell, RELAXED) and exchange32(&s.bell, 0, RELAXED):
+            pause_point(P_SPACE_RING)
+            ring_bell(v, <int>i, load64(&s.owner, RELAXED))
+
+cdef void ring_waiters(RingView *v) noexcept nogil:
+    """The seal's doorbells: ring every armed waiter, the consumer and each
+    producer, as wake_consumer and wake_producers wake the sleepers."""
+    cdef SegmentHeader *h = v.hdr
+    if load32(&h.data_bell, RELAXED) and exchange32(&h.data_bell, 0, RELAXED):
+        ring_bell(v, -1, load64(&h.consumer, RELAXED))
+    if load32(&h.space_bell, RELAXED) and exchange32(&h.space_bell, 0, ACQUIRE):  # pairs with producer_arm's release exchange: slot flags are visible
+        ring_producers(v)
+
 # --- layout -----------------------------------------------------------------
 
 cdef uint64_t max_frame_for(uint64_t capacity) noexcept nogil:
@@ -357,17 +464,20 @@ cdef int ring_view(RingView *v, uint8_t *base, uint64_t size) noexcept nogil:
 cdef bint ring_seal(RingView *v) noexcept nogil:
     """Close the ring to new frames: set TAIL_SEALED in tail.  A claim whose
     CAS on tail came first is delivered; one after it fails its CAS or sees
-    the bit, and is refused.  Wakes every sleeper, so that the consumer sees
-    the end and waiting producers their refusal.  True if this call sealed it."""
+    the bit, and is refused.  Wakes every sleeper and rings every armed
+    doorbell, so that the consumer sees the end and waiting producers their
+    refusal.  True if this call sealed it."""
     cdef SegmentHeader *h = v.hdr
     cdef uint64_t tail = load64(&h.tail, RELAXED)
     while not tail & TAIL_SEALED:
         pause_point(P_SEAL)
         if seal_cas(&h.tail, &tail, tail | TAIL_SEALED):  # release pairs with poll's acquire load of tail (continuing the claims' release sequence)
             pause_point(P_SEALED)
-            handshake_fence()  # SEQ_CST; pairs with wait_for_data's and wait_for_space's fences: we see their flags, or they see the seal
+            handshake_fence()  # SEQ_CST; pairs with the fences of wait_for_data, wait_for_space and the two arms: we see their flags, or they see the seal
             wake_consumer(h)
             wake_producers(h)
+            if SEAL_RINGS:
+                ring_waiters(v)
             return True
     return False
 
@@ -384,6 +494,7 @@ cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
     cdef Slot *s
     memset(p, 0, sizeof(ProducerState))
     p.ring = v[0]
+    p.bell_fd = -1
     head = load64(&v.hdr.head, ACQUIRE)  # pairs with advance_head's release store of head
     for i in range(v.nslots):
         s = &v.slots[i]
@@ -397,6 +508,7 @@ cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
                 continue
         if cas64(&s.owner, &owner, me, False, ACQUIRE, RELAXED):  # acquire pairs with producer_close's release store of owner
             store64(&s.intent_len, 0, RELAXED)
+            store32(&s.bell, 0, RELAXED)   # a dead owner's armed flag would only cost a ring
             store64(&s.opens, s.opens + 1, RELAXED)
             p.slot = i
             p.head_cache = head
@@ -406,6 +518,10 @@ cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
 cdef void producer_close(ProducerState *p) noexcept nogil:
     if p.reserved:
         producer_abort(p)
+    producer_disarm(p)
+    if p.bell_fd >= 0:
+        c_close(p.bell_fd)
+        p.bell_fd = -1
     store64(&p.ring.slots[p.slot].owner, 0, RELEASE)  # pairs with producer_open's acquire of owner
 
 cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noexcept nogil:
@@ -484,6 +600,36 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
         return ERR_CONSUMER_GONE
     return TIMEOUT if timeout <= 0 else INTERRUPTED
 
+cdef int producer_arm(ProducerState *p, uint64_t length) noexcept nogil:
+    """Arm this slot's doorbell for an awaiting producer: wait_for_space's
+    handshake with a flag in place of the futex.  PENDING: armed, no room for
+    length yet: await the doorbell.  OK: room now, or the ring is sealed
+    (the claim reports it); nothing armed.
+    ERR_CONSUMER_GONE (nothing armed)."""
+    cdef SegmentHeader *h = p.ring.hdr
+    cdef Slot *s = &p.ring.slots[p.slot]
+    cdef uint64_t consumer
+    store32(&s.bell, 1, RELAXED)
+    # An exchange, not a store: an RMW never breaks another producer's release sequence.
+    exchange32(&h.space_bell, 1, RELEASE)  # pairs with advance_head's acquire exchange: our slot flag is visible first
+    pause_point(P_SPACE_ARMED)
+    handshake_fence()  # SEQ_CST; pairs with advance_head's and ring_seal's fences: we see head or the seal, or they see our flag
+    if may_claim(p, record_size(length)):
+        producer_disarm(p)
+        return OK
+    consumer = load64(&h.consumer, RELAXED)
+    if consumer != 0 and not owner_alive(consumer):
+        producer_disarm(p)
+        return ERR_CONSUMER_GONE
+    fetch_add64(&s.full_waits, 1, RELAXED)
+    return PENDING
+
+cdef void producer_disarm(ProducerState *p) noexcept nogil:
+    """Take our flag back (the await ended or was cancelled).  If the consumer
+    won it first, its ring is on the way: a spurious wake, drained later.
+    The summary flag stays: it costs the consumer one pass over the slots."""
+    exchange32(&p.ring.slots[p.slot].bell, 0, RELAXED)
+
 cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
                         int64_t deadline) noexcept nogil:
     """Claim a record for length payload bytes and mark it BUSY.  Returns OK,
@@ -552,13 +698,18 @@ cdef void publish(ProducerState *p, uint64_t state) noexcept nogil:
     cdef RingView *v = &p.ring
     cdef SegmentHeader *h = v.hdr
     cdef Slot *s = &v.slots[p.slot]
+    cdef uint32_t bell
     debug_assert(p.reserved and p.slot < v.nslots)
     store64(&header_at(v, p.res_pos).commit, tag(v, p.res_pos) | state, COMMIT_ORDER)  # pairs with poll's acquire load of commit: the payload is visible first
     store64(&s.intent_len, 0, RELEASE)  # pairs with recover_unwritten's acquire of intent_len: commit is visible first
     p.reserved = False
     pause_point(P_COMMITTED)
-    handshake_fence()  # SEQ_CST; pairs with wait_for_data's fence: we see its flag, or it sees our commit
+    handshake_fence()  # SEQ_CST; pairs with wait_for_data's and consumer_arm's fences: we see their flag, or they see our commit
     wake_consumer(h)
+    bell = exchange32(&h.data_bell, 0, RELAXED) if load32(&h.data_bell, RELAXED) else 0
+    if bell:                        # we won the flag; its value names the doorbell
+        pause_point(P_DATA_RING)
+        ring_consumer(p, load64(&h.consumer, RELAXED), bell)
 
 cdef void producer_commit(ProducerState *p) noexcept nogil:
     cdef Slot *s = &p.ring.slots[p.slot]
@@ -571,6 +722,12 @@ cdef void producer_abort(ProducerState *p) noexcept nogil:
     cdef Slot *s = &p.ring.slots[p.slot]
     store64(&s.aborted, s.aborted + 1, RELAXED)
     publish(p, PAD)
+
+cdef void producer_drop(ProducerState *p) noexcept nogil:
+    """Count a frame that found no room and was dropped (on_full="drop"):
+    nothing was claimed, so this is a report only."""
+    cdef Slot *s = &p.ring.slots[p.slot]
+    store64(&s.dropped, s.dropped + 1, RELAXED)
 
 # --- consumer ---------------------------------------------------------------
 
@@ -596,6 +753,7 @@ cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
 
 cdef void consumer_close(ConsumerState *c) noexcept nogil:
     cdef uint64_t me = c.owner
+    consumer_disarm(c)
     store64(&c.ring.hdr.held_frames, 0, RELAXED)  # the next consumer gets them again
     cas64(&c.ring.hdr.consumer, &me, 0, False, RELEASE, RELAXED)  # pairs with consumer_open's acquire of consumer
 
@@ -640,8 +798,10 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
     c.head = pos
     store64(&h.head, pos, RELEASE)  # pairs with producer_claim's acquire load of head: our reads are done
     pause_point(P_HEAD)
-    handshake_fence()  # SEQ_CST; pairs with wait_for_space's fence: we see its flag, or it sees our head
+    handshake_fence()  # SEQ_CST; pairs with wait_for_space's and producer_arm's fences: we see their flag, or they see our head
     wake_producers(h)
+    if load32(&h.space_bell, RELAXED) and exchange32(&h.space_bell, 0, ACQUIRE):  # pairs with producer_arm's release exchange: slot flags are visible
+        ring_producers(v)
     return OK
 
 cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
@@ -870,6 +1030,41 @@ cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil:
         return OK
     return advance_head(c)          # with nothing held, head must reach the cursor
 
+cdef int consumer_skip(ConsumerState *c, uint64_t pos) noexcept nogil:
+    """Release a delivered record unread, and count it (recv_latest()).
+    The same release: skipping adds no step to the protocol."""
+    cdef int st = consumer_release(c, pos)
+    if st == OK:
+        store64(&c.ring.hdr.skipped_frames, c.ring.hdr.skipped_frames + 1, RELAXED)
+    return st
+
+cdef int consumer_arm(ConsumerState *c) noexcept nogil:
+    """Arm the doorbell of an awaiting consumer, after a try found nothing:
+    wait_for_data's handshake with a flag in place of the futex.  EMPTY:
+    armed, nothing claimed at the cursor.  PENDING: armed, the cursor's claim
+    is not committed yet (await no longer than the stall check).  OK: a
+    record is ready, or the ring is sealed and drained; nothing armed.
+    ERR_CORRUPT."""
+    cdef SegmentHeader *h = c.ring.hdr
+    cdef int st
+    debug_assert(c.bell_id != 0)
+    pause_point(P_DATA_ARM)
+    store32(&h.data_bell, c.bell_id, RELAXED)
+    pause_point(P_DATA_ARMED)
+    handshake_fence()  # SEQ_CST; pairs with publish's and ring_seal's fences: we see the commit or the seal, or they see our flag
+    st = bell_recheck(ready_checked(c))
+    if st != PENDING:
+        consumer_disarm(c)
+        return st
+    store64(&h.consumer_waits, h.consumer_waits + 1, RELAXED)
+    return EMPTY if tail_pos(load64(&h.tail, RELAXED)) == c.cursor else PENDING
+
+cdef void consumer_disarm(ConsumerState *c) noexcept nogil:
+    """Take the flag back (a record was ready, or the await ended).  If a
+    producer won it first, its ring is on the way: a spurious wake, drained
+    later."""
+    exchange32(&c.ring.hdr.data_bell, 0, RELAXED)
+
 # --- the layout, for Python ---------------------------------------------------
 # shmring/layout.py reads these numbers; the compiler takes them from the
 # structs in layout.pxd, so nothing in Python keeps an offset of its own.
@@ -908,9 +1103,11 @@ LAYOUT = {
         "_pad2": _at(&_h, &_h._pad2, sizeof(_h._pad2)),
         "data_seq": _at(&_h, &_h.data_seq, sizeof(_h.data_seq)),
         "data_waiting": _at(&_h, &_h.data_waiting, sizeof(_h.data_waiting)),
+        "data_bell": _at(&_h, &_h.data_bell, sizeof(_h.data_bell)),
         "_pad3": _at(&_h, &_h._pad3, sizeof(_h._pad3)),
         "space_seq": _at(&_h, &_h.space_seq, sizeof(_h.space_seq)),
         "space_waiting": _at(&_h, &_h.space_waiting, sizeof(_h.space_waiting)),
+        "space_bell": _at(&_h, &_h.space_bell, sizeof(_h.space_bell)),
         "_pad4": _at(&_h, &_h._pad4, sizeof(_h._pad4)),
         "consumer": _at(&_h, &_h.consumer, sizeof(_h.consumer)),
         "received_frames": _at(&_h, &_h.received_frames, sizeof(_h.received_frames)),
@@ -921,6 +1118,8 @@ LAYOUT = {
         "abandoned_bytes": _at(&_h, &_h.abandoned_bytes, sizeof(_h.abandoned_bytes)),
         "wakeups_to_consumer": _at(&_h, &_h.wakeups_to_consumer, sizeof(_h.wakeups_to_consumer)),
         "wakeups_to_producers": _at(&_h, &_h.wakeups_to_producers, sizeof(_h.wakeups_to_producers)),
+        "skipped_frames": _at(&_h, &_h.skipped_frames, sizeof(_h.skipped_frames)),
+        "doorbell_rings": _at(&_h, &_h.doorbell_rings, sizeof(_h.doorbell_rings)),
         "_pad5": _at(&_h, &_h._pad5, sizeof(_h._pad5)),
     }),
     "Slot": (sizeof(Slot), {
@@ -932,6 +1131,8 @@ LAYOUT = {
         "aborted": _at(&_s, &_s.aborted, sizeof(_s.aborted)),
         "full_waits": _at(&_s, &_s.full_waits, sizeof(_s.full_waits)),
         "opens": _at(&_s, &_s.opens, sizeof(_s.opens)),
+        "dropped": _at(&_s, &_s.dropped, sizeof(_s.dropped)),
+        "bell": _at(&_s, &_s.bell, sizeof(_s.bell)),
         "_pad": _at(&_s, &_s._pad, sizeof(_s._pad)),
     }),
     "RecordHeader": (sizeof(RecordHeader), {

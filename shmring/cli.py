@@ -26,6 +26,9 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"creator    pid {ring.creator_pid}, {created:%Y-%m-%d %H:%M:%S} UTC")
     for key, value in ring.stats().items():
         print(f"{key:<21}{value}")
+    for p in segments.read_ring(ring.path)["producers"]:
+        print(f"{'slot ' + str(p['slot']):<21}pid {p['pid']}{'' if p['alive'] else ' (dead)'}: "
+              f"frames {p['frames']}, dropped {p['dropped']}")
     return 0
 
 
@@ -52,17 +55,18 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print(f"no rings in {segment_dir()}")
         return 0
     print(f"{'NAME':24} {'CAPACITY':>9} {'FILL':>9} {'CREATOR':>13} {'CONSUMER':>13} "
-          f"{'PRODUCERS':>9} {'ABANDONED':>9} STATE")
+          f"{'PRODUCERS':>9} {'DOORBELLS':>9} {'ABANDONED':>9} STATE")
     for r in rings:
+        bells = f"{sum(b['alive'] for b in r['doorbells'])}/{len(r['doorbells'])}"
         if r["error"]:
-            print(f"{r['name']:24} {'-':>9} {'-':>9} {'-':>13} {'-':>13} {'-':>9} {'-':>9} "
-                  f"bad: {r['error']}")
+            print(f"{r['name']:24} {'-':>9} {'-':>9} {'-':>13} {'-':>13} {'-':>9} {bells:>9} "
+                  f"{'-':>9} bad: {r['error']}")
             continue
         users = f"{sum(p['alive'] for p in r['producers'])}/{len(r['producers'])}"
         print(f"{r['name']:24} {_fmt_size(r['capacity']):>9} {_fmt_size(r['fill']):>9} "
               f"{_pid(r['creator_pid'], r['creator_alive']):>13} "
               f"{_pid(r['consumer_pid'], r['consumer_alive']):>13} "
-              f"{users:>9} {r['abandoned_frames']:>9} "
+              f"{users:>9} {bells:>9} {r['abandoned_frames']:>9} "
               f"{'stale' if r['stale'] else 'live'}{', sealed' if r['sealed'] else ''}")
     return 0
 
@@ -134,10 +138,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print a ring's header and counters")
     p.add_argument("name")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("ls", help="list rings, their users and stale segments")
+    p = sub.add_parser("ls", help="list rings, their users, doorbells and stale segments")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_ls)
-    p = sub.add_parser("rm", help="remove a ring (refused while it is in use)")
+    p = sub.add_parser("rm", help="remove a ring and its doorbells (refused while in use)")
     p.add_argument("name")
     p.add_argument("--force", action="store_true",
                    help="remove even while live processes use it")

@@ -107,17 +107,23 @@ cdef class Ring:
         """End of stream: close the ring to new frames, for good.  From now on
         send(), reserve() and the rest raise Sealed; frames already sent, or
         claimed and being written, are still delivered, and the consumer's
-        iteration ends once it has them all (recv() then raises Sealed).  Any
-        process holding the ring may seal it; sealing again does nothing."""
+        iteration ends once it has them all (recv() then raises Sealed).  Tasks
+        that await a frame or room are woken to see it.  Any process holding
+        the ring may seal it; sealing again does nothing."""
         _core.ring_seal(&self.live().view)
 
-    def producer(self, *, spin=0, nontemporal=False, rewind=True):
+    def producer(self, *, spin=0, nontemporal=False, on_full="wait", rewind=True):
         """A new producer.  spin is how many times to poll for room before
         sleeping; it trades CPU for latency.  nontemporal makes send(),
         send_many() and send_array() copy frames of 1 MiB or more past the
         CPU cache; rewind=False keeps it from padding to the end of a lap to
-        reuse the ring's start (both in docs/usage.md)."""
-        return Producer.open(self, check_spin(spin), nontemporal, rewind)
+        reuse the ring's start (both in docs/usage.md).  on_full="drop" makes
+        a frame that finds no room be dropped, and counted, instead of waited
+        for: send() returns False, reserve() None (docs/usage.md, "Latest
+        frames")."""
+        if on_full not in ("wait", "drop"):
+            raise ValueError(f"on_full must be 'wait' or 'drop', not {on_full!r}")
+        return Producer.open(self, check_spin(spin), nontemporal, on_full == "drop", rewind)
 
     def consumer(self, *, spin=0, stall_timeout=1.0):
         """Become the ring's consumer (one live consumer per ring).  A claim
@@ -132,12 +138,13 @@ cdef class Ring:
         cdef SegmentHeader *h = v.hdr
         cdef Slot *s
         cdef uint32_t i
-        frames = nbytes = aborted = waits = live = opened = 0
+        frames = nbytes = aborted = dropped = waits = live = opened = 0
         for i in range(v.nslots):
             s = &v.slots[i]
             frames += s.frames
             nbytes += s.bytes
             aborted += s.aborted
+            dropped += s.dropped
             waits += s.full_waits
             opened += s.opens
             if s.owner and _core.owner_alive(s.owner):
@@ -150,13 +157,14 @@ cdef class Ring:
             "producers": live, "producers_opened": opened,
             "consumer_pid": owner_pid(h.consumer),
             "frames_committed": frames, "bytes_committed": nbytes,
-            "frames_aborted": aborted,
+            "frames_aborted": aborted, "frames_dropped": dropped,
             "frames_received": h.received_frames, "bytes_received": h.received_bytes,
-            "frames_held": h.held_frames,
+            "frames_skipped": h.skipped_frames, "frames_held": h.held_frames,
             "frames_abandoned": h.abandoned_frames, "bytes_abandoned": h.abandoned_bytes,
             "producer_waits": waits, "consumer_waits": h.consumer_waits,
             "wakeups_to_consumer": h.wakeups_to_consumer,
             "wakeups_to_producers": h.wakeups_to_producers,
+            "doorbell_rings": h.doorbell_rings,
         }
 
     def close(self):
@@ -165,8 +173,10 @@ cdef class Ring:
         self.closed = True
 
     def unlink(self):
-        """Remove the segment's name.  Processes that have it open keep it."""
+        """Remove the segment's name, and the doorbells of its dead owners.
+        Processes that have it open keep it."""
         os.unlink(self.seg.path)
+        remove_stale_doorbells(self.seg.path, self.seg.name)
 
     def __enter__(self):
         return self

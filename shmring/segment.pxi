@@ -41,11 +41,30 @@ cdef class Segment:
         seg.size = size
         seg.name = name
         seg.path = path
+        seg.mode = _stat.S_IMODE(os.fstat(fd).st_mode)
+        seg.dirfd = -1
         return seg
+
+    cdef int locate_doorbells(self) except -1:
+        """Where this process finds the ring's doorbells: beside the segment,
+        or, where that path is too long for a socket address (108 bytes with
+        the longest name), through /proc/self/fd and a descriptor of the
+        directory."""
+        directory = os.path.dirname(self.path) or "."
+        prefix = os.fsencode(doorbell_prefix(self.name))
+        base = os.fsencode(directory) + b"/" + prefix
+        if len(base) >= BELL_BASE:     # BELL_BASE leaves room for the longest suffix
+            self.dirfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            base = b"/proc/self/fd/%d/" % self.dirfd + prefix
+        memcpy(self.view.bell_base, <char *>base, len(base))
+        self.view.bell_len = len(base)
+        return 0
 
     def __dealloc__(self):
         if self.base != NULL:
             munmap(self.base, self.size)
+        if self.dirfd >= 0:
+            os.close(self.dirfd)
 
 
 cdef Segment create_segment(str name, uint64_t capacity, uint64_t max_frame, int mode,
@@ -53,13 +72,18 @@ cdef Segment create_segment(str name, uint64_t capacity, uint64_t max_frame, int
     """Create a new segment.  If the name is taken: a stale ring is replaced
     when replace_stale, and anything else raises FileExistsError saying what
     is there.  The arguments were validated by Ring.create."""
+    cdef Segment seg
     path = segment_path(name)
     for _ in range(REPLACE_TRIES):
         try:
-            return new_segment(name, path, capacity, max_frame, mode, producers, start)
+            seg = new_segment(name, path, capacity, max_frame, mode, producers, start)
         except FileExistsError:
             if not (replace_stale and remove_stale(path)):
                 raise exists_error(name, path) from None
+            remove_stale_doorbells(path, name)  # the stale ring's waiters are all dead
+            continue
+        seg.locate_doorbells()
+        return seg
     raise exists_error(name, path)
 
 
@@ -206,6 +230,7 @@ cdef Segment attach_segment(str name, object directory):
         os.close(fd)
     if _core.ring_view(&seg.view, seg.base, seg.size) != OK:
         raise IncompatibleRing(f"{path} failed header validation")
+    seg.locate_doorbells()
     return seg
 
 

@@ -28,6 +28,8 @@ MUTANTS = {
     "no_recovery": ["scheduled", "soak-kill"],
     "seal_store": ["scheduled"],
     "rewind_overrun": ["scheduled", "soak"],
+    "no_recheck": ["scheduled"],
+    "seal_silent": ["scheduled"],
 }
 
 

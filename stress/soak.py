@@ -1,7 +1,8 @@
 """Free-running soak: many producer processes on a small ring, no pause
 points, random sizes, for a set time; optionally SIGKILLing a random producer
 now and then (each is replaced by a fresh one).  It ends by telling the
-producers to stop or, in half the runs, by sealing the ring under them."""
+producers to stop or, in half the runs, by sealing the ring under them.  The
+seed also picks a blocking or an awaiting (asyncio) consumer."""
 import os
 import random
 import signal
@@ -12,7 +13,7 @@ from shmring.testing import processes, rings
 from stress import workers
 from stress.control import Control
 from stress.invariants import Outcome, check
-from stress.scheduled import STALL, wait_drained
+from stress.scheduled import STALL, consumer_verdict, end_consumer, wait_drained
 
 PRODUCERS = int(os.environ.get("STRESS_SOAK_PRODUCERS", "4"))   # more on a many-core machine
 CAPACITY = 16384
@@ -30,12 +31,13 @@ def soak(seconds, kills, seed=None):
     seed = random.randrange(1 << 32) if seed is None else seed
     rng = random.Random(seed)
     start = rng.choice([0, (1 << 64) - 64 * rng.randrange(1, 4096), (1 << 32) - 64 * 17])
+    awaiting = rng.random() < 0.5
     with rings.scratch_dir() as scratch:
         ring = shmring.Ring.create(rings.unique_name("soak"), CAPACITY, _start=start)
         ctl = Control(os.path.join(scratch, "control"), MAX_PRODUCERS + 1)
         out = os.path.join(scratch, "records")
         sizes, pids, status, killed = {}, {}, {}, {}
-        consumer = processes.fork(workers.consume, ring, ctl, 0, out, 3, STALL, False)
+        consumer = processes.fork(workers.consume, ring, ctl, 0, out, 3, STALL, False, awaiting)
 
         def start_producer():
             i = len(sizes) + 1
@@ -73,10 +75,8 @@ def soak(seconds, kills, seed=None):
             else:
                 ctl.stop("producers")
             bad = wait_drained(ring, exited, consumer)
-            ctl.stop("consumer")
-            code = processes.reap(consumer, time.monotonic() + 10)
-            if code != 0:
-                bad.append(f"consumer ended with status {code}")
+            code = end_consumer(ring, ctl, consumer)
+            bad += consumer_verdict(code)
             stats = ring.stats()
             if not bad:
                 outcomes = {i: Outcome(ctl.sent(i), killed.get(i), status[i], ctl.refused(i))
@@ -96,6 +96,6 @@ def soak(seconds, kills, seed=None):
     wraps = ((stats["tail"] - start) % (1 << 64)) // CAPACITY
     summary = (f"{stats['frames_received']} frames, {stats['bytes_received'] / 1e6:.1f} MB, "
                f"{wraps} wraps, {len(killed)} kills, {stats['frames_abandoned']} recoveries, "
-               f"max stall {max_gap * 1e3:.0f} ms, {'sealed' if sealed else 'stopped'} "
-               f"(seed {seed}, start {start:#x})")
+               f"max stall {max_gap * 1e3:.0f} ms, {'sealed' if sealed else 'stopped'}, "
+               f"{'awaiting' if awaiting else 'blocking'} consumer (seed {seed}, start {start:#x})")
     return bad, summary

@@ -122,3 +122,21 @@ def test_consumer_ends_the_stream_when_every_sensor_died(segdir):
     assert stopped == {}                                # killed, not refused
     assert all(got[i] == list(range(len(got[i]))) for i in range(3))
     assert os.listdir(segdir) == []
+
+
+def test_live_view_shows_each_cameras_newest_and_counts_the_rest(segdir):
+    lines = run("live_view.py", segdir)
+    shown, sent = {}, {}
+    for line in lines[:-1]:
+        if m := re.fullmatch(r"slot (\d+) frame (\d+) mean (\d+)", line):
+            slot, seq, mean = map(int, m.groups())
+            assert mean == seq and seq > shown.get(slot, [-1])[-1]    # intact, never older
+            shown.setdefault(slot, []).append(seq)
+        else:
+            camera, count = re.fullmatch(r"camera (\d) sent (\d+) of 60", line).groups()
+            sent[int(camera)] = int(count)
+    total, skipped, dropped, committed = map(int, re.fullmatch(
+        r"shown (\d+), skipped (\d+), dropped (\d+), committed (\d+)", lines[-1]).groups())
+    assert len(shown) == len(sent) == 3
+    assert total == sum(map(len, shown.values())) and total + skipped == committed
+    assert committed == sum(sent.values()) and committed + dropped == 3 * 60

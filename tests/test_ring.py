@@ -1,5 +1,6 @@
 """The Python API in one process: create/attach, send/reserve/recv, timeouts,
 release rules, arrays and errors."""
+import asyncio
 import os
 import stat
 
@@ -642,30 +643,47 @@ def _address(frame):
 MiB = 1 << 20
 
 
-@pytest.mark.parametrize("rewind", [True, False])
-def test_rewind_keeps_the_working_set_where_the_consumer_keeps_up(name, rewind):
+@pytest.mark.parametrize("rewind, how", [(True, "block"), (False, "block"), (True, "drop"),
+                                         (True, "await")])
+def test_rewind_keeps_the_working_set_where_the_consumer_keeps_up(name, rewind, how):
     """1 MiB frames through a 16 MiB ring, each received and released before
     the next is sent: with rewinding they stay within a few MiB (a claim
     past 1 MiB, or a quarter of the ring in a lab build, pads to the end of
-    the lap once the lap's start is free), without it they walk the ring."""
-    with shmring.Ring.create(name, 16 * MiB) as ring, ring.producer(rewind=rewind) as p, \
-            ring.consumer() as c:
-        assert p.rewind is rewind
-        first = None
-        spread = 0
-        for i in range(40):
-            p.send(bytes([i]) * MiB)
-            with c.recv(0) as f:
-                first = first or _address(f)
-                spread = max(spread, _address(f) + len(f) - first)
-                assert bytes(f) == bytes([i]) * MiB
+    the lap once the lap's start is free), without it they walk the ring.
+    The same for a dropping producer (which drops nothing here) and for an
+    awaiting producer and consumer."""
+    on_full = "drop" if how == "drop" else "wait"
+    with shmring.Ring.create(name, 16 * MiB) as ring, \
+            ring.producer(rewind=rewind, on_full=on_full) as p, ring.consumer() as c:
+        assert p.rewind is rewind and p.on_full == on_full
+
+        async def stream():
+            """(lowest, highest) address of the frames' payloads."""
+            ends = []
+            for i in range(40):
+                if how == "await":
+                    await p.asend(bytes([i]) * MiB)
+                    f = await c.arecv()
+                else:
+                    assert p.send(bytes([i]) * MiB, timeout=0) is True
+                    f = c.recv(0)
+                with f:
+                    ends.append(_address(f))
+                    ends.append(ends[-1] + len(f))
+                    assert bytes(f) == bytes([i]) * MiB
+            return ends[0], max(ends)
+
+        first, last = asyncio.run(stream())
+        spread = last - first
         laps = ring.stats()["tail"] // ring.capacity
         if rewind:
             least = ring.capacity // 4 if _core.lab_enabled() else MiB
             assert spread <= least + 2 * MiB + 1024 and laps >= 5
         else:
             assert spread > 15 * MiB and laps == 40 * (MiB + 64) // ring.capacity
-        assert ring.stats()["fill"] == 0 and ring.stats()["frames_received"] == 40
+        stats = ring.stats()
+        assert stats["fill"] == 0 and stats["frames_received"] == 40
+        assert stats["frames_dropped"] == 0
 
 
 def test_no_rewind_while_the_consumer_holds_a_frame(name):
@@ -691,9 +709,12 @@ def test_no_rewind_while_the_consumer_holds_a_frame(name):
 
 def test_producer_rewind_survives_pickling_and_fork(ring):
     import pickle
-    with ring.producer(rewind=False) as p:
+    with ring.producer(rewind=False) as p, ring.producer(rewind=False, on_full="drop") as d:
         q = pickle.loads(pickle.dumps(p))
+        e = pickle.loads(pickle.dumps(d))
         try:
-            assert q.rewind is False and q is not p
+            assert q.rewind is False and q is not p and q.on_full == "wait"
+            assert e.rewind is False and e.on_full == "drop"
         finally:
             q.close()
+            e.close()

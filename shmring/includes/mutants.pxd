@@ -47,12 +47,24 @@ cdef extern from * nogil:
     #define SHMRING_STREAM_FENCE() shmring_stream_fence()
     #endif
 
+    #ifdef SHMRING_MUTANT_NO_RECHECK            /* an awaiting consumer arms without looking again */
+    #define SHMRING_BELL_RECHECK(looked) 2      /* PENDING: trusts the try before arming */
+    #else
+    #define SHMRING_BELL_RECHECK(looked) (looked)
+    #endif
+
     #ifdef SHMRING_MUTANT_SEAL_STORE            /* the seal stores the tail it loaded, so a */
     #define SHMRING_SEAL_CAS(p, expected, desired) \\
         (__atomic_store_n((p), (desired), __ATOMIC_RELEASE), 1)  /* claim in between is lost */
     #else
     #define SHMRING_SEAL_CAS(p, expected, desired) \\
         __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)
+    #endif
+
+    #ifdef SHMRING_MUTANT_SEAL_SILENT           /* the seal wakes sleepers, rings no doorbell */
+    #define SHMRING_SEAL_RINGS 0
+    #else
+    #define SHMRING_SEAL_RINGS 1
     #endif
 
     #ifdef SHMRING_MUTANT_REWIND_OVERRUN        /* a rewind checks room for the record only, */
@@ -72,9 +84,11 @@ cdef extern from * nogil:
         CLAIM_STATE "SHMRING_CLAIM_STATE"
         PAD_SHORT "SHMRING_PAD_SHORT"
         RECOVERY "SHMRING_RECOVERY"
+        SEAL_RINGS "SHMRING_SEAL_RINGS"
     bint tag_mismatch "SHMRING_TAG_MISMATCH"(uint64_t word, uint64_t tag)
     bint no_room "SHMRING_NO_ROOM"(uint64_t tail, uint64_t head, uint64_t total, uint64_t cap)
     void handshake_fence "SHMRING_HANDSHAKE_FENCE"()
     void stream_fence "SHMRING_STREAM_FENCE"()     # includes/stream.pxd's sfence
     bint seal_cas "SHMRING_SEAL_CAS"(uint64_t *p, uint64_t *expected, uint64_t desired)
+    int bell_recheck "SHMRING_BELL_RECHECK"(int looked)
     uint64_t REWIND_SPAN "SHMRING_REWIND_SPAN"(uint64_t pad, uint64_t need)
