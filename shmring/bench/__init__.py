@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def latency_lineup(available):
     """(peer, mode) pairs for 64-byte ping-pong: each baseline, and shmring's
-    send and nogil APIs in blocking and in spin mode."""
+    send and nogil APIs in blocking mode (the default, adaptive poll) and in
+    spin mode, and send with spin=0 (a futex sleep every wait)."""
     out = []
     for peer in available:
         if peer.name != "shmring":
@@ -65,6 +66,8 @@ def latency_lineup(available):
             spinning.missing()          # loads the already built module
             out += [(peer, f"ping-pong {peer.mode} blocking"),
                     (spinning, f"ping-pong {peer.mode} spin")]
+            if peer.mode == "send":
+                out.append((rings.Shmring("send", 0), "ping-pong send spin=0"))
     return out
 
 
