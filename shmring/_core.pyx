@@ -94,6 +94,22 @@ def _lab_futex_wake(size_t word, int count):
 
 
 cdef int64_t WAIT_SLICE_NS = 100_000_000    # wake to re-check liveness and signals
+
+# The adaptive poll (spin=None, the consumer's default).  Waking a sleeper
+# costs the waker a futex_wake and the sleeper a trip through the scheduler:
+# on another CPU that is microseconds, and tens of them where the CPU is a
+# virtual one that halted (an IPI and a VM exit).  Polling first skips all of
+# it when the frame comes that soon.  The window follows the waits, as the
+# kernel's cpuidle-haltpoll does: a sleep that ended within POLL_USEFUL_NS of
+# the wait's start doubles it (up to POLL_MAX_NS), a longer one halves it, so
+# a consumer whose frames come far apart sleeps at once.  The cap must exceed
+# a wake-up: two processes in a ping-pong that both sleep see each wait take
+# two wake-ups, and only a window longer than one lets them both stay awake.
+
+cdef int64_t POLL_MIN_NS = 2_000
+cdef int64_t POLL_MAX_NS = 64_000
+cdef int64_t POLL_USEFUL_NS = 200_000
+
 cdef uint64_t PID_MASK = (1 << PID_BITS) - 1
 cdef uint64_t START_MASK = (1 << 40) - 1
 cdef uint64_t UNKNOWN_START = <uint64_t>-1
@@ -712,6 +728,7 @@ cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
     c.cursor = c.head
     c.tail_cache = c.head
     c.stall_ns = 1_000_000_000
+    c.poll_ns = POLL_MAX_NS                # start awake: a quick stream never sleeps
     return OK
 
 cdef void consumer_close(ConsumerState *c) noexcept nogil:
@@ -949,20 +966,6 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
     if c.spin == SPIN_ADAPT:
         c.poll_ns = poll_window_after(c.poll_ns, now_ns() - c.wait_began)
     return st
-
-# The adaptive poll (spin=None, the consumer's default).  Waking a sleeper
-# costs the waker a futex_wake and the sleeper a trip through the scheduler:
-# on another CPU that is microseconds, and tens of them where the CPU is a
-# virtual one that halted (an IPI and a VM exit).  Polling for a few
-# microseconds first skips all of it when the frame comes that soon.  The
-# window follows the waits, as the kernel's cpuidle-haltpoll does: a sleep
-# that ended within POLL_USEFUL_NS of the wait's start doubles it (up to
-# POLL_MAX_NS), a longer one halves it, so a consumer whose frames come far
-# apart sleeps at once.
-
-cdef int64_t POLL_MIN_NS = 2_000
-cdef int64_t POLL_MAX_NS = 20_000
-cdef int64_t POLL_USEFUL_NS = 100_000
 
 cdef int poll_before_sleep(ConsumerState *c, int64_t deadline) noexcept nogil:
     """Look for the cursor's record before sleeping: spin times, or for the

@@ -126,7 +126,7 @@ cdef class Ring:
     def consumer(self, *, spin=None, stall_timeout=1.0):
         """Become the ring's consumer (one live consumer per ring).  spin is
         how many times to poll for a frame before sleeping; None polls for up
-        to 20 microseconds, and only while frames have been coming that soon
+        to 64 microseconds, and only while frames have been coming soon
         (docs/usage.md).  A claim pending stall_timeout seconds is checked
         for a dead producer."""
         if not stall_timeout > 0:

@@ -16,21 +16,23 @@ def windows(waits, start=0):
 
 
 def test_short_sleeps_grow_the_window_to_its_cap():
-    assert windows([30 * US] * 6) == [2 * US, 4 * US, 8 * US, 16 * US, 20 * US, 20 * US]
+    assert windows([110 * US] * 8) == [2 * US, 4 * US, 8 * US, 16 * US, 32 * US, 64 * US,
+                                       64 * US, 64 * US]
 
 
 def test_long_sleeps_shrink_it_to_nothing():
-    assert windows([150 * US] * 5, start=20 * US) == [10 * US, 5 * US, 2500, 0, 0]
+    assert windows([250 * US] * 7, start=64 * US) == [32 * US, 16 * US, 8 * US, 4 * US,
+                                                      2 * US, 0, 0]
 
 
 def test_a_sleep_of_exactly_the_useful_bound_still_grows_and_one_past_it_shrinks():
-    assert windows([100 * US], start=4 * US) == [8 * US]
-    assert windows([100 * US + 1], start=4 * US) == [2 * US]
+    assert windows([200 * US], start=4 * US) == [8 * US]
+    assert windows([200 * US + 1], start=4 * US) == [2 * US]
 
 
 def test_a_consumer_that_waits_long_ends_up_sleeping_at_once():
-    """From any window, a few sleeps that ran to the wait slice leave no poll."""
-    assert windows([100_000 * US] * 4, start=20 * US)[-1] == 0
+    """From the cap, a few sleeps that ran to the wait slice leave no poll."""
+    assert windows([100_000 * US] * 6, start=64 * US)[-1] == 0
 
 
 def test_spin_none_is_the_consumers_default_and_only_the_consumers(ring):
