@@ -129,21 +129,6 @@ def capacity_sweep(points):
     return out
 
 
-def select(args):
-    wanted = [w.strip() for w in args.only.split(",")] if args.only else None
-    available, notes = [], []
-    for peer in lineup():
-        label = f"{peer.name} {peer.label}"
-        if wanted and not any(w in label for w in wanted):
-            continue
-        reason = peer.missing()
-        if reason:
-            notes.append(f"skipped {peer.name}: {reason}")
-        else:
-            available.append(peer)
-    return available, notes
-
-
 def run(args: argparse.Namespace) -> int:
     if args.queue:
         from shmring.bench import queue
@@ -156,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     records, extra, notes = [], {}, []
     if not args.check:
-        available, skipped = select(args)
+        available, skipped = peers.select(lineup(), args.only)
         notes += skipped
         points = plan(args, available)
         lat = latency_lineup(available)
