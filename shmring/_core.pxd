@@ -22,6 +22,7 @@ cdef enum:
     PID_BITS = 24           # an owner word is (start time << PID_BITS) | pid
     NOWAIT = 0              # deadline for "never block"
     NO_DEADLINE = 0x7fffffffffffffff
+    SPIN_ADAPT = 0xffffffff  # ConsumerState.spin for spin=None: the adaptive poll
     STREAM_MIN = 1 << 20    # nontemporal copies stream from this size up (release builds)
 
 # What one process knows about a mapped ring.  The constants are copied from
@@ -69,8 +70,10 @@ cdef struct ConsumerState:
     uint64_t head           # our copy: we are head's only writer
     uint64_t tail_cache
     uint64_t held           # delivered and not yet released
-    uint32_t spin
+    uint32_t spin           # polls before sleeping, or SPIN_ADAPT
     uint64_t spun_for       # cursor + 1 when we last spun
+    int64_t poll_ns         # SPIN_ADAPT's window now: 0 sleeps at once
+    int64_t wait_began      # when the wait for the cursor's record began
     int64_t stall_ns        # a claim pending this long is checked for a dead owner
     uint64_t stall_pos
     int64_t stall_since

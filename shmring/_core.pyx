@@ -95,6 +95,22 @@ def _lab_futex_wake(size_t word, int count):
 
 
 cdef int64_t WAIT_SLICE_NS = 100_000_000    # wake to re-check liveness and signals
+
+# The adaptive poll (spin=None, the consumer's default).  Waking a sleeper
+# costs the waker a futex_wake and the sleeper a trip through the scheduler:
+# on another CPU that is microseconds, and tens of them where the CPU is a
+# virtual one that halted (an IPI and a VM exit).  Polling first skips all of
+# it when the frame comes that soon.  The window follows the waits, as the
+# kernel's cpuidle-haltpoll does: a sleep that ended within POLL_USEFUL_NS of
+# the wait's start doubles it (up to POLL_MAX_NS), a longer one halves it, so
+# a consumer whose frames come far apart sleeps at once.  The cap must exceed
+# a wake-up: two processes in a ping-pong that both sleep see each wait take
+# two wake-ups, and only a window longer than one lets them both stay awake.
+
+cdef int64_t POLL_MIN_NS = 2_000
+cdef int64_t POLL_MAX_NS = 64_000
+cdef int64_t POLL_USEFUL_NS = 200_000
+
 cdef uint64_t PID_MASK = (1 << PID_BITS) - 1
 cdef uint64_t START_MASK = (1 << 40) - 1
 cdef uint64_t UNKNOWN_START = <uint64_t>-1
@@ -749,6 +765,7 @@ cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
     c.cursor = c.head
     c.tail_cache = c.head
     c.stall_ns = 1_000_000_000
+    c.poll_ns = POLL_MAX_NS                # start awake: a quick stream never sleeps
     return OK
 
 cdef void consumer_close(ConsumerState *c) noexcept nogil:
@@ -962,16 +979,15 @@ cdef int check_stall(ConsumerState *c) noexcept nogil:
 cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
     """Sleep until a producer may have committed.  OK means "poll again"."""
     cdef SegmentHeader *h = c.ring.hdr
-    cdef uint32_t seq, _i
+    cdef uint32_t seq
     cdef int64_t timeout
     cdef int st
-    if c.spun_for != c.cursor + 1:         # spin once per record, not every wait slice
+    if c.spun_for != c.cursor + 1:         # poll once per record, not every wait slice
         c.spun_for = c.cursor + 1
-        for _i in range(c.spin):
-            st = ready_checked(c)
-            if st != PENDING:
-                return st
-            cpu_relax()
+        c.wait_began = now_ns()
+        st = poll_before_sleep(c, deadline)
+        if st != PENDING:
+            return st
     seq = load32(&h.data_seq, ACQUIRE)  # pairs with wake_consumer's release increment of data_seq
     store32(&h.data_waiting, 1, RELAXED)
     pause_point(P_DATA_WAIT)
@@ -983,7 +999,42 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
     if timeout <= 0:
         return TIMEOUT
     store64(&h.consumer_waits, h.consumer_waits + 1, RELAXED)
-    return futex_wait(&h.data_seq, seq, timeout)
+    st = futex_wait(&h.data_seq, seq, timeout)
+    if c.spin == SPIN_ADAPT:
+        c.poll_ns = poll_window_after(c.poll_ns, now_ns() - c.wait_began)
+    return st
+
+cdef int poll_before_sleep(ConsumerState *c, int64_t deadline) noexcept nogil:
+    """Look for the cursor's record before sleeping: spin times, or for the
+    adaptive window.  PENDING: nothing came; sleep."""
+    cdef uint32_t _i
+    cdef int64_t end
+    cdef int st
+    if c.spin == SPIN_ADAPT:
+        end = min(c.wait_began + c.poll_ns, deadline)
+        while now_ns() < end:
+            st = ready_checked(c)
+            if st != PENDING:
+                return st
+            cpu_relax()
+        return PENDING
+    for _i in range(c.spin):
+        st = ready_checked(c)
+        if st != PENDING:
+            return st
+        cpu_relax()
+    return PENDING
+
+cdef int64_t poll_window_after(int64_t window, int64_t waited) noexcept nogil:
+    if waited <= POLL_USEFUL_NS:
+        return min(POLL_MAX_NS, max(POLL_MIN_NS, 2 * window))
+    return 0 if window < 2 * POLL_MIN_NS else window // 2
+
+
+def poll_window(int64_t window, int64_t waited):
+    """The adaptive poll's next window after a sleep of waited ns (tests)."""
+    return poll_window_after(window, waited)
+
 
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil:
     """Deliver the next committed record.  Returns OK, TIMEOUT, INTERRUPTED

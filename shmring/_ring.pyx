@@ -20,7 +20,7 @@ from shmring cimport _core
 from shmring._core cimport (
     owner_pid,
     OK, EMPTY, PENDING, TIMEOUT, INTERRUPTED, SEALED, ERR_TOO_LARGE, ERR_CORRUPT,
-    ERR_CONSUMER_GONE, NOWAIT, NO_DEADLINE, BELL_BASE, RingView, ProducerState, ConsumerState,
+    ERR_CONSUMER_GONE, NOWAIT, NO_DEADLINE, SPIN_ADAPT, BELL_BASE, RingView, ProducerState, ConsumerState,
     Received)
 from shmring.includes.sockets cimport (
     AF_UNIX, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_CLOEXEC, MSG_DONTWAIT, sockaddr, sockaddr_un,

@@ -125,12 +125,16 @@ cdef class Ring:
             raise ValueError(f"on_full must be 'wait' or 'drop', not {on_full!r}")
         return Producer.open(self, check_spin(spin), nontemporal, on_full == "drop", rewind)
 
-    def consumer(self, *, spin=0, stall_timeout=1.0):
-        """Become the ring's consumer (one live consumer per ring).  A claim
-        pending stall_timeout seconds is checked for a dead producer."""
+    def consumer(self, *, spin=None, stall_timeout=1.0):
+        """Become the ring's consumer (one live consumer per ring).  spin is
+        how many times to poll for a frame before sleeping; None polls for up
+        to 64 microseconds, and only while frames have been coming soon
+        (docs/usage.md).  A claim pending stall_timeout seconds is checked
+        for a dead producer."""
         if not stall_timeout > 0:
             raise ValueError(f"stall_timeout must be > 0, not {stall_timeout!r}")
-        return Consumer.open(self, check_spin(spin), stall_timeout)
+        return Consumer.open(self, SPIN_ADAPT if spin is None else check_spin(spin),
+                             stall_timeout)
 
     def stats(self):
         """Counters from the segment, as a dict."""

@@ -301,7 +301,7 @@ def test_capacities_add_labelled_ring_sweep_points():
 
 def test_idle_consumer_and_full_producer_use_no_cpu():
     idle = checks.idle_cpu(0.3)
-    assert idle["consumer_spin0_cpu_s"] < 0.05
+    assert idle["consumer_default_cpu_s"] < 0.05
     assert idle["producer_full_cpu_s"] < 0.05
 
 

@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def latency_lineup(available):
     """(peer, mode) pairs for 64-byte ping-pong: each baseline, and shmring's
-    send and nogil APIs in blocking and in spin mode."""
+    send and nogil APIs in blocking mode (the default, adaptive poll) and in
+    spin mode, and send with spin=0 (a futex sleep every wait)."""
     out = []
     for peer in available:
         if peer.name != "shmring":
@@ -65,6 +66,8 @@ def latency_lineup(available):
             spinning.missing()          # loads the already built module
             out += [(peer, f"ping-pong {peer.mode} blocking"),
                     (spinning, f"ping-pong {peer.mode} spin")]
+            if peer.mode == "send":
+                out.append((rings.Shmring("send", 0), "ping-pong send spin=0"))
     return out
 
 
@@ -126,21 +129,6 @@ def capacity_sweep(points):
     return out
 
 
-def select(args):
-    wanted = [w.strip() for w in args.only.split(",")] if args.only else None
-    available, notes = [], []
-    for peer in lineup():
-        label = f"{peer.name} {peer.label}"
-        if wanted and not any(w in label for w in wanted):
-            continue
-        reason = peer.missing()
-        if reason:
-            notes.append(f"skipped {peer.name}: {reason}")
-        else:
-            available.append(peer)
-    return available, notes
-
-
 def run(args: argparse.Namespace) -> int:
     if args.queue:
         from shmring.bench import queue
@@ -153,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     records, extra, notes = [], {}, []
     if not args.check:
-        available, skipped = select(args)
+        available, skipped = peers.select(lineup(), args.only)
         notes += skipped
         points = plan(args, available)
         lat = latency_lineup(available)

@@ -16,6 +16,24 @@ from shmring.bench.channel import Channel, Duplex
 from shmring.bench.harness import CTX, touch
 
 
+def select(peers, only):
+    """The peers whose "name label" holds one of only's comma-separated
+    substrings (all when only is empty) and that can run here, and a note
+    for each that cannot."""
+    wanted = [w.strip() for w in only.split(",")] if only else None
+    available, notes = [], []
+    for peer in peers:
+        label = f"{peer.name} {peer.label}"
+        if wanted and not any(w in label for w in wanted):
+            continue
+        reason = peer.missing()
+        if reason:
+            notes.append(f"skipped {peer.name}: {reason}")
+        else:
+            available.append(peer)
+    return available, notes
+
+
 class Peer:
     name = ""
     mode = "copy"

@@ -258,17 +258,8 @@ def run(args):
     reps = args.reps or (2 if args.quick else 5)
     seconds = args.seconds or (0.2 if args.quick else 1.0)
     counts = [int(n) for n in args.producers.split(",")]
-    wanted = [w.strip() for w in args.only.split(",")] if args.only else None
-    records, notes, available = [], [], []
-    for t in lineup():
-        label = f"{t.name} {t.mode}"
-        if wanted and not any(w in label for w in wanted):
-            continue
-        reason = t.missing()
-        if reason:
-            notes.append(f"skipped {t.name}: {reason}")
-        else:
-            available.append(t)
+    available, notes = peers.select(lineup(), args.only)
+    records = []
     for payload in PAYLOADS:
         for n in counts:
             print(f"{payload}, {n} producer(s)", file=sys.stderr, flush=True)

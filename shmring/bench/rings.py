@@ -48,10 +48,10 @@ class RingChannel(Channel):
         self.spin = spin
 
     def consumer(self):
-        return self.ring.consumer(spin=self.spin)
+        return self.ring.consumer(spin=self.spin)     # None: the default, adaptive poll
 
     def producer(self, index):
-        return self.ring.producer(spin=self.spin)
+        return self.ring.producer(spin=self.spin or 0)
 
     def send(self, p, buf):
         p.send(buf)
@@ -87,7 +87,7 @@ class RecvBytesChannel(RingChannel):
 
 class StreamingChannel(RingChannel):
     def producer(self, index):
-        return self.ring.producer(spin=self.spin, nontemporal=True)
+        return self.ring.producer(spin=self.spin or 0, nontemporal=True)
 
 
 class ReserveChannel(RingChannel):
@@ -153,7 +153,7 @@ class Shmring(Peer):
              "reserve": ReserveChannel, "batch": BatchChannel}
     small_only = ("recv_bytes", "batch")   # APIs for small frames: 64 B and 4 KiB only
 
-    def __init__(self, mode, spin=0):
+    def __init__(self, mode, spin=None):
         self.mode = mode
         self.spin = spin
         self.name = "shmring"
@@ -183,7 +183,7 @@ class Shmring(Peer):
 class ShmringNogil(Shmring):
     """The compiled module is built on first use (see nogil.py)."""
 
-    def __init__(self, spin=0):
+    def __init__(self, spin=None):
         super().__init__("nogil", spin)
         self.module = None
         self.reason = None
