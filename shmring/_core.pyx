@@ -12,15 +12,17 @@ from posix.unistd cimport read, close as c_close, getpid
 from posix.signal cimport kill
 
 from shmring.includes.atomics cimport (
-    RELAXED, ACQUIRE, RELEASE, load64, store64, cas64, fetch_add64,
+    RELAXED, ACQUIRE, RELEASE, SEQ_CST, load64, store64, cas64, fetch_add64,
     load32, store32, exchange32, fetch_add32, cpu_relax)
 from shmring.includes.futex cimport FUTEX_WAIT, FUTEX_WAKE, SYS_futex, timespec, syscall
 from shmring.includes.debug cimport debug_assert
 from shmring.includes.stream cimport HAVE_STREAM, load128, stream128
-from shmring.includes.lab cimport LAB_BUILD, pause_point, lab_attach
+from shmring.includes.lab cimport (
+    LAB_BUILD, pause_point, lab_attach, lab_notes_attach, lab_load, lab_store, lab_data_mark,
+    lab_space_mark, lab_deciding, lab_lost)
 from shmring.includes.mutants cimport (
     COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, tag_mismatch, no_room, handshake_fence,
-    stream_fence)
+    stream_fence, sleep_seq, freed, pad_needed, RECOVER_ORDER, OWNER_ORDER)
 from shmring.layout cimport (
     SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, LINE, ALIGN, RECORD_HEADER,
     MIN_CAPACITY, DEFAULT_SLOTS, MAX_NDIM, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK)
@@ -42,11 +44,20 @@ cdef enum:
     P_HEAD = 8              # consumer stored head, producers not yet woken
     P_DATA_WAIT = 9         # consumer announced itself as waiter, not re-checked
     P_SPACE_WAIT = 10       # producer announced itself as waiter, not re-checked
+    P_DATA_SLEEP = 11       # consumer re-checked, found nothing, about to sleep
+    P_SPACE_SLEEP = 12      # producer re-checked, found no room, about to sleep
 
 LAB_POINTS = {"claim_cas": P_CLAIM_CAS, "claimed": P_CLAIMED, "busy": P_BUSY,
               "payload": P_PAYLOAD, "commit": P_COMMIT, "committed": P_COMMITTED,
               "header": P_HEADER, "head": P_HEAD, "data_wait": P_DATA_WAIT,
-              "space_wait": P_SPACE_WAIT}
+              "space_wait": P_SPACE_WAIT, "data_sleep": P_DATA_SLEEP,
+              "space_sleep": P_SPACE_SLEEP}
+
+# The lab's marks of a wake decision (includes/lab.pxd): low bits of a position.
+cdef enum:
+    LAB_DECIDING = 1
+    LAB_DONE = 2
+    LAB_TOOK = 4
 
 
 def lab_enabled():
@@ -59,6 +70,13 @@ def _lab_install(size_t free_word, size_t cell):
     a turn (stress/control.py owns the layout).  Lab builds only."""
     if not lab_attach(<void *>free_word, <void *>cell):
         raise RuntimeError("pause points are compiled out: rebuild with SHMRING_LAB=1")
+
+
+def _lab_notes(size_t notes):
+    """Keep the handshake notes (includes/lab.pxd) in the shared area at
+    address notes, with or without pause points.  Lab builds only."""
+    if not lab_notes_attach(<void *>notes):
+        raise RuntimeError("the lab's notes are compiled out: rebuild with SHMRING_LAB=1")
 
 
 def _lab_futex_wait(size_t word, uint32_t seen, double timeout):
@@ -363,12 +381,12 @@ cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
 cdef void producer_close(ProducerState *p) noexcept nogil:
     if p.reserved:
         producer_abort(p)
-    store64(&p.ring.slots[p.slot].owner, 0, RELEASE)  # pairs with producer_open's acquire of owner
+    store64(&p.ring.slots[p.slot].owner, 0, OWNER_ORDER)  # RELEASE; pairs with producer_open's acquire of owner
 
 cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noexcept nogil:
     """Bytes to claim at tail: the record, plus padding if it would wrap."""
     cdef uint64_t room = v.capacity - (tail & v.mask)
-    return need + room if room < need else need
+    return need + room if pad_needed(room, need) else need
 
 cdef bint has_room(ProducerState *p, uint64_t need) noexcept nogil:
     cdef RingView *v = &p.ring
@@ -382,6 +400,8 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
     cdef uint32_t seq, _i
     cdef uint64_t consumer
     cdef int64_t timeout
+    cdef bint due
+    cdef int st
     if p.spun_for != p.head_cache + 1:     # spin once per head, not every wait slice
         p.spun_for = p.head_cache + 1
         for _i in range(p.spin):
@@ -401,7 +421,23 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
     if timeout <= 0:
         return TIMEOUT
     fetch_add64(&p.ring.slots[p.slot].full_waits, 1, RELAXED)
-    return futex_wait(&h.space_seq, seq, timeout)
+    pause_point(P_SPACE_SLEEP)
+    due = LAB_BUILD and space_answered(p)
+    st = futex_wait(&h.space_seq, seq, timeout)
+    if due and st == INTERRUPTED and errno == ETIMEDOUT:
+        lab_lost(1, p.head_cache)       # slept to the timeout through a wake already due
+    return st
+
+
+cdef bint space_answered(ProducerState *p) noexcept nogil:
+    """Lab builds: whether this producer's wake is already due.  It is when
+    the consumer has moved head past the head our re-check saw (head_cache)
+    and has made its wake decision for it (its mark).  The consumer is the
+    only waker of space: that decision, or one before it, took our flag and
+    bumped space_seq after we read seq, so a correct futex_wait cannot sleep.
+    docs/lab.md has the argument."""
+    cdef uint64_t mark = lab_load(lab_space_mark())
+    return mark & LAB_DONE and (mark & ~<uint64_t>63) - p.head_cache - 1 < (<uint64_t>1 << 63)
 
 cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
                         int64_t deadline) noexcept nogil:
@@ -466,16 +502,20 @@ cdef void publish(ProducerState *p, uint64_t state) noexcept nogil:
     cdef RingView *v = &p.ring
     cdef SegmentHeader *h = v.hdr
     cdef Slot *s = &v.slots[p.slot]
+    cdef bint took
     debug_assert(p.reserved and p.slot < v.nslots)
     store64(&header_at(v, p.res_pos).commit, tag(v, p.res_pos) | state, COMMIT_ORDER)  # pairs with poll's acquire load of commit: the payload is visible first
     store64(&s.intent_len, 0, RELEASE)  # pairs with recover_unwritten's acquire of intent_len: commit is visible first
     p.reserved = False
     pause_point(P_COMMITTED)
+    lab_store(lab_data_mark(p.slot), p.res_pos | LAB_DECIDING)
     handshake_fence()  # SEQ_CST; pairs with wait_for_data's fence: we see its flag, or it sees our commit
-    if load32(&h.data_waiting, RELAXED) and exchange32(&h.data_waiting, 0, RELAXED):
+    took = load32(&h.data_waiting, RELAXED) and exchange32(&h.data_waiting, 0, RELAXED)
+    if took:
         fetch_add32(&h.data_seq, 1, RELEASE)  # pairs with wait_for_data's acquire load of data_seq
         futex_wake(&h.data_seq, 1)
         fetch_add64(&h.producer_wakeups, 1, RELAXED)
+    lab_store(lab_data_mark(p.slot), p.res_pos | LAB_DONE | (LAB_TOOK if took else 0))
 
 cdef void producer_commit(ProducerState *p) noexcept nogil:
     cdef Slot *s = &p.ring.slots[p.slot]
@@ -536,6 +576,7 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
     cdef SegmentHeader *h = v.hdr
     cdef uint64_t pos = c.head, word, state, length
     cdef RecordHeader *rec
+    cdef bint took
     while pos != c.cursor:
         rec = header_at(v, pos)
         word = load64(&rec.commit, RELAXED)
@@ -543,7 +584,7 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
         length = rec.length             # read once: another process may change it
         if (word & ~<uint64_t>STATE_MASK) != tag(v, pos) or not checked_size(c, pos, length):
             return ERR_CORRUPT
-        if state != PAD and state != RELEASED:
+        if not freed(state):
             if c.held == 0:
                 return ERR_CORRUPT      # a record behind the cursor that nobody holds:
             break                       # a claim judged dead committed after all
@@ -556,10 +597,12 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
     store64(&h.head, pos, RELEASE)  # pairs with producer_claim's acquire load of head: our reads are done
     pause_point(P_HEAD)
     handshake_fence()  # SEQ_CST; pairs with wait_for_space's fence: we see its flag, or it sees our head
-    if load32(&h.space_waiting, RELAXED) and exchange32(&h.space_waiting, 0, RELAXED):
+    took = load32(&h.space_waiting, RELAXED) and exchange32(&h.space_waiting, 0, RELAXED)
+    if took:
         fetch_add32(&h.space_seq, 1, RELEASE)  # pairs with wait_for_space's acquire load of space_seq
         futex_wake(&h.space_seq, 0x7fffffff)
         fetch_add64(&h.consumer_wakeups, 1, RELAXED)
+    lab_store(lab_space_mark(), pos | LAB_DONE | (LAB_TOOK if took else 0))
     return OK
 
 cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
@@ -683,7 +726,7 @@ cdef int recover_busy(ConsumerState *c) noexcept nogil:
     cdef RingView *v = &c.ring
     cdef RecordHeader *rec = header_at(v, c.cursor)
     cdef uint64_t length
-    if load64(&rec.commit, ACQUIRE) != (tag(v, c.cursor) | BUSY):  # pairs with producer_claim's release store of BUSY
+    if load64(&rec.commit, RECOVER_ORDER) != (tag(v, c.cursor) | BUSY):  # ACQUIRE; pairs with producer_claim's release store of BUSY
         return OK
     length = rec.length
     if rec.slot >= v.nslots or length > v.max_frame or not checked_size(c, c.cursor, length):
@@ -715,6 +758,7 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
     cdef uint32_t seq, _i
     cdef int64_t timeout
     cdef int st
+    cdef bint due
     if c.spun_for != c.cursor + 1:         # spin once per record, not every wait slice
         c.spun_for = c.cursor + 1
         for _i in range(c.spin):
@@ -733,7 +777,31 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
     if timeout <= 0:
         return TIMEOUT
     store64(&h.consumer_waits, h.consumer_waits + 1, RELAXED)
-    return futex_wait(&h.data_seq, seq, timeout)
+    pause_point(P_DATA_SLEEP)
+    due = LAB_BUILD and data_answered(c, seq)
+    st = futex_wait(&h.data_seq, sleep_seq(seq, &h.data_seq), timeout)
+    if due and st == INTERRUPTED and errno == ETIMEDOUT:
+        lab_lost(0, c.cursor)           # slept to the timeout through a wake already due
+    return st
+
+
+cdef bint data_answered(ConsumerState *c, uint32_t seq) noexcept nogil:
+    """Lab builds: whether this wait's wake is already due.  It is when the
+    producer of the record at the cursor (which our re-check did not see) has
+    made its wake decision for it (its mark), unless that decision found our
+    flag taken by another producer still deciding: the decision took the flag
+    and bumped data_seq after we read seq, or left the flag set, or a wake
+    that finished bumped it; a correct futex_wait cannot sleep through any of
+    these.  docs/lab.md has the argument."""
+    cdef RingView *v = &c.ring
+    cdef uint64_t mark
+    if not ready(c):
+        return False
+    mark = lab_load(lab_data_mark(header_at(v, c.cursor).slot))
+    if mark & ~<uint64_t>63 != c.cursor or not mark & LAB_DONE:
+        return False
+    return mark & LAB_TOOK or load32(&v.hdr.data_waiting, SEQ_CST) != 0 or \
+        load32(&v.hdr.data_seq, SEQ_CST) != seq or not lab_deciding()
 
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil:
     """Deliver the next committed record.  Returns OK, TIMEOUT, INTERRUPTED

@@ -1,58 +1,122 @@
 """The invariants every lab run must keep, checked after the run from what
-the consumer recorded, what each producer reported, and the ring's counters."""
+the consumer recorded, what each producer reported, the ring's counters and
+the lab's notes on the futex handshakes."""
+from collections import Counter
 from dataclasses import dataclass
 
+from shmring import layout
 from shmring.testing.frames import expected_crc, split_type
+from stress.workers import ANONYMOUS, NO_POS, TYPED
 
 # A producer killed at one of these holds a claim the consumer must recover.
 CLAIM_POINTS = {"claimed", "busy", "payload", "commit"}
+LISTED = 20                         # violations listed per check; the rest are counted
+U64 = (1 << 64) - 1
 
 
 @dataclass
 class Outcome:
     """How one producer ended."""
-    sent: int                       # frames it reported as sent
+    sent: int                       # frames it reported as sent (or was seen to commit)
     killed_at: str = None           # pause point name, "free" (soak) or None
     status: int = 0                 # exit status
+    extra: int = 0                  # frames it may have committed and not reported (killed)
 
 
-def check(records, length_of, outcomes, stats, abandoned=None):
-    """Violations, as readable strings.  records: (type, length, crc) in
-    delivery order; length_of(producer, seq); outcomes: producer -> Outcome;
-    abandoned: the number of claims that must have been recovered, or None
-    when it is not known exactly (free-running kills)."""
-    bad = []
-    seen = {i: [] for i in outcomes}
+def check(records, frame_of, outcomes, stats, abandoned=None, start=None, lost=None):
+    """Violations, as readable strings.  records: workers.RECORD tuples in
+    delivery order; frame_of(producer, seq) -> (length, first seq of the call
+    that sent it); outcomes: producer -> Outcome; abandoned: the number of
+    claims that must have been recovered, or None when it is not known
+    exactly (free-running kills); start: the ring's first position, for the
+    space check; lost: control.lost_wakeups()."""
+    bad, nbytes = check_frames(records, frame_of, outcomes)
+    bad += check_counters(records, nbytes, stats, abandoned)
+    if start is not None:
+        bad += check_space(records, start, stats)
+    for name, (count, where) in (lost or {}).items():
+        if count:
+            bad.append(f"lost wakeup: {count} {name} wait(s) slept to their timeout through a "
+                       f"wake already due (the first at {where:#x})")
+    return bad
+
+
+def check_frames(records, frame_of, outcomes):
+    """Each frame is its producer's next one (FIFO), byte for byte, once;
+    every producer delivered exactly what it sent.  A frame names its
+    producer and the first frame of its send call (its type), or itself (a
+    copy's own header); a copy too short for a header names nothing and is
+    matched, by length and checksum, as a due frame of the producer whose
+    later frame arrives (so such copies are counted, not ordered).  Returns
+    (violations, payload bytes seen)."""
+    bad = Listing()
+    nxt = dict.fromkeys(outcomes, 0)        # producer -> its next frame
+    anonymous = Counter()                   # (length, crc) of copies not yet matched
+
+    def limit(i):
+        return outcomes[i].sent + outcomes[i].extra
+
+    def due(i):
+        """(length, crc) of producer i's next frame."""
+        n = frame_of(i, nxt[i])[0]
+        return n, expected_crc(i, nxt[i], n)
+
+    def match_anonymous(i, until, unless=None):
+        """Count anonymous copies as producer i's frames, up to frame until
+        and not at a frame that looks like unless."""
+        matched = 0
+        while nxt[i] < min(until, limit(i)) and due(i) != unless and anonymous[due(i)]:
+            anonymous[due(i)] -= 1
+            nxt[i] += 1
+            matched += 1
+        return matched
+
     nbytes = 0
-    for k, (type, length, crc) in enumerate(records):
+    for k, (how, type, length, crc, _, _) in enumerate(records):
+        nbytes += length
+        if how == ANONYMOUS:
+            anonymous[(length, crc)] += 1
+            continue
         ident = split_type(type)
         if ident is None or ident[0] not in outcomes:
-            bad.append(f"frame #{k}: type {type:#x} is not a lab frame (stale or zeroed memory?)")
+            bad.add(f"frame #{k}: type {type:#x} is not a lab frame (stale or zeroed memory?)")
             continue
-        i, seq = ident
-        want = length_of(i, seq)
-        if length != want or crc != expected_crc(i, seq, want):
-            bad.append(f"torn frame: producer {i} seq {seq}: {length} bytes crc {crc:#x}, "
-                       f"want {want} bytes crc {expected_crc(i, seq, want):#x}")
-        seen[i].append(seq)
-        nbytes += length
+        i, named = ident                    # (seq modulo 2^24: the lab's runs stay below)
+        end = frame_of(i, named)[2] if how == TYPED else named + 1
+        match_anonymous(i, named)           # earlier frames came as copies, or are lost
+        match_anonymous(i, end - 1, (length, crc))
+        if nxt[i] >= limit(i):
+            bad.add(f"producer {i}: frame #{k} is more than the {limit(i)} it sent (a duplicate?)")
+            continue
+        if not named <= nxt[i] < end:
+            bad.add(f"producer {i}: frame #{k} is one of its frames {named}..{end - 1}, but "
+                    f"frame {nxt[i]} is next: order or duplicates broken")
+            continue
+        if (length, crc) != due(i):
+            bad.add(f"torn frame: producer {i} seq {nxt[i]}: {length} bytes crc {crc:#x}, "
+                    f"want {due(i)[0]} bytes crc {due(i)[1]:#x}")
+        nxt[i] += 1
+    # What is left: first the frames each producer must have delivered, then
+    # those a killed one may have (so that no optional frame takes a copy
+    # that is due elsewhere).
+    for until in (lambda i: outcomes[i].sent, limit):
+        while any(match_anonymous(i, until(i)) for i in outcomes):
+            pass
+    if sum(anonymous.values()):
+        bad.add(f"{sum(anonymous.values())} copied frame(s) too short to name their producer "
+                "match no frame still due (torn, stale or duplicated)")
     for i, out in outcomes.items():
-        got = seen[i]
         if out.killed_at is None and out.status != 0:
-            bad.append(f"producer {i} exited with status {out.status}")
-        if got != sorted(set(got)):
-            bad.append(f"producer {i}: order or duplicates broken: {got[:20]}")
-        if got != list(range(len(got))):
-            bad.append(f"producer {i}: delivered {got[:20]}, not a prefix of its frames")
-        if out.killed_at is None:
-            want = out.sent
-        elif out.killed_at in ("committed", "free"):
-            want = (out.sent, out.sent + 1)     # killed after commit, before reporting it
-        else:
-            want = out.sent
-        if len(got) not in (want if isinstance(want, tuple) else (want,)):
-            bad.append(f"producer {i} ({'killed at ' + out.killed_at if out.killed_at else 'survived'}): "
-                       f"sent {out.sent}, delivered {len(got)}")
+            bad.add(f"producer {i} exited with status {out.status}")
+        if not out.sent <= nxt[i] <= limit(i):
+            how_ended = f"killed at {out.killed_at}" if out.killed_at else "survived"
+            bad.add(f"producer {i} ({how_ended}): sent {out.sent}"
+                    f"{f' (+{out.extra} unreported)' if out.extra else ''}, delivered {nxt[i]}")
+    return bad.lines(), nbytes
+
+
+def check_counters(records, nbytes, stats, abandoned):
+    bad = []
     if stats["frames_received"] != len(records) or stats["bytes_received"] != nbytes:
         bad.append(f"ring counts {stats['frames_received']} frames / {stats['bytes_received']} B "
                    f"received, consumer saw {len(records)} / {nbytes}")
@@ -64,3 +128,50 @@ def check(records, length_of, outcomes, stats, abandoned=None):
     if abandoned is not None and stats["frames_abandoned"] != abandoned:
         bad.append(f"ring recovered {stats['frames_abandoned']} dead claims, expected {abandoned}")
     return bad
+
+
+def check_space(records, start, stats):
+    """Space accounting: tail advances by exactly the records' sizes plus the
+    padding their wraps need.  Replays the claims in delivery order (the
+    ring's order) from start, padding a record only when it does not fit
+    before the end of the data area, and compares each frame's position (read
+    from its tag) and the final tail.  Across claims recovered from dead
+    producers (whose sizes nobody saw) it resynchronises on the next frame."""
+    capacity = stats["capacity"]
+    if stats["frames_aborted"]:
+        return []                   # aborted records are unseen padding; the lab never aborts
+    bad = Listing()
+    pos, recovered = start, 0
+    for k, (_, _, length, _, at, seen_recovered) in enumerate(records):
+        need = layout.record_size(length)
+        room = capacity - (pos % capacity)
+        if room < need:
+            pos += room
+        if at != NO_POS:
+            if seen_recovered != recovered:
+                recovered = seen_recovered
+            elif at != pos & U64:
+                bad.add(f"space: frame #{k} ({length} bytes) lies at {at:#x}, but the records "
+                        f"before it and the padding their wraps need end at {pos & U64:#x}")
+            pos = at
+        pos = (pos + need) & U64
+    if stats["frames_abandoned"] == recovered and stats["tail"] != pos:
+        bad.add(f"space: tail is {stats['tail']:#x}, but the records and the padding their "
+                f"wraps need end at {pos:#x}")
+    return bad.lines()
+
+
+class Listing:
+    """Violations of one check: the first LISTED, then how many more."""
+
+    def __init__(self):
+        self.items, self.more = [], 0
+
+    def add(self, line):
+        if len(self.items) < LISTED:
+            self.items.append(line)
+        else:
+            self.more += 1
+
+    def lines(self):
+        return self.items + ([f"... and {self.more} more"] if self.more else [])

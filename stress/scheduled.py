@@ -3,7 +3,13 @@
 Hypothesis draws a whole Scenario up front; the coordinator replays its
 schedule one pause point at a time, kills producers where it says, lets
 everything run free to drain, and checks the invariants.  A failure shrinks
-to a short, readable Scenario."""
+to a short, readable Scenario.
+
+Between turns, while every participant is parked, the coordinator checks
+each new claim's size (a record is padded only when it does not fit before
+the wrap) and, if the Scenario says so, plants stale headers from another lap
+(a position a multiple of a large power of two away, at the same index)
+wherever the consumer may read a header nobody has written in this lap."""
 import os
 import signal
 import time
@@ -13,10 +19,11 @@ from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 import shmring
+from shmring import layout
 from shmring.testing import processes, rings
 from stress import workers
 from stress.control import POINT_NAMES, Control
-from stress.invariants import CLAIM_POINTS, Outcome, check
+from stress.invariants import CLAIM_POINTS, U64, Outcome, check
 
 CONSUMER = 0                    # participant 0; producers are 1..n
 STEP_WAIT = 0.3                 # a turn that reaches no pause point by then is blocked
@@ -24,22 +31,38 @@ START_WAIT = 10.0
 DRAIN_DEADLINE = 60.0
 STALL = 0.2                     # the consumer's stall_timeout: dead claims are recovered after it
 QUIET_ROUND = 2 * STALL + 0.3   # liveness: progress within two quiet rounds
-KILL_POINTS = ("claim_cas", "claimed", "busy", "payload", "commit", "committed", "space_wait")
+KILL_POINTS = ("claim_cas", "claimed", "busy", "payload", "commit", "committed", "space_wait",
+               "space_sleep")
 STARTS = {"0": 0, "2^32": 1 << 32, "2^64": 1 << 64}
+STALE_TYPE = 0x57A1E                # what a planted header says its frame is (not a lab frame)
+STATES = {"busy": layout.BUSY, "committed": layout.COMMITTED, "pad": layout.PAD,
+          "released": layout.RELEASED}
 
 
 @dataclass
 class Scenario:
     capacity: int
     start: str                  # "2^64-0x1c0" style: readable in a shrunk report
-    hold: int                   # frames the consumer holds before releasing them, newest first
+    hold: int                   # frames the consumer holds at most after a receive
     sizes: dict                 # producer -> frame sizes, in order
     schedule: list              # bursts (participant, turns); 0 is the consumer
     kills: dict = field(default_factory=dict)  # producer -> (pause point, nth arrival there)
+    batch: dict = field(default_factory=dict)  # producer -> frames per send_many (absent: send)
+    plan: list = field(default_factory=lambda: [("recv",)])  # the consumer's steps (workers)
+    stale: tuple = None         # (sign, m, j, state): plant headers of position +-m*2^j
 
     def start_pos(self):
         base, _, back = self.start.partition("-")
         return (STARTS[base] - int(back or "0", 16)) % (1 << 64)
+
+    def frame_of(self, i, seq):
+        """(length, first and end frame of its send call) of producer i's frame seq."""
+        first = seq - seq % self.batch.get(i, 1)
+        return self.sizes[i][seq], first, min(first + self.batch.get(i, 1), len(self.sizes[i]))
+
+    def stale_delta(self):
+        sign, m, j, _ = self.stale
+        return (m << j) * (1 if sign == "+" else -1)
 
 
 @st.composite
@@ -58,8 +81,22 @@ def scenarios(draw):
     schedule = draw(st.lists(st.tuples(st.integers(0, n), st.integers(1, 8)), max_size=12))
     kills = draw(st.dictionaries(st.integers(1, n), st.tuples(st.sampled_from(KILL_POINTS),
                                                              st.integers(1, 2)), max_size=2))
-    return Scenario(capacity, f"{base}-{back:#x}" if back else base, draw(st.integers(1, 3)),
-                    sizes, schedule, kills)
+    batch = draw(st.dictionaries(st.integers(1, n), st.integers(2, 4), max_size=n))
+    lap = capacity.bit_length()     # 2^lap is two laps: any larger power keeps the index
+    stale = draw(st.one_of(st.none(), st.tuples(
+        st.sampled_from("-+"), st.sampled_from([1, 3]),
+        st.one_of(st.sampled_from([32, 48, 63]), st.integers(lap, 63)),
+        st.sampled_from(sorted(STATES)))))
+    return Scenario(capacity, f"{base}-{back:#x}" if back else base, draw(st.integers(1, 4)),
+                    sizes, schedule, kills, batch, draw(plans), stale)
+
+
+step = st.one_of(
+    st.just(("recv",)),
+    st.tuples(st.sampled_from(["many", "bytes"]), st.integers(1, 3)),
+    st.tuples(st.sampled_from(workers.LETS_GO), st.integers(-3, 2)))
+plans = st.lists(step, min_size=1, max_size=6).filter(
+    lambda plan: any(s[0] in workers.RECEIVES for s in plan))
 
 
 class Run:
@@ -68,6 +105,7 @@ class Run:
     def __init__(self, sc, scratch):
         self.sc = sc
         self.ring = shmring.Ring.create(rings.unique_name("lab"), sc.capacity, _start=sc.start_pos())
+        self.raw = rings.Raw(self.ring.path)
         self.ctl = Control(os.path.join(scratch, "control"), len(sc.sizes) + 1)
         self.out = os.path.join(scratch, "records")
         self.pids = {}
@@ -76,17 +114,21 @@ class Run:
         self.visits = {}                    # (producer, point) -> arrivals there
         self.killed = {}                    # producer -> point
         self.status = {}                    # participant -> exit status
+        self.parked = {}                    # participant -> the point it waits at
         self.trace = []
+        self.bad = []                       # found between turns
 
     def start(self):
         self.pids[CONSUMER] = processes.fork(workers.consume, self.ring, self.ctl, CONSUMER,
-                                          self.out, self.sc.hold, STALL, True)
+                                          self.out, self.sc.plan, self.sc.hold, STALL, True)
         for i, sizes in self.sc.sizes.items():
-            self.pids[i] = processes.fork(workers.produce, self.ring, self.ctl, i, sizes, True)
+            self.pids[i] = processes.fork(workers.produce, self.ring, self.ctl, i, sizes,
+                                          self.sc.batch.get(i, 1), True)
         for i in self.pids:
             self.seen[i] = 0
             self.running.add(i)
             self.settle(i, START_WAIT)
+        self.plant()
 
     def settle(self, i, timeout):
         """Wait for participant i to park at its next pause point or exit."""
@@ -96,9 +138,12 @@ class Run:
         self.running.discard(i)
         self.seen[i] = self.ctl.arrivals(i)
         point = POINT_NAMES[self.ctl.point(i)]
+        self.parked[i] = point
         self.trace.append(f"{'C' if i == CONSUMER else f'P{i}'}@{point}")
         key = (i, point)
         self.visits[key] = self.visits.get(key, 0) + 1
+        if point == "claimed":
+            self.check_claim(i, self.visits[key] - 1)
         if self.sc.kills.get(i) == (point, self.visits[key]):
             os.kill(self.pids[i], signal.SIGKILL)
             self.killed[i] = point
@@ -119,7 +164,49 @@ class Run:
                 return
         self.ctl.grant(i)
         self.running.add(i)
+        self.parked.pop(i, None)
         self.settle(i, STEP_WAIT)
+        self.plant()
+
+    def check_claim(self, i, k):
+        """Producer i just claimed (its CAS succeeded) for its frame k: the
+        claim must be the record, plus the rest of the data area only when
+        the record does not fit before the wrap."""
+        slot = self.raw.slot_of_pid(self.pids[i])
+        pos = self.raw.u64(self.raw.slot(slot, layout.Slot.intent_pos))
+        total = self.raw.u64(self.raw.slot(slot, layout.Slot.intent_len))
+        need = layout.record_size(self.sc.sizes[i][k])
+        room = self.sc.capacity - pos % self.sc.capacity
+        want = need + room if room < need else need
+        if total != want:
+            self.bad.append(f"space: producer {i} claimed {total} bytes at {pos:#x} for a record "
+                            f"of {need} with {room} left before the wrap; {want} were needed")
+
+    def plant(self):
+        """Stale headers from another lap (Scenario.stale) on every line where
+        the consumer may read a header that nobody wrote in this lap: the free
+        space from tail on, and the claims of producers parked before their
+        header.  Only while every participant is parked, so nobody writes."""
+        if self.sc.stale is None or any(i in self.running for i in self.pids
+                                         if i not in self.status):
+            return
+        cap, delta = self.sc.capacity, self.sc.stale_delta()
+        head = self.raw.u64(layout.SegmentHeader.head)
+        tail = self.raw.u64(layout.SegmentHeader.tail)
+        spans = [(tail, (head + cap - tail) & U64)]
+        for i, point in self.parked.items():
+            if point == "claimed" and i not in self.status:
+                slot = self.raw.slot_of_pid(self.pids[i])
+                spans.append((self.raw.u64(self.raw.slot(slot, layout.Slot.intent_pos)),
+                              self.raw.u64(self.raw.slot(slot, layout.Slot.intent_len))))
+        H = layout.RecordHeader
+        for start, length in spans:
+            for pos in range(start, start + min(length, cap), layout.ALIGN):
+                pos &= U64
+                self.raw.put64(self.raw.record(pos, H.length), 0)
+                self.raw.put32(self.raw.record(pos, H.type), STALE_TYPE)
+                self.raw.put64(self.raw.record(pos, H.commit),
+                               self.raw.tag(pos + delta) | STATES[self.sc.stale[3]])
 
     def drain(self):
         self.ctl.release_all(len(self.pids))
@@ -134,19 +221,23 @@ class Run:
     def finish(self):
         self.ctl.stop("consumer")
         self.poll_exit(CONSUMER, time.monotonic() + START_WAIT)
-        bad = []
+        bad = list(self.bad)
         if self.status.get(CONSUMER) != 0:
             bad.append(f"consumer ended with status {self.status.get(CONSUMER)}")
             return bad
-        outcomes = {i: Outcome(self.ctl.sent(i), self.killed.get(i), self.status.get(i))
-                    for i in self.sc.sizes}
+        # A killed producer delivers exactly the frames it committed: each
+        # commit passed the "committed" point, where the coordinator saw it.
+        outcomes = {i: Outcome(self.visits.get((i, "committed"), 0), self.killed[i],
+                               self.status.get(i)) if i in self.killed else
+                    Outcome(self.ctl.sent(i), None, self.status.get(i)) for i in self.sc.sizes}
         abandoned = sum(1 for p in self.killed.values() if p in CLAIM_POINTS)
-        return bad + check(workers.read_records(self.out),
-                           lambda i, seq: self.sc.sizes[i][seq], outcomes,
-                           self.ring.stats(), abandoned)
+        return bad + workers.read_meta(self.out)["bad"] + check(
+            workers.read_records(self.out), self.sc.frame_of, outcomes, self.ring.stats(),
+            abandoned, self.sc.start_pos(), self.ctl.lost_wakeups())
 
     def close(self):
         processes.kill_all([pid for i, pid in self.pids.items() if i not in self.status])
+        self.raw.close()
         self.ring.unlink()
         self.ring.close()
         self.ctl.close()

@@ -1,7 +1,10 @@
 """Free-running soak: many producer processes on a small ring, no pause
 points, random sizes, for a set time; optionally SIGKILLing a random producer
-now and then (each is replaced by a fresh one)."""
-import json
+now and then (each is replaced by a fresh one).  Producers send one frame at
+a time or in send_many batches; the consumer follows a random plan of
+receives (recv, recv_many, recv_bytes_many) and out-of-order releases
+(stress/workers.py)."""
+import bisect
 import os
 import random
 import signal
@@ -17,12 +20,44 @@ from stress.scheduled import STALL, wait_drained
 PRODUCERS = int(os.environ.get("STRESS_SOAK_PRODUCERS", "4"))   # more on a many-core machine
 CAPACITY = 16384
 MAX_PRODUCERS = 120             # ids fit the frame type; also bounds the kills
+BATCHES = (2, 3, 4)             # send_many sizes
 
 
 def sizes_for(rng, max_frame):
     """A producer's cycle of frame sizes: mostly small, with 0 and max_frame."""
     return [rng.choice([0, max_frame, rng.randrange(64), rng.randrange(max_frame + 1)])
             for _ in range(61)]
+
+
+def plan_for(rng):
+    """The consumer's steps (workers.LabConsumer), and how many it may hold.
+    One step in a long plan drops a frame while a second thread waits in
+    recv(): that step can cost a wait, so it is rare."""
+    receives = [("recv",), ("many", rng.randint(1, 3)), ("bytes", rng.randint(1, 3))]
+    steps = [rng.choice(receives) for _ in range(rng.randint(8, 20))]
+    steps += [(rng.choice(("release", "drop", "view")), rng.randint(-3, 2))
+              for _ in range(rng.randint(4, 20))] + [("thread", rng.randint(-3, 2))]
+    rng.shuffle(steps)
+    return steps, rng.randint(1, 4)
+
+
+class Calls:
+    """Where each frame of a soak producer starts its send call: groups of
+    one send(), one reserve(), one send_many(batches[g]) take turns
+    (workers.produce_until_stopped)."""
+
+    def __init__(self, sizes, batches):
+        self.sizes, self.batches = sizes, batches
+        self.starts = [0]
+
+    def frame_of(self, seq):
+        """(length, first and end frame of its call) of frame seq."""
+        while self.starts[-1] <= seq:
+            g = len(self.starts) - 1
+            self.starts.append(self.starts[-1] + (self.batches[g % len(self.batches)]
+                                                  if g % 3 == 2 else 1))
+        k = bisect.bisect_right(self.starts, seq)
+        return self.sizes[seq % len(self.sizes)], self.starts[k - 1], self.starts[k]
 
 
 def soak(seconds, kills, seed=None):
@@ -34,13 +69,16 @@ def soak(seconds, kills, seed=None):
         ring = shmring.Ring.create(rings.unique_name("soak"), CAPACITY, _start=start)
         ctl = Control(os.path.join(scratch, "control"), MAX_PRODUCERS + 1)
         out = os.path.join(scratch, "records")
-        sizes, pids, status, killed = {}, {}, {}, {}
-        consumer = processes.fork(workers.consume, ring, ctl, 0, out, 3, STALL, False)
+        calls, pids, status, killed = {}, {}, {}, {}
+        plan, hold = plan_for(rng)
+        consumer = processes.fork(workers.consume, ring, ctl, 0, out, plan, hold, STALL, False)
 
         def start_producer():
-            i = len(sizes) + 1
-            sizes[i] = sizes_for(rng, ring.max_frame)
-            pids[i] = processes.fork(workers.produce_until_stopped, ring, ctl, i, sizes[i])
+            i = len(calls) + 1
+            calls[i] = Calls(sizes_for(rng, ring.max_frame),
+                             [rng.choice(BATCHES) for _ in range(7)])
+            pids[i] = processes.fork(workers.produce_until_stopped, ring, ctl, i,
+                                     calls[i].sizes, calls[i].batches)
 
         def exited():
             for i, pid in pids.items():
@@ -60,7 +98,7 @@ def soak(seconds, kills, seed=None):
                 running = [i for i in pids if i not in status]
                 # None may be left to kill: all may have ended (say, with ConsumerGone).
                 if kills and running and time.monotonic() >= next_kill \
-                        and len(sizes) < MAX_PRODUCERS:
+                        and len(calls) < MAX_PRODUCERS:
                     victim = rng.choice(running)
                     os.kill(pids[victim], signal.SIGKILL)
                     killed[victim] = "free"
@@ -75,12 +113,15 @@ def soak(seconds, kills, seed=None):
                 bad.append(f"consumer ended with status {code}")
             stats = ring.stats()
             if not bad:
-                outcomes = {i: Outcome(ctl.sent(i), killed.get(i), status[i]) for i in sizes}
-                bad = check(workers.read_records(out),
-                            lambda i, seq: sizes[i][seq % len(sizes[i])], outcomes, stats,
-                            None if kills else 0)
-                with open(out + ".json") as f:
-                    max_gap = json.load(f)["max_gap"]
+                # A producer killed inside a send_many may have committed a
+                # whole batch it never reported.
+                outcomes = {i: Outcome(ctl.sent(i), killed.get(i), status[i],
+                                       max(BATCHES) if i in killed else 0) for i in calls}
+                meta = workers.read_meta(out)
+                bad = meta["bad"] + check(workers.read_records(out),
+                                          lambda i, seq: calls[i].frame_of(seq), outcomes, stats,
+                                          None if kills else 0, start, ctl.lost_wakeups())
+                max_gap = meta["max_gap"]
             else:
                 max_gap = float("nan")
         finally:
