@@ -26,6 +26,10 @@ MUTANTS = {
     "no_fence": ["fences"],
     "no_stream_fence": ["fences"],
     "no_recovery": ["scheduled", "soak-kill"],
+    "sleep_reread": ["scheduled", "soak"],
+    "tag_48": ["scheduled"],
+    "release_passes_held": ["scheduled", "soak"],
+    "pad_exact": ["scheduled", "soak"],
 }
 
 
