@@ -15,7 +15,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, Phase, given, note, settings
+from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
 
 import shmring
@@ -71,14 +71,15 @@ def scenarios(draw):
     max_frame = capacity // 2 - 64
     size = st.one_of(
         st.sampled_from([0, 1, 24, 64, capacity // 8 - 64, capacity // 4 - 64, max_frame]),
-        st.integers(0, max_frame))
+        st.integers(0, max_frame),
+        st.integers(capacity // 4, max_frame))     # large: the ring fills, producers wait
     n = draw(st.integers(1, 6))
     sizes = {i: draw(st.lists(size, min_size=1, max_size=6)) for i in range(1, n + 1)}
     base = draw(st.sampled_from(sorted(STARTS)))
     back = 0 if base == "0" else draw(st.one_of(   # how far below 2^32 / 2^64 to start
         st.sampled_from([64, capacity // 2, capacity - 64, capacity + 64]),
         st.integers(0, 3 * capacity // 64).map(lambda k: k * 64)))
-    schedule = draw(st.lists(st.tuples(st.integers(0, n), st.integers(1, 8)), max_size=12))
+    schedule = draw(st.lists(st.tuples(st.integers(0, n), st.integers(1, 12)), max_size=12))
     kills = draw(st.dictionaries(st.integers(1, n), st.tuples(st.sampled_from(KILL_POINTS),
                                                              st.integers(1, 2)), max_size=2))
     batch = draw(st.dictionaries(st.integers(1, n), st.integers(2, 4), max_size=n))
@@ -285,6 +286,22 @@ def replay(sc):
             run.close()
 
 
+# Every run starts with these: each stops a waiter between its re-check and
+# its sleep while the other side publishes and makes its wake decision.
+WAKE_RACES = [
+    # The consumer re-checks an empty ring (data_sleep); a producer commits
+    # and wakes it; then the consumer sleeps, and must return at once.
+    Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 1), (1, 6), (0, 1)]),
+    # A producer finds the ring full (space_sleep); the consumer releases its
+    # oldest frame while it holds another; then the producer sleeps.
+    Scenario(4096, "0", 4, {1: [1984, 1984, 1984]}, [(1, 13), (0, 4), (1, 1)],
+             plan=[("recv",), ("recv",), ("release", 0)]),
+    # The same near 2^64, a frame held as views and a batch receive.
+    Scenario(8192, "2^64-0x80", 4, {1: [4032, 4032, 4032], 2: [0]}, [(1, 13), (0, 4), (1, 1)],
+             plan=[("many", 2), ("view", 1), ("release", 0)]),
+]
+
+
 def explore(seconds, max_examples, shrink=True):
     """Run Hypothesis for up to `seconds`; raises AssertionError with the shrunk
     Scenario on a violation.  Returns how many scenarios ran."""
@@ -292,11 +309,6 @@ def explore(seconds, max_examples, shrink=True):
     end = time.monotonic() + seconds
     ran = [0]
 
-    @settings(max_examples=max_examples, deadline=None, database=None, print_blob=True,
-              report_multiple_bugs=False,
-              phases=phases,
-              suppress_health_check=list(HealthCheck))
-    @given(scenarios())
     def scenario_holds(sc):
         if time.monotonic() > end:
             return
@@ -305,5 +317,10 @@ def explore(seconds, max_examples, shrink=True):
         note(f"turns taken: {trace}")
         assert not bad, "\n  ".join(["invariant violated:"] + bad)
 
-    scenario_holds()
+    test = given(scenarios())(scenario_holds)
+    for sc in WAKE_RACES:
+        test = example(sc)(test)
+    settings(max_examples=max_examples, deadline=None, database=None, print_blob=True,
+             report_multiple_bugs=False, phases=phases,
+             suppress_health_check=list(HealthCheck))(test)()
     return ran[0]
