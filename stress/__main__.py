@@ -10,14 +10,15 @@ import traceback
 from hypothesis.errors import FlakyFailure
 
 from shmring import _core
-from stress import aarch64, audit, model, scheduled, soak, tsan
+from stress import aarch64, audit, model, reference, scheduled, soak, tsan
 
 # name -> (share of the time budget, function(seconds, args) -> (violations, summary))
 CHECKS = {
     "model": (0, lambda s, a: model.check_models()),
     "fences": (0, lambda s, a: audit.check_fences()),
     "aarch64": (0, lambda s, a: aarch64.check_aarch64()),
-    "scheduled": (0.45, lambda s, a: run_scheduled(s, a)),
+    "reference": (0.1, lambda s, a: reference.check_reference(s)),
+    "scheduled": (0.4, lambda s, a: run_scheduled(s, a)),
     "soak": (0.15, lambda s, a: soak.soak(s, kills=False)),
     "soak-kill": (0.2, lambda s, a: soak.soak(s, kills=True)),
     "tsan": (0, lambda s, a: tsan.check_tsan()),

@@ -28,8 +28,8 @@ MUTANTS = {
     "no_recovery": ["scheduled", "soak-kill"],
     "sleep_reread": ["scheduled", "soak"],
     "tag_48": ["scheduled"],
-    "release_passes_held": ["scheduled", "soak"],
-    "pad_exact": ["scheduled", "soak"],
+    "release_passes_held": ["reference", "scheduled", "soak"],
+    "pad_exact": ["reference", "scheduled", "soak"],
     "relaxed_recover": ["aarch64"],
     "relaxed_owner": ["aarch64"],
 }
