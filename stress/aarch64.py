@@ -200,12 +200,11 @@ def disassemble(work, include, target, mutant=None):
             function, line = m.group(1), None
         elif m := re.match(r"/\S+:(\d+)", text):
             line = int(m.group(1)) if re.match(r"/\S+/shmring/_core\.pyx:", text) else None
-        elif m := re.match(r"\s+[0-9a-f]+:\s+R_AARCH64_CALL26\s+__aarch64_(\w+)", text):
-            if line is not None:
-                code.setdefault((function, line), []).append(m.group(1))
-        elif m := re.match(r"\s+[0-9a-f]+:\s+(\S+)\s*(.*)", text):
-            if line is not None:
-                code.setdefault((function, line), []).append(instruction(m.group(1), m.group(2)))
+        elif (m := re.match(r"\s+[0-9a-f]+:\s+R_AARCH64_CALL26\s+__aarch64_(\w+)", text)) \
+                and line is not None:
+            code.setdefault((function, line), []).append(m.group(1))
+        elif (m := re.match(r"\s+[0-9a-f]+:\s+(\S+)\s*(.*)", text)) and line is not None:
+            code.setdefault((function, line), []).append(instruction(m.group(1), m.group(2)))
     return code
 
 
