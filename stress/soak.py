@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import time
+from collections import Counter
 
 import shmring
 from shmring.testing import processes, rings
@@ -19,7 +20,8 @@ from stress.scheduled import STALL, wait_drained
 
 PRODUCERS = int(os.environ.get("STRESS_SOAK_PRODUCERS", "4"))   # more on a many-core machine
 CAPACITY = 16384
-MAX_PRODUCERS = 120             # ids fit the frame type; also bounds the kills
+MAX_PRODUCERS = 120             # ids fit the frame type; also bounds the kills of a round
+ROUND_FRAMES = 1_000_000        # a long soak's round: its records are checked, then dropped
 BATCHES = (2, 3, 4)             # send_many sizes
 
 
@@ -62,6 +64,33 @@ class Calls:
 
 def soak(seconds, kills, seed=None):
     """(violations, summary line)."""
+    return run(seconds, kills, seed)[:2]
+
+
+def soak_frames(frames, round_frames=ROUND_FRAMES):
+    """The long soak: rounds of the killing soak, each on a fresh ring with
+    fresh producers and checked in full, until frames have passed.
+    (violations, summary line)."""
+    started = time.monotonic()
+    total = Counter()
+    while total["frames"] < frames:
+        bad, summary, counts = run(float("inf"), True, frames=min(round_frames,
+                                                                  frames - total["frames"]))
+        total.update(counts)
+        total["rounds"] += 1
+        print(f"    round {total['rounds']}: {summary}", flush=True)
+        if bad:
+            return bad, f"round {total['rounds']} failed (above)"
+        if counts["frames"] == 0:
+            return ["a round passed no frame"], "no progress"
+    return [], (f"{total['frames']} frames ({total['bytes'] / 1e9:.1f} GB) in {total['rounds']} "
+                f"rounds, {total['kills']} producers killed, {total['recoveries']} dead claims "
+                f"recovered, every frame conserved ({time.monotonic() - started:.0f} s)")
+
+
+def run(seconds, kills, seed=None, frames=None):
+    """One soak: for seconds, or until frames have passed (and, with kills,
+    no longer than the producer ids last).  (violations, summary line, counts)."""
     seed = random.randrange(1 << 32) if seed is None else seed
     rng = random.Random(seed)
     start = rng.choice([0, (1 << 64) - 64 * rng.randrange(1, 4096), (1 << 32) - 64 * 17])
@@ -93,7 +122,9 @@ def soak(seconds, kills, seed=None):
                 start_producer()
             end = time.monotonic() + seconds
             next_kill = time.monotonic() + rng.uniform(0.1, 0.5)
-            while time.monotonic() < end:
+            while time.monotonic() < end and (frames is None or (
+                    ring.stats()["frames_received"] < frames
+                    and not (kills and len(calls) >= MAX_PRODUCERS))):
                 exited()
                 running = [i for i in pids if i not in status]
                 # None may be left to kill: all may have ended (say, with ConsumerGone).
@@ -133,4 +164,6 @@ def soak(seconds, kills, seed=None):
     summary = (f"{stats['frames_received']} frames, {stats['bytes_received'] / 1e6:.1f} MB, "
                f"{wraps} wraps, {len(killed)} kills, {stats['frames_abandoned']} recoveries, "
                f"max stall {max_gap * 1e3:.0f} ms (seed {seed}, start {start:#x})")
-    return bad, summary
+    counts = {"frames": stats["frames_received"], "bytes": stats["bytes_received"],
+              "kills": len(killed), "recoveries": stats["frames_abandoned"]}
+    return bad, summary, counts
