@@ -302,6 +302,15 @@ WAKE_RACES = [
 ]
 
 
+# And these: a header from 2^48 bytes back where the consumer polls a claim
+# whose header is not written yet; one from 2^32 ahead where its wait
+# re-checks an empty ring.
+STALE_LAPS = [
+    Scenario(4096, "0", 1, {1: [100]}, [(1, 1), (0, 4)], stale=("-", 1, 48, "committed")),
+    Scenario(4096, "2^32-0x40", 1, {1: [100]}, [(0, 2), (1, 1)], stale=("+", 1, 32, "committed")),
+]
+
+
 def explore(seconds, max_examples, shrink=True):
     """Run Hypothesis for up to `seconds`; raises AssertionError with the shrunk
     Scenario on a violation.  Returns how many scenarios ran."""
@@ -318,7 +327,7 @@ def explore(seconds, max_examples, shrink=True):
         assert not bad, "\n  ".join(["invariant violated:"] + bad)
 
     test = given(scenarios())(scenario_holds)
-    for sc in WAKE_RACES:
+    for sc in WAKE_RACES + STALE_LAPS:
         test = example(sc)(test)
     settings(max_examples=max_examples, deadline=None, database=None, print_blob=True,
              report_multiple_bugs=False, phases=phases,
