@@ -17,7 +17,7 @@ CHECKS = {
     "model": (0, lambda s, a: model.check_models()),
     "fences": (0, lambda s, a: audit.check_fences()),
     "aarch64": (0, lambda s, a: aarch64.check_aarch64()),
-    "reference": (0.1, lambda s, a: reference.check_reference(s)),
+    "reference": (0.1, lambda s, a: reference.check_reference(s, shrink=not a.no_shrink)),
     "scheduled": (0.4, lambda s, a: run_scheduled(s, a)),
     "soak": (0.15, lambda s, a: soak.soak(s, kills=False)),
     "soak-kill": (0.2, lambda s, a: soak.soak(s, kills=True)),

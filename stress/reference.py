@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -481,9 +481,11 @@ def serve(ring, control, i, commands, results):
 MACHINES = {"in-process": InProcess, "across processes": AcrossProcesses}
 
 
-def check_reference(seconds, examples=None):
+def check_reference(seconds, examples=None, shrink=True):
     """Run each machine in turns for about `seconds` (or `examples` runs of
-    each); (violations, summary line)."""
+    each); (violations, summary line).  Without shrink, the first failing
+    run is reported as it came (shrinking child processes takes minutes)."""
+    phases = list(Phase) if shrink else [Phase.explicit, Phase.reuse, Phase.generate]
     started = time.monotonic()
     runs = Counter()
     with rings.scratch_dir():
@@ -493,7 +495,8 @@ def check_reference(seconds, examples=None):
                 try:
                     run_state_machine_as_test(machine, settings=settings(
                         max_examples=5, stateful_step_count=40, deadline=None, database=None,
-                        report_multiple_bugs=False, suppress_health_check=list(HealthCheck)))
+                        report_multiple_bugs=False, phases=phases,
+                        suppress_health_check=list(HealthCheck)))
                 except Exception as e:  # noqa: BLE001 - Flaky, a child's timeout: all are failures
                     first = e.exceptions[0] if hasattr(e, "exceptions") else e   # a group
                     return ([f"{name}: {type(first).__name__}: {first}",
