@@ -11,6 +11,7 @@ from stress.workers import ANONYMOUS, NO_POS, TYPED
 # A producer killed at one of these holds a claim the consumer must recover.
 CLAIM_POINTS = {"claimed", "busy", "payload", "commit"}
 LISTED = 20                         # violations listed per check; the rest are counted
+SEARCHED = 12                       # copies left at the end that settle() searches over
 U64 = (1 << 64) - 1
 
 
@@ -56,10 +57,13 @@ def check_frames(records, frame_of, outcomes):
     def limit(i):
         return outcomes[i].sent + outcomes[i].extra
 
+    def due_at(i, seq):
+        """(length, crc) of producer i's frame seq."""
+        n = frame_of(i, seq)[0]
+        return n, expected_crc(i, seq, n)
+
     def due(i):
-        """(length, crc) of producer i's next frame."""
-        n = frame_of(i, nxt[i])[0]
-        return n, expected_crc(i, nxt[i], n)
+        return due_at(i, nxt[i])
 
     def match_anonymous(i, until, unless=None):
         """Count anonymous copies as producer i's frames, up to frame until
@@ -97,14 +101,19 @@ def check_frames(records, frame_of, outcomes):
                     f"want {due(i)[0]} bytes crc {due(i)[1]:#x}")
         nxt[i] += 1
     # What is left: first the frames each producer must have delivered, then
-    # those a killed one may have (so that no optional frame takes a copy
-    # that is due elsewhere).
-    for until in (lambda i: outcomes[i].sent, limit):
-        while any(match_anonymous(i, until(i)) for i in outcomes):
-            pass
+    # those a killed one may have.  Short copies of two producers can look
+    # alike, so the latter are given out by a search, not first come.
+    while any(match_anonymous(i, outcomes[i].sent) for i in outcomes):
+        pass
+    optional = {i: nxt[i] for i in outcomes if nxt[i] < limit(i)}
+    if sum(anonymous.values()) <= SEARCHED and settle(anonymous, optional, limit, due_at):
+        nxt.update(optional)
+    while any(match_anonymous(i, limit(i)) for i in outcomes):
+        pass
     if sum(anonymous.values()):
         bad.add(f"{sum(anonymous.values())} copied frame(s) too short to name their producer "
-                "match no frame still due (torn, stale or duplicated)")
+                "match no frame still due (torn, stale or duplicated): "
+                + "; ".join(whose(key, frame_of, nxt) for key in anonymous if anonymous[key])[:600])
     for i, out in outcomes.items():
         if out.killed_at is None and out.status != 0:
             bad.add(f"producer {i} exited with status {out.status}")
@@ -113,6 +122,38 @@ def check_frames(records, frame_of, outcomes):
             bad.add(f"producer {i} ({how_ended}): sent {out.sent}"
                     f"{f' (+{out.extra} unreported)' if out.extra else ''}, delivered {nxt[i]}")
     return bad.lines(), nbytes
+
+
+def settle(copies, nxt, limit, due_at):
+    """Whether some order of choices gives every copy left (a Counter of
+    (length, crc)) to a producer as its next frame, up to its limit; nxt
+    (producer -> next frame) then holds the choice."""
+    if not sum(copies.values()):
+        return True
+    for i, seq in nxt.items():
+        key = due_at(i, seq) if seq < limit(i) else None
+        if key and copies[key]:
+            copies[key] -= 1
+            nxt[i] += 1
+            if settle(copies, nxt, limit, due_at):
+                return True
+            copies[key] += 1
+            nxt[i] -= 1
+    return False
+
+
+def whose(key, frame_of, nxt, near=64):
+    """Which frames near each producer's end a copy (length, crc) equals."""
+    same = []
+    for i in nxt:
+        for seq in range(max(0, nxt[i] - near), nxt[i] + near):
+            try:
+                n = frame_of(i, seq)[0]
+            except IndexError:          # past a scheduled producer's last frame
+                break
+            if (n, expected_crc(i, seq, n)) == key:
+                same.append(f"producer {i} frame {seq} ({nxt[i]} matched)")
+    return f"{key[0]} bytes crc {key[1]:#x}: " + (", ".join(same) if same else "no frame near")
 
 
 def check_counters(records, nbytes, stats, abandoned):

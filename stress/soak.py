@@ -7,6 +7,7 @@ receives (recv, recv_many, recv_bytes_many) and out-of-order releases
 import bisect
 import os
 import random
+import shutil
 import signal
 import time
 from collections import Counter
@@ -155,6 +156,9 @@ def run(seconds, kills, seed=None, frames=None):
                 max_gap = meta["max_gap"]
             else:
                 max_gap = float("nan")
+            if bad and os.environ.get("STRESS_KEEP"):   # a failed run's records, for a post-mortem
+                shutil.copytree(scratch, os.path.join(os.environ["STRESS_KEEP"], f"soak-{seed}"),
+                                ignore=shutil.ignore_patterns("shmring.*"))
         finally:
             processes.kill_all([consumer] + [p for i, p in pids.items() if i not in status])
             ring.unlink()

@@ -77,9 +77,25 @@ print(json.dumps([check_frames(r, frame_of, done)[0] for r in (good, twice, swap
 """)
     assert out[0] == []
     assert out[1] == ["1 copied frame(s) too short to name their producer match no frame still "
-                      "due (torn, stale or duplicated)"]
+                      "due (torn, stale or duplicated): 5 bytes crc 0xca1e308f: producer 1 frame 3 "
+                      "(4 matched)"]
     assert any(line.startswith("torn frame: producer 2 seq 0") for line in out[2]), out[2]
     assert "producer 1 (survived): sent 4, delivered 2" in out[3], out[3]
+
+
+def test_copies_of_killed_producers_that_look_alike_are_given_out_by_search():
+    """Two killed producers may each have committed an unreported empty
+    frame; the copies left must go where the rest of them fit, not to the
+    first producer that could take one."""
+    out = in_lab(RECORDS + """
+sizes = {1: [0, 9], 2: [0, 5]}
+done = {1: Outcome(0, "free", extra=2), 2: Outcome(0, "free", extra=2)}
+frame_of = lambda i, seq: (sizes[i][seq], seq, seq + 1)
+print(json.dumps([check_frames([copy(2, 0, 0), copy(2, 1, 5)], frame_of, done)[0],
+                  check_frames([copy(2, 0, 0), copy(2, 1, 5), copy(2, 1, 5)], frame_of, done)[0]]))
+""")
+    assert out[0] == []
+    assert len(out[1]) == 1 and "copied frame(s) too short" in out[1][0], out[1]   # a duplicate
 
 
 def test_lost_wakeups_and_changed_held_frames_are_violations():
