@@ -425,7 +425,7 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
     due = LAB_BUILD and space_answered(p)
     st = futex_wait(&h.space_seq, seq, timeout)
     if due and st == INTERRUPTED and errno == ETIMEDOUT:
-        lab_lost(1, p.head_cache)       # slept to the timeout through a wake already due
+        lab_lost(1, p.head_cache)       # slept to the timeout through a wake that was due
     return st
 
 
@@ -778,30 +778,38 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
         return TIMEOUT
     store64(&h.consumer_waits, h.consumer_waits + 1, RELAXED)
     pause_point(P_DATA_SLEEP)
-    due = LAB_BUILD and data_answered(c, seq)
+    due = LAB_BUILD and data_answered(c, seq, True)
     st = futex_wait(&h.data_seq, sleep_seq(seq, &h.data_seq), timeout)
-    if due and st == INTERRUPTED and errno == ETIMEDOUT:
-        lab_lost(0, c.cursor)           # slept to the timeout through a wake already due
+    if LAB_BUILD and st == INTERRUPTED and errno == ETIMEDOUT and (due or data_answered(c, seq, False)):
+        lab_lost(0, c.cursor)           # slept to the timeout through a wake that was due
     return st
 
 
-cdef bint data_answered(ConsumerState *c, uint32_t seq) noexcept nogil:
-    """Lab builds: whether this wait's wake is already due.  It is when the
-    producer of the record at the cursor (which our re-check did not see) has
-    made its wake decision for it (its mark), unless that decision found our
-    flag taken by another producer still deciding: the decision took the flag
-    and bumped data_seq after we read seq, or left the flag set, or a wake
-    that finished bumped it; a correct futex_wait cannot sleep through any of
-    these.  docs/lab.md has the argument."""
+cdef bint data_answered(ConsumerState *c, uint32_t seq, bint before) noexcept nogil:
+    """Lab builds: whether this wait's wake is due.  It is when the producer
+    of the record at the cursor (which our re-check did not see) has made its
+    wake decision for it (its mark), unless that decision found our flag
+    taken by another producer still deciding.  Before the sleep, the wake is
+    then already due: the decision took the flag and bumped data_seq after
+    we read seq, or left the flag set, or a finished wake bumped it, and a
+    correct futex_wait cannot sleep through any of these.  After a sleep that
+    timed out, a decision that took the flag may have bumped and woken us
+    just after the timeout, so only the other two count: a decision that
+    left our flag set, or one that found it taken by nobody still deciding,
+    never happens in a correct handshake.  docs/lab.md has the argument."""
     cdef RingView *v = &c.ring
     cdef uint64_t mark
+    cdef bint flag_set, bumped
     if not ready(c):
         return False
     mark = lab_load(lab_data_mark(header_at(v, c.cursor).slot))
     if mark & ~<uint64_t>63 != c.cursor or not mark & LAB_DONE:
         return False
-    return mark & LAB_TOOK or load32(&v.hdr.data_waiting, SEQ_CST) != 0 or \
-        load32(&v.hdr.data_seq, SEQ_CST) != seq or not lab_deciding()
+    flag_set = load32(&v.hdr.data_waiting, SEQ_CST) != 0
+    bumped = load32(&v.hdr.data_seq, SEQ_CST) != seq
+    if before:
+        return mark & LAB_TOOK or flag_set or bumped or not lab_deciding()
+    return not mark & LAB_TOOK and (flag_set or not bumped and not lab_deciding())
 
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil:
     """Deliver the next committed record.  Returns OK, TIMEOUT, INTERRUPTED

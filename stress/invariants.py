@@ -38,7 +38,7 @@ def check(records, frame_of, outcomes, stats, abandoned=None, start=None, lost=N
     for name, (count, where) in (lost or {}).items():
         if count:
             bad.append(f"lost wakeup: {count} {name} wait(s) slept to their timeout through a "
-                       f"wake already due (the first at {where:#x})")
+                       f"wake that was due (the first at {where:#x})")
     return bad
 
 

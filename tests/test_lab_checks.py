@@ -112,7 +112,7 @@ print(json.dumps([bad, Held(b"abc", zlib.crc32(b"abd"), 7).changed(),
                   Held(b"abc", zlib.crc32(b"abc"), 7).changed()]))
 """)
     assert out[0] == ["lost wakeup: 2 data wait(s) slept to their timeout through a wake "
-                      "already due (the first at 0x40)"]
+                      "that was due (the first at 0x40)"]
     assert out[1:] == [True, False]
 
 

@@ -14,12 +14,12 @@
 # Lab builds also keep notes on the futex handshakes in a second shared area
 # that the lab attaches (SHMRING_LAB_NOTES; stress/control.py owns it, and
 # attaches it in the soak too, where no pause point is installed).  Each waker
-# marks its wake decision when it is made, and each waiter, just before it
-# sleeps, judges from those marks whether its wake was already due
-# (_core.pyx: data_answered, space_answered): a sleep that then runs to its
-# timeout is a lost wakeup, counted in `lost`.
+# marks its wake decision when it is made, and each waiter judges from those
+# marks, before it sleeps and (the consumer) after a sleep that ran to its
+# timeout, whether its wake was due (_core.pyx: data_answered,
+# space_answered): such a sleep is a lost wakeup, counted in `lost`.
 #
-#   uint64 lost[2]         waits that slept through a wake already due: data, space
+#   uint64 lost[2]         waits that slept through a wake that was due: data, space
 #   uint64 lost_at[2]      the first one's cursor (data) or the head it saw (space)
 #   uint64 space_mark      head | DONE (| TOOK): advance_head's last wake decision
 #   uint64 data_mark[256]  per producer slot (mod 256): pos | DECIDING, then
