@@ -2,7 +2,7 @@
 
     ring = shmring.Ring.create("video", 1 << 26)
     with ring.consumer() as consumer:
-        for frame in consumer:          # zero copy, read-only
+        for frame in consumer:          # zero copy, read-only; ends at ring.seal()
             handle(frame.array())
             frame.release()
 """
@@ -16,8 +16,10 @@ from shmring.errors import (
     FrameTooLarge,
     Full,
     IncompatibleRing,
+    MalformedMessage,
     RingCorrupted,
     RingError,
+    Sealed,
 )
 from shmring.queue import Queue
 
@@ -32,12 +34,14 @@ __all__ = [
     "FrameTooLarge",
     "Full",
     "IncompatibleRing",
+    "MalformedMessage",
     "Producer",
     "Queue",
     "Reservation",
     "Ring",
     "RingCorrupted",
     "RingError",
+    "Sealed",
     "get_include",
 ]
 

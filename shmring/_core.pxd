@@ -3,7 +3,8 @@
 # The hot layout helpers are inline here, so that _ring calls them without a
 # cross-module call.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
-from shmring.layout cimport SegmentHeader, Slot, RecordHeader, ALIGN, RECORD_HEADER, STATE_MASK
+from shmring.layout cimport (
+    SegmentHeader, Slot, RecordHeader, ALIGN, RECORD_HEADER, STATE_MASK, TAIL_SEALED)
 
 cdef enum Status:
     OK = 0
@@ -11,11 +12,13 @@ cdef enum Status:
     PENDING = 2             # claimed, not committed yet
     TIMEOUT = 4
     INTERRUPTED = 5         # a wait slice ended: check signals, call again
+    SEALED = 6              # claim: the ring takes no new frames; receive: sealed and drained
     ERR_TOO_LARGE = -1
     ERR_CORRUPT = -2
     ERR_CONSUMER_GONE = -3
 
 cdef enum:
+    BELL_BASE = 80          # longest doorbell address prefix, NUL included (RingView.bell_base)
     PID_BITS = 24           # an owner word is (start time << PID_BITS) | pid
     NOWAIT = 0              # deadline for "never block"
     NO_DEADLINE = 0x7fffffffffffffff
@@ -32,6 +35,8 @@ cdef struct RingView:
     uint64_t secret
     uint64_t max_frame
     uint32_t nslots
+    uint32_t bell_len       # doorbell addresses: bell_base, then c.<owner> or p<slot>.<owner>;
+    char bell_base[BELL_BASE]   # set by _ring (segment.pxi), 0 until then
 
 # A delivered record, as the consumer validated it.  Also the C API's
 # receive() result (`shmring.Received`).
@@ -51,6 +56,10 @@ cdef struct ProducerState:
     bint reserved
     uint32_t spin           # polls before sleeping
     uint64_t spun_for       # head_cache + 1 when we last spun
+    int bell_fd             # a socket connected to the consumer's doorbell, or -1
+    uint64_t bell_owner     # which doorbell: its consumer's owner word
+    uint32_t bell_id        # and its id (the armed flag's value)
+    bint lab_due            # lab builds: a ring was already due when the doorbell was armed
 
 cdef struct ConsumerState:
     RingView ring
@@ -66,6 +75,8 @@ cdef struct ConsumerState:
     int64_t stall_since
     uint32_t in_use         # _ring's guard: 0, or which caller holds the state
     uint32_t dropped        # frames _ring queued for release while the state was in use
+    uint32_t bell_id        # our doorbell's id (never 0): the value that arms the flag
+    bint lab_due            # lab builds: a ring was already due when the doorbell was armed
     void *wrapper           # _ring's Consumer object, which owns this state
 
 cdef int64_t now_ns() noexcept nogil
@@ -78,6 +89,10 @@ cdef uint64_t data_offset_for(uint32_t nslots) noexcept nogil
 cdef inline object owner_pid(uint64_t owner):
     """The pid in an owner word; None for a free word."""
     return (owner & ((1 << PID_BITS) - 1)) or None
+
+cdef inline uint64_t tail_pos(uint64_t word) noexcept nogil:
+    """The position in a tail word, without the seal bit."""
+    return word & ~<uint64_t>TAIL_SEALED
 
 cdef inline uint64_t record_size(uint64_t length) noexcept nogil:
     return (length + RECORD_HEADER + ALIGN - 1) & ~<uint64_t>(ALIGN - 1)
@@ -94,6 +109,8 @@ cdef inline uint8_t *payload_at(RingView *v, uint64_t pos) noexcept nogil:
 cdef void ring_format(uint8_t *base, uint64_t capacity, uint64_t max_frame,
                       uint32_t nslots, uint64_t secret, uint64_t start) noexcept nogil
 cdef int ring_view(RingView *v, uint8_t *base, uint64_t size) noexcept nogil
+cdef bint ring_seal(RingView *v) noexcept nogil
+cdef bint ring_sealed(RingView *v) noexcept nogil
 cdef size_t stream_threshold() noexcept nogil
 cdef void copy_payload(uint8_t *dst, const uint8_t *src, size_t n,
                        bint nontemporal) noexcept nogil
@@ -104,8 +121,19 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
                         int64_t deadline) noexcept nogil
 cdef void producer_commit(ProducerState *p) noexcept nogil
 cdef void producer_abort(ProducerState *p) noexcept nogil
+cdef void producer_drop(ProducerState *p) noexcept nogil
+
+cdef int producer_arm(ProducerState *p, uint64_t length) noexcept nogil
+cdef void producer_disarm(ProducerState *p) noexcept nogil
+cdef void producer_awaited(ProducerState *p, int bell_fd, bint heard) noexcept nogil
 
 cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil
 cdef void consumer_close(ConsumerState *c) noexcept nogil
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil
 cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil
+cdef int consumer_skip(ConsumerState *c, uint64_t pos) noexcept nogil
+cdef int consumer_arm(ConsumerState *c) noexcept nogil
+cdef void consumer_disarm(ConsumerState *c) noexcept nogil
+cdef void consumer_awaited(ConsumerState *c, int bell_fd, bint heard) noexcept nogil
+
+cdef int bell_address(RingView *v, int slot, uint64_t owner, void *addr) noexcept nogil

@@ -13,19 +13,24 @@ from posix.signal cimport kill
 
 from shmring.includes.atomics cimport (
     RELAXED, ACQUIRE, RELEASE, SEQ_CST, load64, store64, cas64, fetch_add64,
-    load32, store32, exchange32, fetch_add32, cpu_relax)
+    load32, store32, exchange32, fetch_add32, cas32, cpu_relax)
 from shmring.includes.futex cimport FUTEX_WAIT, FUTEX_WAKE, SYS_futex, timespec, syscall
+from shmring.includes.sockets cimport (
+    AF_UNIX, SOCK_DGRAM, SOCK_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, sockaddr, sockaddr_un,
+    socklen_t, socket, sendto, connect, send)
 from shmring.includes.debug cimport debug_assert
 from shmring.includes.stream cimport HAVE_STREAM, load128, stream128
 from shmring.includes.lab cimport (
     LAB_BUILD, pause_point, lab_attach, lab_notes_attach, lab_load, lab_store, lab_data_mark,
-    lab_space_mark, lab_deciding, lab_lost)
+    lab_space_mark, lab_seal_mark, lab_sealing, lab_deciding, lab_lost)
 from shmring.includes.mutants cimport (
-    COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, tag_mismatch, no_room, handshake_fence,
-    stream_fence, sleep_seq, freed, pad_needed, RECOVER_ORDER, OWNER_ORDER)
+    COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, SEAL_RINGS, tag_mismatch, no_room,
+    handshake_fence, stream_fence, seal_cas, bell_recheck, sleep_seq, freed, pad_needed,
+    RECOVER_ORDER, OWNER_ORDER)
 from shmring.layout cimport (
     SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, LINE, ALIGN, RECORD_HEADER,
-    MIN_CAPACITY, DEFAULT_SLOTS, MAX_NDIM, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK)
+    MIN_CAPACITY, DEFAULT_SLOTS, MAX_NDIM, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK,
+    TAIL_SEALED)
 
 cdef extern from "<pthread.h>" nogil:
     int pthread_atfork(void (*prepare)() noexcept nogil,
@@ -44,20 +49,31 @@ cdef enum:
     P_HEAD = 8              # consumer stored head, producers not yet woken
     P_DATA_WAIT = 9         # consumer announced itself as waiter, not re-checked
     P_SPACE_WAIT = 10       # producer announced itself as waiter, not re-checked
-    P_DATA_SLEEP = 11       # consumer re-checked, found nothing, about to sleep
-    P_SPACE_SLEEP = 12      # producer re-checked, found no room, about to sleep
+    P_SEAL = 11             # sealer loaded tail, not yet sealed it (CAS)
+    P_SEALED = 12           # tail sealed, sleepers not yet woken
+    P_DATA_ARM = 13         # awaiting consumer found nothing, doorbell not armed yet
+    P_DATA_ARMED = 14       # awaiting consumer armed its doorbell, not re-checked
+    P_SPACE_ARMED = 15      # awaiting producer armed its doorbell, not re-checked
+    P_DATA_RING = 16        # producer won the consumer's doorbell flag, not rung yet
+    P_SPACE_RING = 17       # consumer won a producer's doorbell flag, not rung yet
+    P_DATA_SLEEP = 18       # consumer re-checked, found nothing, about to sleep
+    P_SPACE_SLEEP = 19      # producer re-checked, found no room, about to sleep
 
 LAB_POINTS = {"claim_cas": P_CLAIM_CAS, "claimed": P_CLAIMED, "busy": P_BUSY,
               "payload": P_PAYLOAD, "commit": P_COMMIT, "committed": P_COMMITTED,
               "header": P_HEADER, "head": P_HEAD, "data_wait": P_DATA_WAIT,
-              "space_wait": P_SPACE_WAIT, "data_sleep": P_DATA_SLEEP,
+              "space_wait": P_SPACE_WAIT, "seal": P_SEAL, "sealed": P_SEALED,
+              "data_arm": P_DATA_ARM, "data_armed": P_DATA_ARMED,
+              "space_armed": P_SPACE_ARMED, "data_ring": P_DATA_RING,
+              "space_ring": P_SPACE_RING, "data_sleep": P_DATA_SLEEP,
               "space_sleep": P_SPACE_SLEEP}
 
 # The lab's marks of a wake decision (includes/lab.pxd): low bits of a position.
 cdef enum:
     LAB_DECIDING = 1
     LAB_DONE = 2
-    LAB_TOOK = 4
+    LAB_TOOK = 4                    # took the futex flag (and bumped, and woke)
+    LAB_RANG = 8                    # won the doorbell flag (and rang)
 
 
 def lab_enabled():
@@ -236,6 +252,124 @@ cdef int64_t slice_until(int64_t deadline) noexcept nogil:
     cdef int64_t left = deadline - now_ns()
     return WAIT_SLICE_NS if left > WAIT_SLICE_NS else left
 
+# The wakers' half of the two handshakes (docs/design.md, "Waiting"), called
+# after the caller published (a commit, head, the seal) and ran its fence.
+
+cdef bint wake_consumer(SegmentHeader *h) noexcept nogil:
+    """Whether we took the flag (and so woke the consumer): the lab notes it."""
+    if load32(&h.data_waiting, RELAXED) and exchange32(&h.data_waiting, 0, RELAXED):
+        fetch_add32(&h.data_seq, 1, RELEASE)  # pairs with wait_for_data's acquire load of data_seq
+        futex_wake(&h.data_seq, 1)
+        fetch_add64(&h.wakeups_to_consumer, 1, RELAXED)
+        return True
+    return False
+
+cdef bint wake_producers(SegmentHeader *h) noexcept nogil:
+    """Whether we took the flag (and so woke the waiting producers)."""
+    if load32(&h.space_waiting, RELAXED) and exchange32(&h.space_waiting, 0, RELAXED):
+        fetch_add32(&h.space_seq, 1, RELEASE)  # pairs with wait_for_space's acquire load of space_seq
+        futex_wake(&h.space_seq, 0x7fffffff)
+        fetch_add64(&h.wakeups_to_producers, 1, RELAXED)
+        return True
+    return False
+
+# --- doorbells --------------------------------------------------------------
+# An awaiting consumer or producer owns a unix datagram socket bound beside
+# the segment (_ring's doorbell.pxi) and arms a flag in the segment; whoever
+# wins the flag with an exchange sends it one byte.  The byte is only a hint
+# that wakes an event loop: the waiter always looks at the ring itself.
+
+cdef uint32_t bell_sender = 0       # this process's sending socket + 1; 0 until the first ring
+
+cdef int sender() noexcept nogil:
+    """The unbound socket this process rings doorbells with, made on first
+    use (a forked child shares its parent's: it only sends)."""
+    cdef uint32_t none = 0
+    cdef int fd
+    if load32(&bell_sender, RELAXED) == 0:
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)
+        if fd < 0:
+            return -1
+        if not cas32(&bell_sender, &none, <uint32_t>fd + 1, False, RELAXED, RELAXED):  # the fd only
+            c_close(fd)                 # another thread made one first
+    return <int>load32(&bell_sender, RELAXED) - 1
+
+cdef int bell_address(RingView *v, int slot, uint64_t owner, void *addr) noexcept nogil:
+    """Fill the sockaddr_un of a doorbell: the consumer's (slot -1) or a
+    producer slot's.  Its name carries the owner word, so a stale doorbell is
+    told from a live one by its name alone.  Returns the address length, 0
+    if the ring has no doorbell directory."""
+    cdef sockaddr_un *a = <sockaddr_un *>addr
+    cdef int n
+    if v.bell_len == 0:
+        return 0
+    a.sun_family = AF_UNIX
+    memcpy(a.sun_path, v.bell_base, v.bell_len)
+    if slot < 0:
+        n = snprintf(a.sun_path + v.bell_len, sizeof(a.sun_path) - v.bell_len,
+                     "c.%llx", <unsigned long long>owner)
+    else:
+        n = snprintf(a.sun_path + v.bell_len, sizeof(a.sun_path) - v.bell_len,
+                     "p%d.%llx", slot, <unsigned long long>owner)
+    return <int>((a.sun_path - <char *>a) + v.bell_len + n + 1)
+
+cdef void ring_bell(RingView *v, int slot, uint64_t owner) noexcept nogil:
+    """One byte to a doorbell, never blocking.  A full queue means a ring is
+    pending already; a missing or closed doorbell (ENOENT, ECONNREFUSED) is a
+    waiter that is gone.  Either way the ring is the truth: errors are ignored."""
+    cdef sockaddr_un addr
+    cdef char one = 1
+    cdef int n
+    if owner == 0:
+        return                          # nobody there to wake
+    n = bell_address(v, slot, owner, &addr)
+    if n == 0:
+        return
+    fetch_add64(&v.hdr.doorbell_rings, 1, RELAXED)    # a statistic: orders nothing
+    sendto(sender(), &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL, <sockaddr *>&addr, <socklen_t>n)
+
+cdef void ring_consumer(ProducerState *p, uint64_t owner, uint32_t bell) noexcept nogil:
+    """Ring the consumer's doorbell through this producer's socket connected
+    to it: its path is looked up once per doorbell, not once per ring.  The
+    flag's value names the doorbell (a consumer that closed and opened again
+    binds a new one of the same name), so a send that fails only means the
+    consumer is gone: one wasted system call, and no retry."""
+    cdef sockaddr_un addr
+    cdef char one = 1
+    cdef int n
+    if owner == 0:
+        return
+    fetch_add64(&p.ring.hdr.doorbell_rings, 1, RELAXED)    # a statistic: orders nothing
+    if p.bell_fd >= 0 and p.bell_owner == owner and p.bell_id == bell:
+        send(p.bell_fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL)
+        return
+    if p.bell_fd < 0:
+        p.bell_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)
+    n = bell_address(&p.ring, -1, owner, &addr)
+    p.bell_owner, p.bell_id = owner, bell
+    if p.bell_fd >= 0 and n and connect(p.bell_fd, <sockaddr *>&addr, <socklen_t>n) == 0:
+        send(p.bell_fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL)
+
+cdef void ring_producers(RingView *v) noexcept nogil:
+    """Ring every producer whose slot flag we win (advance_head won the
+    summary flag).  O(slots), paid only while some producer awaits room."""
+    cdef uint32_t i
+    cdef Slot *s
+    for i in range(v.nslots):
+        s = &v.slots[i]
+        if load32(&s.bell, RELAXED) and exchange32(&s.bell, 0, RELAXED):
+            pause_point(P_SPACE_RING)
+            ring_bell(v, <int>i, load64(&s.owner, RELAXED))
+
+cdef void ring_waiters(RingView *v) noexcept nogil:
+    """The seal's doorbells: ring every armed waiter, the consumer and each
+    producer, as wake_consumer and wake_producers wake the sleepers."""
+    cdef SegmentHeader *h = v.hdr
+    if load32(&h.data_bell, RELAXED) and exchange32(&h.data_bell, 0, RELAXED):
+        ring_bell(v, -1, load64(&h.consumer, RELAXED))
+    if load32(&h.space_bell, RELAXED) and exchange32(&h.space_bell, 0, ACQUIRE):  # pairs with producer_arm's release exchange: slot flags are visible
+        ring_producers(v)
+
 # --- layout -----------------------------------------------------------------
 
 cdef uint64_t max_frame_for(uint64_t capacity) noexcept nogil:
@@ -350,6 +484,33 @@ cdef int ring_view(RingView *v, uint8_t *base, uint64_t size) noexcept nogil:
     v.nslots = h.nslots
     return OK
 
+# --- end of stream ----------------------------------------------------------
+
+cdef bint ring_seal(RingView *v) noexcept nogil:
+    """Close the ring to new frames: set TAIL_SEALED in tail.  A claim whose
+    CAS on tail came first is delivered; one after it fails its CAS or sees
+    the bit, and is refused.  Wakes every sleeper and rings every armed
+    doorbell, so that the consumer sees the end and waiting producers their
+    refusal.  True if this call sealed it."""
+    cdef SegmentHeader *h = v.hdr
+    cdef uint64_t tail = load64(&h.tail, RELAXED)
+    while not tail & TAIL_SEALED:
+        pause_point(P_SEAL)
+        if seal_cas(&h.tail, &tail, tail | TAIL_SEALED):  # release pairs with poll's acquire load of tail (continuing the claims' release sequence)
+            pause_point(P_SEALED)
+            lab_store(lab_seal_mark(), LAB_DECIDING)
+            handshake_fence()  # SEQ_CST; pairs with the fences of wait_for_data, wait_for_space and the two arms: we see their flags, or they see the seal
+            wake_consumer(h)
+            wake_producers(h)
+            if SEAL_RINGS:
+                ring_waiters(v)
+            lab_store(lab_seal_mark(), LAB_DONE)
+            return True
+    return False
+
+cdef bint ring_sealed(RingView *v) noexcept nogil:
+    return (load64(&v.hdr.tail, RELAXED) & TAIL_SEALED) != 0  # a report: orders nothing
+
 # --- producer ---------------------------------------------------------------
 
 cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
@@ -360,6 +521,7 @@ cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
     cdef Slot *s
     memset(p, 0, sizeof(ProducerState))
     p.ring = v[0]
+    p.bell_fd = -1
     head = load64(&v.hdr.head, ACQUIRE)  # pairs with advance_head's release store of head
     for i in range(v.nslots):
         s = &v.slots[i]
@@ -373,6 +535,8 @@ cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
                 continue
         if cas64(&s.owner, &owner, me, False, ACQUIRE, RELAXED):  # acquire pairs with producer_close's release store of owner
             store64(&s.intent_len, 0, RELAXED)
+            store32(&s.bell, 0, RELAXED)   # a dead owner's armed flag would only cost a ring
+            store64(&s.opens, s.opens + 1, RELAXED)
             p.slot = i
             p.head_cache = head
             return <int>i
@@ -381,6 +545,10 @@ cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
 cdef void producer_close(ProducerState *p) noexcept nogil:
     if p.reserved:
         producer_abort(p)
+    producer_disarm(p)
+    if p.bell_fd >= 0:
+        c_close(p.bell_fd)
+        p.bell_fd = -1
     store64(&p.ring.slots[p.slot].owner, 0, OWNER_ORDER)  # RELEASE; pairs with producer_open's acquire of owner
 
 cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noexcept nogil:
@@ -388,14 +556,18 @@ cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noex
     cdef uint64_t room = v.capacity - (tail & v.mask)
     return need + room if pad_needed(room, need) else need
 
-cdef bint has_room(ProducerState *p, uint64_t need) noexcept nogil:
+cdef bint may_claim(ProducerState *p, uint64_t need) noexcept nogil:
+    """Room for need bytes, or the ring is sealed: either way the claim
+    should look again (and report the seal)."""
     cdef RingView *v = &p.ring
     cdef uint64_t tail = load64(&v.hdr.tail, RELAXED)
+    if tail & TAIL_SEALED:
+        return True
     p.head_cache = load64(&v.hdr.head, ACQUIRE)  # pairs with advance_head's release store of head
     return (tail - p.head_cache) + claim_total(v, tail, need) <= v.capacity
 
 cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexcept nogil:
-    """Sleep until head may have moved.  OK means "try again"."""
+    """Sleep until head may have moved or the ring was sealed.  OK means "try again"."""
     cdef SegmentHeader *h = p.ring.hdr
     cdef uint32_t seq, _i
     cdef uint64_t consumer
@@ -405,14 +577,14 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
     if p.spun_for != p.head_cache + 1:     # spin once per head, not every wait slice
         p.spun_for = p.head_cache + 1
         for _i in range(p.spin):
-            if has_room(p, need):
+            if may_claim(p, need):
                 return OK
             cpu_relax()
-    seq = load32(&h.space_seq, ACQUIRE)  # pairs with advance_head's release increment of space_seq
+    seq = load32(&h.space_seq, ACQUIRE)  # pairs with wake_producers' release increment of space_seq
     store32(&h.space_waiting, 1, RELAXED)
     pause_point(P_SPACE_WAIT)
-    handshake_fence()  # SEQ_CST; pairs with advance_head's fence: we see its head, or it sees our flag
-    if has_room(p, need):
+    handshake_fence()  # SEQ_CST; pairs with advance_head's and ring_seal's fences: we see head or the seal, or they see our flag
+    if may_claim(p, need):
         return OK
     consumer = load64(&h.consumer, RELAXED)
     if consumer != 0 and not owner_alive(consumer):
@@ -432,18 +604,64 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
 cdef bint space_answered(ProducerState *p) noexcept nogil:
     """Lab builds: whether this producer's wake is already due.  It is when
     the consumer has moved head past the head our re-check saw (head_cache)
-    and has made its wake decision for it (its mark).  The consumer is the
-    only waker of space: that decision, or one before it, took our flag and
-    bumped space_seq after we read seq, so a correct futex_wait cannot sleep.
-    docs/lab.md has the argument."""
+    and has made its wake decision for it (its mark), and no seal is taking
+    flags.  Space has two wakers, the consumer and the seal: that decision,
+    or one before it, took our flag and bumped space_seq after we read seq
+    (or won our doorbell flag and rang), so a correct futex_wait cannot
+    sleep (and a correct await hears the ring).  docs/lab.md has the argument."""
     cdef uint64_t mark = lab_load(lab_space_mark())
-    return mark & LAB_DONE and (mark & ~<uint64_t>63) - p.head_cache - 1 < (<uint64_t>1 << 63)
+    return (mark & LAB_DONE and (mark & ~<uint64_t>63) - p.head_cache - 1 < (<uint64_t>1 << 63)
+            and not lab_sealing())
+
+cdef int producer_arm(ProducerState *p, uint64_t length) noexcept nogil:
+    """Arm this slot's doorbell for an awaiting producer: wait_for_space's
+    handshake with a flag in place of the futex.  PENDING: armed, no room for
+    length yet: await the doorbell.  OK: room now, or the ring is sealed
+    (the claim reports it); nothing armed.
+    ERR_CONSUMER_GONE (nothing armed)."""
+    cdef SegmentHeader *h = p.ring.hdr
+    cdef Slot *s = &p.ring.slots[p.slot]
+    cdef uint64_t consumer
+    store32(&s.bell, 1, RELAXED)
+    # An exchange, not a store: an RMW never breaks another producer's release sequence.
+    exchange32(&h.space_bell, 1, RELEASE)  # pairs with advance_head's acquire exchange: our slot flag is visible first
+    pause_point(P_SPACE_ARMED)
+    handshake_fence()  # SEQ_CST; pairs with advance_head's and ring_seal's fences: we see head or the seal, or they see our flag
+    if may_claim(p, record_size(length)):
+        producer_disarm(p)
+        return OK
+    consumer = load64(&h.consumer, RELAXED)
+    if consumer != 0 and not owner_alive(consumer):
+        producer_disarm(p)
+        return ERR_CONSUMER_GONE
+    fetch_add64(&s.full_waits, 1, RELAXED)
+    p.lab_due = LAB_BUILD and space_answered(p)
+    return PENDING
+
+cdef void producer_awaited(ProducerState *p, int bell_fd, bint heard) noexcept nogil:
+    """The await that producer_arm armed is over and heard a ring or not
+    (the caller's doorbell counts them).  Lab builds judge it as
+    wait_for_space judges a sleep: without a ring, a wake that was due (when
+    it armed, or now; marks read before the doorbell) was lost."""
+    if LAB_BUILD and not heard and (p.lab_due or space_answered(p)) and not took_ring(bell_fd):
+        lab_lost(1, p.head_cache)
+
+cdef bint took_ring(int bell_fd) noexcept nogil:
+    """Read one queued ring from a (non-blocking) doorbell, if there is one."""
+    cdef char buf[16]
+    return bell_fd >= 0 and read(bell_fd, buf, sizeof(buf)) >= 0
+
+cdef void producer_disarm(ProducerState *p) noexcept nogil:
+    """Take our flag back (the await ended or was cancelled).  If the consumer
+    won it first, its ring is on the way: a spurious wake, drained later.
+    The summary flag stays: it costs the consumer one pass over the slots."""
+    exchange32(&p.ring.slots[p.slot].bell, 0, RELAXED)
 
 cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
                         int64_t deadline) noexcept nogil:
     """Claim a record for length payload bytes and mark it BUSY.  Returns OK,
     TIMEOUT, INTERRUPTED (call again with the same deadline), ERR_TOO_LARGE
-    (nothing written) or ERR_CONSUMER_GONE."""
+    (nothing written), SEALED (nothing claimed) or ERR_CONSUMER_GONE."""
     cdef RingView *v = &p.ring
     cdef SegmentHeader *h = v.hdr
     cdef Slot *s = &v.slots[p.slot]
@@ -455,6 +673,8 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
     need = record_size(length)
     tail = load64(&h.tail, RELAXED)
     while True:
+        if tail & TAIL_SEALED:
+            return SEALED               # sealed before our CAS: refused, nothing claimed
         if tail & (ALIGN - 1):
             return ERR_CORRUPT          # a header at tail would cross the mapping's end
         total = claim_total(v, tail, need)
@@ -477,6 +697,7 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
         if cas64(&h.tail, &tail, tail + total, False, RELEASE, RELAXED):  # release pairs with recover_unwritten's acquire of tail: the intent is visible first
             break
         store64(&s.intent_len, 0, RELAXED)     # a stale intent must not hold up recovery
+        # (the CAS failed: another claim, or the seal, changed tail; look again)
     pause_point(P_CLAIMED)
     if total != need:
         room = total - need
@@ -502,6 +723,7 @@ cdef void publish(ProducerState *p, uint64_t state) noexcept nogil:
     cdef RingView *v = &p.ring
     cdef SegmentHeader *h = v.hdr
     cdef Slot *s = &v.slots[p.slot]
+    cdef uint32_t bell
     cdef bint took
     debug_assert(p.reserved and p.slot < v.nslots)
     store64(&header_at(v, p.res_pos).commit, tag(v, p.res_pos) | state, COMMIT_ORDER)  # pairs with poll's acquire load of commit: the payload is visible first
@@ -509,13 +731,14 @@ cdef void publish(ProducerState *p, uint64_t state) noexcept nogil:
     p.reserved = False
     pause_point(P_COMMITTED)
     lab_store(lab_data_mark(p.slot), p.res_pos | LAB_DECIDING)
-    handshake_fence()  # SEQ_CST; pairs with wait_for_data's fence: we see its flag, or it sees our commit
-    took = load32(&h.data_waiting, RELAXED) and exchange32(&h.data_waiting, 0, RELAXED)
-    if took:
-        fetch_add32(&h.data_seq, 1, RELEASE)  # pairs with wait_for_data's acquire load of data_seq
-        futex_wake(&h.data_seq, 1)
-        fetch_add64(&h.producer_wakeups, 1, RELAXED)
-    lab_store(lab_data_mark(p.slot), p.res_pos | LAB_DONE | (LAB_TOOK if took else 0))
+    handshake_fence()  # SEQ_CST; pairs with wait_for_data's and consumer_arm's fences: we see their flag, or they see our commit
+    took = wake_consumer(h)
+    bell = exchange32(&h.data_bell, 0, RELAXED) if load32(&h.data_bell, RELAXED) else 0
+    if bell:                        # we won the flag; its value names the doorbell
+        pause_point(P_DATA_RING)
+        ring_consumer(p, load64(&h.consumer, RELAXED), bell)
+    lab_store(lab_data_mark(p.slot),
+              p.res_pos | LAB_DONE | (LAB_TOOK if took else 0) | (LAB_RANG if bell else 0))
 
 cdef void producer_commit(ProducerState *p) noexcept nogil:
     cdef Slot *s = &p.ring.slots[p.slot]
@@ -528,6 +751,12 @@ cdef void producer_abort(ProducerState *p) noexcept nogil:
     cdef Slot *s = &p.ring.slots[p.slot]
     store64(&s.aborted, s.aborted + 1, RELAXED)
     publish(p, PAD)
+
+cdef void producer_drop(ProducerState *p) noexcept nogil:
+    """Count a frame that found no room and was dropped (on_full="drop"):
+    nothing was claimed, so this is a report only."""
+    cdef Slot *s = &p.ring.slots[p.slot]
+    store64(&s.dropped, s.dropped + 1, RELAXED)
 
 # --- consumer ---------------------------------------------------------------
 
@@ -544,6 +773,7 @@ cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
         if cas64(&v.hdr.consumer, &owner, me, False, ACQUIRE, ACQUIRE):  # pairs with consumer_close's release store of consumer
             break
     c.owner = me
+    store64(&v.hdr.held_frames, 0, RELAXED)  # what a dead consumer held is delivered again
     c.head = load64(&v.hdr.head, ACQUIRE)  # pairs with the previous consumer's release store of head
     c.cursor = c.head
     c.tail_cache = c.head
@@ -552,6 +782,8 @@ cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
 
 cdef void consumer_close(ConsumerState *c) noexcept nogil:
     cdef uint64_t me = c.owner
+    consumer_disarm(c)
+    store64(&c.ring.hdr.held_frames, 0, RELAXED)  # the next consumer gets them again
     cas64(&c.ring.hdr.consumer, &me, 0, False, RELEASE, RELAXED)  # pairs with consumer_open's acquire of consumer
 
 cdef int checked_size(ConsumerState *c, uint64_t pos, uint64_t length) noexcept nogil:
@@ -564,7 +796,7 @@ cdef int checked_size(ConsumerState *c, uint64_t pos, uint64_t length) noexcept 
     if size > c.ring.capacity - (pos & c.ring.mask):
         return 0
     if size > c.tail_cache - pos:
-        tail = load64(&c.ring.hdr.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
+        tail = tail_pos(load64(&c.ring.hdr.tail, ACQUIRE))  # pairs with producer_claim's release CAS of tail
         if size > tail - pos or tail - pos > c.ring.capacity:
             return 0                    # and a bad tail is not cached
         c.tail_cache = tail
@@ -576,7 +808,7 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
     cdef SegmentHeader *h = v.hdr
     cdef uint64_t pos = c.head, word, state, length
     cdef RecordHeader *rec
-    cdef bint took
+    cdef bint took, rang
     while pos != c.cursor:
         rec = header_at(v, pos)
         word = load64(&rec.commit, RELAXED)
@@ -596,17 +828,17 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
     c.head = pos
     store64(&h.head, pos, RELEASE)  # pairs with producer_claim's acquire load of head: our reads are done
     pause_point(P_HEAD)
-    handshake_fence()  # SEQ_CST; pairs with wait_for_space's fence: we see its flag, or it sees our head
-    took = load32(&h.space_waiting, RELAXED) and exchange32(&h.space_waiting, 0, RELAXED)
-    if took:
-        fetch_add32(&h.space_seq, 1, RELEASE)  # pairs with wait_for_space's acquire load of space_seq
-        futex_wake(&h.space_seq, 0x7fffffff)
-        fetch_add64(&h.consumer_wakeups, 1, RELAXED)
-    lab_store(lab_space_mark(), pos | LAB_DONE | (LAB_TOOK if took else 0))
+    handshake_fence()  # SEQ_CST; pairs with wait_for_space's and producer_arm's fences: we see their flag, or they see our head
+    took = wake_producers(h)
+    rang = load32(&h.space_bell, RELAXED) and exchange32(&h.space_bell, 0, ACQUIRE)  # pairs with producer_arm's release exchange: slot flags are visible
+    if rang:
+        ring_producers(v)
+    lab_store(lab_space_mark(), pos | LAB_DONE | (LAB_TOOK if took else 0) | (LAB_RANG if rang else 0))
     return OK
 
 cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
-    """Deliver the record at the cursor, skipping padding."""
+    """Deliver the record at the cursor, skipping padding.  SEALED when the
+    cursor reached a sealed tail: no frame will ever come again."""
     cdef RingView *v = &c.ring
     cdef SegmentHeader *h = v.hdr
     cdef uint64_t pos, word, state, length, tail
@@ -614,7 +846,10 @@ cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
     while True:
         pos = c.cursor
         if pos == c.tail_cache:
-            tail = load64(&h.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail
+            tail = load64(&h.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail (and ring_seal's)
+            if tail == pos | TAIL_SEALED:
+                return SEALED           # sealed and drained
+            tail = tail_pos(tail)
             if tail - pos > v.capacity or (pos | tail) & (ALIGN - 1):
                 return ERR_CORRUPT      # kept out of tail_cache, so the next call checks again
             c.tail_cache = tail         # (a misaligned cursor from head would put a header across the mapping's end)
@@ -637,6 +872,7 @@ cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
             if length > v.max_frame:
                 return ERR_CORRUPT
             c.held += 1
+            store64(&h.held_frames, c.held, RELAXED)
             store64(&h.received_frames, h.received_frames + 1, RELAXED)
             store64(&h.received_bytes, h.received_bytes + length, RELAXED)
             out.pos = pos
@@ -656,12 +892,15 @@ cdef bint ready(ConsumerState *c) noexcept nogil:
 
 cdef int ready_checked(ConsumerState *c) noexcept nogil:
     """ready(), for wait_for_data: OK when poll will find the cursor's record
-    ready, PENDING when not.  A ready header at the cursor with tail still at
-    the cursor is impossible (the producer moved tail before writing it), so
-    it is ERR_CORRUPT: poll would see an empty ring and we would spin."""
+    ready or the ring sealed and drained, PENDING when not.  A ready header at
+    the cursor with tail still at the cursor is impossible (the producer moved
+    tail before writing it), so it is ERR_CORRUPT: poll would see an empty
+    ring and we would spin."""
+    cdef uint64_t tail
     if not ready(c):
-        return PENDING
-    if load64(&c.ring.hdr.tail, ACQUIRE) == c.cursor:  # pairs with producer_claim's release CAS of tail: it precedes the header ready() saw
+        tail = load64(&c.ring.hdr.tail, RELAXED)  # poll loads it again with acquire
+        return OK if tail == c.cursor | TAIL_SEALED else PENDING
+    if tail_pos(load64(&c.ring.hdr.tail, ACQUIRE)) == c.cursor:  # pairs with producer_claim's release CAS of tail: it precedes the header ready() saw
         return ERR_CORRUPT
     return OK
 
@@ -690,7 +929,7 @@ cdef int recover_unwritten(ConsumerState *c) noexcept nogil:
     cdef uint64_t pos = c.cursor, tail, ipos, ilen, end, best = 0, word
     cdef uint32_t i, j
     cdef bint found = False, proven
-    tail = load64(&v.hdr.tail, ACQUIRE)  # pairs with producer_claim's release CAS of tail: intents are visible
+    tail = tail_pos(load64(&v.hdr.tail, ACQUIRE))  # pairs with producer_claim's release CAS of tail: intents are visible
     if tail - pos > v.capacity:
         return ERR_CORRUPT              # else mark_abandoned could loop for 2^64 / capacity laps
     for i in range(v.nslots):
@@ -766,10 +1005,10 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
             if st != PENDING:
                 return st
             cpu_relax()
-    seq = load32(&h.data_seq, ACQUIRE)  # pairs with publish's release increment of data_seq
+    seq = load32(&h.data_seq, ACQUIRE)  # pairs with wake_consumer's release increment of data_seq
     store32(&h.data_waiting, 1, RELAXED)
     pause_point(P_DATA_WAIT)
-    handshake_fence()  # SEQ_CST; pairs with publish's fence: we see its commit, or it sees our flag
+    handshake_fence()  # SEQ_CST; pairs with publish's and ring_seal's fences: we see the commit or the seal, or they see our flag
     st = ready_checked(c)
     if st != PENDING:
         return st
@@ -789,7 +1028,7 @@ cdef bint data_answered(ConsumerState *c, uint32_t seq, bint before) noexcept no
     """Lab builds: whether this wait's wake is due.  It is when the producer
     of the record at the cursor (which our re-check did not see) has made its
     wake decision for it (its mark), unless that decision found our flag
-    taken by another producer still deciding.  Before the sleep, the wake is
+    taken by another producer (or the sealer) still deciding.  Before the sleep, the wake is
     then already due: the decision took the flag and bumped data_seq after
     we read seq, or left the flag set, or a finished wake bumped it, and a
     correct futex_wait cannot sleep through any of these.  After a sleep that
@@ -798,12 +1037,9 @@ cdef bint data_answered(ConsumerState *c, uint32_t seq, bint before) noexcept no
     left our flag set, or one that found it taken by nobody still deciding,
     never happens in a correct handshake.  docs/lab.md has the argument."""
     cdef RingView *v = &c.ring
-    cdef uint64_t mark
+    cdef uint64_t mark = cursor_mark(c)
     cdef bint flag_set, bumped
-    if not ready(c):
-        return False
-    mark = lab_load(lab_data_mark(header_at(v, c.cursor).slot))
-    if mark & ~<uint64_t>63 != c.cursor or not mark & LAB_DONE:
+    if not mark:
         return False
     flag_set = load32(&v.hdr.data_waiting, SEQ_CST) != 0
     bumped = load32(&v.hdr.data_seq, SEQ_CST) != seq
@@ -811,9 +1047,20 @@ cdef bint data_answered(ConsumerState *c, uint32_t seq, bint before) noexcept no
         return mark & LAB_TOOK or flag_set or bumped or not lab_deciding()
     return not mark & LAB_TOOK and (flag_set or not bumped and not lab_deciding())
 
+
+cdef uint64_t cursor_mark(ConsumerState *c) noexcept nogil:
+    """Lab builds: the mark of the wake decision for the record at the cursor
+    once it is ready and that decision is made; 0 otherwise."""
+    cdef uint64_t mark
+    if not ready(c):
+        return 0
+    mark = lab_load(lab_data_mark(header_at(&c.ring, c.cursor).slot))
+    return mark if mark & ~<uint64_t>63 == c.cursor and mark & LAB_DONE else 0
+
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil:
     """Deliver the next committed record.  Returns OK, TIMEOUT, INTERRUPTED
-    (call again with the same deadline) or ERR_CORRUPT."""
+    (call again with the same deadline), SEALED (sealed and drained) or
+    ERR_CORRUPT."""
     cdef int st
     while True:
         st = poll(c, out)
@@ -837,10 +1084,70 @@ cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil:
     if pos - c.head >= c.cursor - c.head:
         return ERR_CORRUPT              # a scribbled length moved head past a held frame
     c.held -= 1
+    store64(&c.ring.hdr.held_frames, c.held, RELAXED)
     store64(&rec.commit, tag(&c.ring, pos) | RELEASED, RELAXED)
     if pos != c.head and c.held != 0:
         return OK
     return advance_head(c)          # with nothing held, head must reach the cursor
+
+cdef int consumer_skip(ConsumerState *c, uint64_t pos) noexcept nogil:
+    """Release a delivered record unread, and count it (recv_latest()).
+    The same release: skipping adds no step to the protocol."""
+    cdef int st = consumer_release(c, pos)
+    if st == OK:
+        store64(&c.ring.hdr.skipped_frames, c.ring.hdr.skipped_frames + 1, RELAXED)
+    return st
+
+cdef int consumer_arm(ConsumerState *c) noexcept nogil:
+    """Arm the doorbell of an awaiting consumer, after a try found nothing:
+    wait_for_data's handshake with a flag in place of the futex.  EMPTY:
+    armed, nothing claimed at the cursor.  PENDING: armed, the cursor's claim
+    is not committed yet (await no longer than the stall check).  OK: a
+    record is ready, or the ring is sealed and drained; nothing armed.
+    ERR_CORRUPT."""
+    cdef SegmentHeader *h = c.ring.hdr
+    cdef int st
+    debug_assert(c.bell_id != 0)
+    pause_point(P_DATA_ARM)
+    store32(&h.data_bell, c.bell_id, RELAXED)
+    pause_point(P_DATA_ARMED)
+    handshake_fence()  # SEQ_CST; pairs with publish's and ring_seal's fences: we see the commit or the seal, or they see our flag
+    st = bell_recheck(ready_checked(c))
+    if st != PENDING:
+        consumer_disarm(c)
+        return st
+    store64(&h.consumer_waits, h.consumer_waits + 1, RELAXED)
+    c.lab_due = LAB_BUILD and bell_answered(c)
+    return EMPTY if tail_pos(load64(&h.tail, RELAXED)) == c.cursor else PENDING
+
+cdef void consumer_awaited(ConsumerState *c, int bell_fd, bint heard) noexcept nogil:
+    """The await that consumer_arm armed is over and heard a ring or not
+    (the caller's doorbell counts them).  Lab builds judge it as
+    wait_for_data judges a sleep: without a ring, a wake that was due (when
+    it armed, or now; marks read before the doorbell) was lost."""
+    if LAB_BUILD and not heard and (c.lab_due or bell_answered(c)) and not took_ring(bell_fd):
+        lab_lost(0, c.cursor)
+
+cdef bint bell_answered(ConsumerState *c) noexcept nogil:
+    """Lab builds: whether an armed doorbell's ring is due: data_answered's
+    judge with the doorbell flag.  It is when the producer of the record at
+    the cursor (which the arm's re-check did not see) has made its wake
+    decision for it, unless that decision found our flag won by someone
+    still deciding (who may be killed before ringing).  The decision then
+    won the flag and rang (RANG is marked after the ring), or left it set,
+    which a correct handshake never does, or found it won by a waker that
+    has rung since.  docs/lab.md has the argument."""
+    cdef uint64_t mark = cursor_mark(c)
+    if not mark:
+        return False
+    return (mark & LAB_RANG or load32(&c.ring.hdr.data_bell, SEQ_CST) == c.bell_id
+            or not lab_deciding())
+
+cdef void consumer_disarm(ConsumerState *c) noexcept nogil:
+    """Take the flag back (a record was ready, or the await ended).  If a
+    producer won it first, its ring is on the way: a spurious wake, drained
+    later."""
+    exchange32(&c.ring.hdr.data_bell, 0, RELAXED)
 
 # --- the layout, for Python ---------------------------------------------------
 # shmring/layout.py reads these numbers; the compiler takes them from the
@@ -880,18 +1187,23 @@ LAYOUT = {
         "_pad2": _at(&_h, &_h._pad2, sizeof(_h._pad2)),
         "data_seq": _at(&_h, &_h.data_seq, sizeof(_h.data_seq)),
         "data_waiting": _at(&_h, &_h.data_waiting, sizeof(_h.data_waiting)),
+        "data_bell": _at(&_h, &_h.data_bell, sizeof(_h.data_bell)),
         "_pad3": _at(&_h, &_h._pad3, sizeof(_h._pad3)),
         "space_seq": _at(&_h, &_h.space_seq, sizeof(_h.space_seq)),
         "space_waiting": _at(&_h, &_h.space_waiting, sizeof(_h.space_waiting)),
+        "space_bell": _at(&_h, &_h.space_bell, sizeof(_h.space_bell)),
         "_pad4": _at(&_h, &_h._pad4, sizeof(_h._pad4)),
         "consumer": _at(&_h, &_h.consumer, sizeof(_h.consumer)),
         "received_frames": _at(&_h, &_h.received_frames, sizeof(_h.received_frames)),
         "received_bytes": _at(&_h, &_h.received_bytes, sizeof(_h.received_bytes)),
+        "held_frames": _at(&_h, &_h.held_frames, sizeof(_h.held_frames)),
         "consumer_waits": _at(&_h, &_h.consumer_waits, sizeof(_h.consumer_waits)),
         "abandoned_frames": _at(&_h, &_h.abandoned_frames, sizeof(_h.abandoned_frames)),
         "abandoned_bytes": _at(&_h, &_h.abandoned_bytes, sizeof(_h.abandoned_bytes)),
-        "producer_wakeups": _at(&_h, &_h.producer_wakeups, sizeof(_h.producer_wakeups)),
-        "consumer_wakeups": _at(&_h, &_h.consumer_wakeups, sizeof(_h.consumer_wakeups)),
+        "wakeups_to_consumer": _at(&_h, &_h.wakeups_to_consumer, sizeof(_h.wakeups_to_consumer)),
+        "wakeups_to_producers": _at(&_h, &_h.wakeups_to_producers, sizeof(_h.wakeups_to_producers)),
+        "skipped_frames": _at(&_h, &_h.skipped_frames, sizeof(_h.skipped_frames)),
+        "doorbell_rings": _at(&_h, &_h.doorbell_rings, sizeof(_h.doorbell_rings)),
         "_pad5": _at(&_h, &_h._pad5, sizeof(_h._pad5)),
     }),
     "Slot": (sizeof(Slot), {
@@ -902,6 +1214,9 @@ LAYOUT = {
         "bytes": _at(&_s, &_s.bytes, sizeof(_s.bytes)),
         "aborted": _at(&_s, &_s.aborted, sizeof(_s.aborted)),
         "full_waits": _at(&_s, &_s.full_waits, sizeof(_s.full_waits)),
+        "opens": _at(&_s, &_s.opens, sizeof(_s.opens)),
+        "dropped": _at(&_s, &_s.dropped, sizeof(_s.dropped)),
+        "bell": _at(&_s, &_s.bell, sizeof(_s.bell)),
         "_pad": _at(&_s, &_s._pad, sizeof(_s._pad)),
     }),
     "RecordHeader": (sizeof(RecordHeader), {
@@ -919,6 +1234,6 @@ LAYOUT = {
         "RECORD_HEADER": RECORD_HEADER, "MIN_CAPACITY": MIN_CAPACITY,
         "DEFAULT_SLOTS": DEFAULT_SLOTS, "MAX_NDIM": MAX_NDIM, "PID_BITS": PID_BITS,
         "BUSY": BUSY, "COMMITTED": COMMITTED, "PAD": PAD, "RELEASED": RELEASED,
-        "STATE_MASK": STATE_MASK,
+        "STATE_MASK": STATE_MASK, "TAIL_SEALED": TAIL_SEALED,
     },
 }

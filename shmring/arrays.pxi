@@ -19,9 +19,14 @@ cdef object numpy():
     return _np
 
 
+cdef bint forbidden(object dt):
+    """A dtype no frame may carry: objects, structs, subarrays, empty items."""
+    return dt.hasobject or dt.fields is not None or dt.subdtype is not None or dt.itemsize == 0
+
+
 cdef bytes dtype_code(object dt):
     """The header's dtype field for dt; ValueError for a dtype arrays cannot carry."""
-    if dt.hasobject or dt.fields is not None or dt.subdtype is not None or dt.itemsize == 0:
+    if forbidden(dt):
         raise ValueError(f"cannot send arrays of dtype {dt}: plain numeric, bytes "
                          "and datetime dtypes only")
     code = dt.str
@@ -53,21 +58,33 @@ cdef void write_array_header(RecordHeader *rec, bytes code, tuple shape) noexcep
     rec.flags = IS_ARRAY                # an array, even when 0-d
 
 
+def dtype_from_code(code):
+    """The dtype named by a dtype.str code as a frame header carries it (up to
+    8 bytes, NUL padded), if arrays may carry it; ValueError otherwise.  The
+    code is untrusted: it is matched before numpy parses it.  The bridge
+    checks its wire headers with this too."""
+    try:
+        text = bytes(code).rstrip(b"\0").decode("ascii")
+        if not _DTYPE_CODE.match(text):
+            raise ValueError
+        dt = numpy().dtype(text)
+        if dt.str != text:
+            raise ValueError
+    except Exception:
+        raise ValueError(f"an unreadable dtype {bytes(code)!r}") from None
+    if forbidden(dt):
+        raise ValueError(f"a forbidden dtype {dt}")
+    return dt
+
+
 cdef tuple read_array_header(RecordHeader *rec, uint64_t length, uint8_t ndim):
     """(dtype, shape) from a delivered record: the producer's header is
     untrusted, so it must describe exactly length bytes in an allowed dtype."""
     cdef int i
-    raw = (<char *>rec.dtype)[:8]
-    np = numpy()
     try:
-        code = raw.rstrip(b"\0").decode("ascii")
-        if not _DTYPE_CODE.match(code):
-            raise ValueError(code)
-        dt = np.dtype(code)
-        if dt.str != code or dtype_code(dt) != raw.rstrip(b"\0"):
-            raise ValueError(code)
-    except Exception:
-        raise RingCorrupted(f"frame carries an unreadable or forbidden dtype {raw!r}") from None
+        dt = dtype_from_code((<char *>rec.dtype)[:8])
+    except ValueError as e:
+        raise RingCorrupted(f"frame carries {e}") from None
     if ndim > MAX_NDIM:
         raise RingCorrupted(f"frame claims {ndim} dimensions")
     shape = tuple(rec.shape[i] for i in range(ndim))

@@ -45,14 +45,17 @@ cdef int abort(ProducerState *p) except -1 nogil:
 
 cdef int receive(ConsumerState *c, double timeout, Received *out) except -1 nogil:
     cdef int64_t deadline
-    cdef int got
+    cdef int st
     deadline_after(timeout, &deadline)
     enter_call(c)
     try:
-        got = receive_blocking(c, out, deadline)
+        st = receive_blocking(c, out, deadline)
     finally:
         leave_call(c)
-    return got
+    if st == SEALED:
+        with gil:
+            raise_status(st, NULL, c)
+    return st == OK
 
 
 cdef int release(ConsumerState *c, uint64_t pos) except -1 nogil:

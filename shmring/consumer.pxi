@@ -22,6 +22,54 @@ cdef inline void let_go(ConsumerState *c) noexcept nogil:
     store32(&c.in_use, FREE, RELEASE)  # pairs with hold's acquire CAS
 
 
+# recv_latest() and recv_latest_each(): the core's receive and release in a
+# loop without the GIL, no step of their own in the protocol.  The loop ends
+# at the tail it saw first, so producers that keep committing cannot keep it
+# going, and at a claim still being written, which receive waits for.
+
+cdef int skip_to_newest(ConsumerState *c, Received *r, Received *by_slot,
+                        uint64_t *skipped) noexcept nogil:
+    """r is a record just delivered.  Receive each record committed after it,
+    up to the tail of now, keeping only the newest: of all of them in r
+    (by_slot NULL), or of each producer in by_slot[its slot], r's included.
+    Each record replaced is released unread and counted in skipped.  OK, or
+    an error status (records in hand then stay held: the ring is corrupt)."""
+    cdef uint64_t limit = _core.tail_pos(load64(&c.ring.hdr.tail, RELAXED))  # a bound only: receive loads tail again with acquire
+    cdef Received later
+    cdef int st = OK
+    if by_slot != NULL:
+        st = keep_newest(c, by_slot, r, skipped)
+    while st == OK and limit - c.cursor - 1 < c.ring.capacity:   # the cursor is before limit
+        st = _core.consumer_receive(c, &later, NOWAIT)
+        if st == TIMEOUT or st == SEALED:
+            return OK                   # pending, or the end: what we have is the newest
+        if st != OK:
+            return st
+        if by_slot != NULL:
+            st = keep_newest(c, by_slot, &later, skipped)
+        else:
+            st = _core.consumer_skip(c, r.pos)
+            skipped[0] += st == OK
+            r[0] = later
+    return st
+
+
+cdef int keep_newest(ConsumerState *c, Received *by_slot, Received *r,
+                     uint64_t *skipped) noexcept nogil:
+    """File r under its producer's slot, skipping the record it replaces."""
+    cdef uint32_t slot = _core.header_at(&c.ring, r.pos).slot
+    cdef int st
+    if slot >= c.ring.nslots:
+        return ERR_CORRUPT              # no producer has that slot
+    if by_slot[slot].data != NULL:
+        st = _core.consumer_skip(c, by_slot[slot].pos)
+        if st != OK:
+            return st
+        skipped[0] += 1
+    by_slot[slot] = r[0]
+    return OK
+
+
 @cython.no_gc_clear   # __dealloc__ uses the mapping: the cyclic GC must not drop seg first
 cdef class Consumer:
     """Reads frames in place.  Use it from one thread at a time."""
@@ -44,10 +92,10 @@ cdef class Consumer:
         c.st.stall_ns = <int64_t>(min(stall_timeout, 1e9) * 1e9)
         c.st.wrapper = <void *>c
         c.gen = _core.generation()
+        remove_stale_doorbells(c.seg.path, c.seg.name)
         return c
 
-    cdef int begin(self) except -1:
-        """Enter a call: hold the state, then release what was dropped meanwhile."""
+    cdef int usable(self) except -1:
         if self.closed:
             raise RingError("consumer is closed")
         if self.gen != _core.generation():
@@ -55,6 +103,17 @@ cdef class Consumer:
                             "a forked child must not use it")
         if self.corrupted:
             raise_status(ERR_CORRUPT, NULL, &self.st)
+        return 0
+
+    cdef int not_awaited(self) except -1:
+        """One waiting at a time: no other receive while a task awaits."""
+        if self.awaiting:
+            raise RingError("another task is awaiting this consumer; one waiting at a time")
+        return 0
+
+    cdef int begin(self) except -1:
+        """Enter a call: hold the state, then release what was dropped meanwhile."""
+        self.usable()
         if not hold(&self.st, CALLER):
             raise_status(CONSUMER_BUSY)
         try:
@@ -85,16 +144,15 @@ cdef class Consumer:
         return 0
 
     cdef int next_record(self, Received *r, int64_t deadline) except -1:
-        """Receive one record inside a call: 1, or 0 if none came before deadline."""
+        """Receive one record inside a call: OK, TIMEOUT if none came before
+        deadline, or SEALED if none ever will; the caller decides what those mean."""
         cdef int st = _core.consumer_receive(&self.st, r, NOWAIT)
         if st == TIMEOUT and deadline != NOWAIT:
             with nogil:
-                st = OK if receive_blocking(&self.st, r, deadline) else TIMEOUT
-        if st == OK:
-            return 1
-        if st != TIMEOUT:
+                st = receive_blocking(&self.st, r, deadline)
+        if st != OK and st != TIMEOUT and st != SEALED:
             raise_status(st, NULL, &self.st)
-        return 0
+        return st
 
     cdef int give_back(self, uint64_t pos) except -1:
         """Release one record (Frame.release())."""
@@ -110,30 +168,56 @@ cdef class Consumer:
             self.end()
         return 0
 
-    def recv(self, timeout=None):
-        """The next frame, a zero-copy read-only view.  Release it when done
-        (or use `with`).  Raises Empty if the timeout runs out."""
-        cdef int64_t deadline = deadline_for(timeout)
+    cdef object receive(self, bint as_bytes, Py_ssize_t max_frames, int64_t deadline):
+        """The body of every receive, blocking or awaitable: wait as long as
+        deadline allows for the first record, then take only records already
+        committed.  max_frames 0: one Frame (bytes if as_bytes), or None if
+        none came; else a list of up to max_frames, empty if none came.
+        Sealed instead of nothing once the ring is sealed and every frame
+        was received."""
         cdef Received r
+        cdef list out
+        cdef int st
         self.begin()
         try:
-            if not self.next_record(&r, deadline):
-                raise_status(TIMEOUT, NULL, &self.st)
-            return make_frame(self, &r)
+            if max_frames == 0:
+                st = self.next_record(&r, deadline)
+                if st == OK:
+                    return self.copy_out(&r) if as_bytes else make_frame(self, &r)
+                if st == SEALED:
+                    raise_status(st, NULL, &self.st)
+                return None
+            out = []
+            while len(out) < max_frames:
+                st = self.next_record(&r, deadline if not out else NOWAIT)
+                if st != OK:
+                    break
+                out.append(self.copy_out(&r) if as_bytes else make_frame(self, &r))
+            if st == SEALED and not out:
+                raise_status(st, NULL, &self.st)
+            return out
         finally:
             self.end()
+
+    def recv(self, timeout=None):
+        """The next frame, a zero-copy read-only view.  Release it when done
+        (or use `with`).  Raises Empty if the timeout runs out, Sealed once
+        the ring is sealed and every frame was received."""
+        cdef int64_t deadline = deadline_for(timeout)
+        self.not_awaited()
+        got = self.receive(False, 0, deadline)
+        if got is None:
+            raise_status(TIMEOUT, NULL, &self.st)
+        return got
 
     def recv_bytes(self, timeout=None):
         """The next frame's contents as bytes, released at once."""
         cdef int64_t deadline = deadline_for(timeout)
-        cdef Received r
-        self.begin()
-        try:
-            if not self.next_record(&r, deadline):
-                raise_status(TIMEOUT, NULL, &self.st)
-            return self.copy_out(&r)
-        finally:
-            self.end()
+        self.not_awaited()
+        got = self.receive(True, 0, deadline)
+        if got is None:
+            raise_status(TIMEOUT, NULL, &self.st)
+        return got
 
     cdef bytes copy_out(self, Received *r):
         """The record's bytes; the record is released even if the copy fails."""
@@ -145,47 +229,208 @@ cdef class Consumer:
             if st != OK:
                 raise_status(st, NULL, &self.st)
 
+    def recv_latest(self, timeout=None):
+        """The newest frame: waits as long as timeout for a frame, as recv()
+        does, then also takes every frame committed after it by then and
+        returns the last, releasing the older ones unread (counted in
+        stats()["frames_skipped"] and in .skipped).  Frames behind a claim
+        still being written wait for the next call.  Frames already held are
+        left alone.  Raises Empty at the deadline, and Sealed once the ring
+        is sealed and every frame was received."""
+        cdef int64_t deadline = deadline_for(timeout)
+        cdef Received r
+        cdef uint64_t skipped = 0
+        cdef int st
+        self.not_awaited()
+        self.begin()
+        try:
+            st = self.next_record(&r, deadline)
+            if st != OK:
+                raise_status(st, NULL, &self.st)
+            with nogil:
+                st = skip_to_newest(&self.st, &r, NULL, &skipped)
+            self.skipped += skipped
+            if st != OK:
+                raise_status(st, NULL, &self.st)
+            return make_frame(self, &r)
+        finally:
+            self.end()
+
+    def recv_latest_each(self, timeout=None):
+        """Each producer's newest frame: recv_latest() for several cameras.
+        Waits as long as timeout for a frame, then takes every frame committed
+        by then, and returns a dict {producer slot: Frame} (the slot is
+        Frame.producer) holding each producer's last, in the order they were
+        sent; a producer that sent nothing since the last call is absent.
+        The older frames are released unread and counted as recv_latest()
+        counts them.  Raises Empty and Sealed as recv_latest() does."""
+        cdef int64_t deadline = deadline_for(timeout)
+        cdef Received r
+        cdef Received *by_slot
+        cdef uint64_t skipped = 0
+        cdef uint32_t i, nslots = self.st.ring.nslots
+        cdef int st
+        self.not_awaited()
+        self.begin()
+        try:
+            if self.by_slot == NULL:
+                self.by_slot = <Received *>calloc(nslots, sizeof(Received))
+                if self.by_slot == NULL:
+                    raise MemoryError()
+            by_slot = self.by_slot
+            st = self.next_record(&r, deadline)
+            if st != OK:
+                raise_status(st, NULL, &self.st)
+            try:
+                with nogil:
+                    st = skip_to_newest(&self.st, &r, by_slot, &skipped)
+                self.skipped += skipped
+                if st != OK:
+                    raise_status(st, NULL, &self.st)
+                newest = sorted([(by_slot[i].pos - self.st.head, i, make_frame(self, &by_slot[i]))
+                                 for i in range(nslots) if by_slot[i].data != NULL])
+                return {i: frame for _, i, frame in newest}     # in ring order
+            finally:
+                memset(by_slot, 0, nslots * sizeof(Received))
+        finally:
+            self.end()
+
     def __iter__(self):
         return self
 
     def __next__(self):
-        return self.recv()
+        """The next frame, waiting as long as it takes; the iteration ends
+        once the ring is sealed and every frame was received."""
+        self.not_awaited()
+        try:
+            return self.receive(False, 0, NO_DEADLINE)
+        except Sealed:
+            raise StopIteration from None
 
     def recv_many(self, Py_ssize_t max_frames, timeout=None):
         """Up to max_frames frames, zero copy: waits as long as timeout for
         the first, then takes only frames already committed.  An empty list
-        if the timeout runs out.  Release each frame as after recv();
+        if the timeout runs out; Sealed instead once the ring is sealed and
+        every frame was received.  Release each frame as after recv();
         dropping the list releases those still held."""
         cdef int64_t deadline = deadline_for(timeout)
-        cdef Received r
-        cdef list frames = []
-        if max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, not {max_frames}")
-        self.begin()
-        try:
-            while len(frames) < max_frames and \
-                    self.next_record(&r, deadline if not frames else NOWAIT):
-                frames.append(make_frame(self, &r))
-        finally:
-            self.end()
-        return frames
+        check_batch(max_frames)
+        self.not_awaited()
+        return self.receive(False, max_frames, deadline)
 
     def recv_bytes_many(self, Py_ssize_t max_frames, timeout=None):
         """Like recv_many(), but each frame's contents as bytes, its space
         released at once: the cheapest way to drain small frames."""
         cdef int64_t deadline = deadline_for(timeout)
-        cdef Received r
-        cdef list out = []
-        if max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, not {max_frames}")
+        check_batch(max_frames)
+        self.not_awaited()
+        return self.receive(True, max_frames, deadline)
+
+    # --- awaitable receives (asyncio, trio, anyio): _await_records below -----
+
+    async def arecv(self, timeout=None):
+        """Awaitable recv(): the next frame, awaited without a thread or
+        polling.  Raises Empty if the timeout runs out, Sealed once the ring
+        is sealed and every frame was received."""
+        return await _await_records(self, False, 0, timeout)
+
+    async def arecv_bytes(self, timeout=None):
+        """Awaitable recv_bytes()."""
+        return await _await_records(self, True, 0, timeout)
+
+    async def arecv_many(self, Py_ssize_t max_frames, timeout=None):
+        """Awaitable recv_many(): an empty list if the timeout runs out."""
+        check_batch(max_frames)
+        return await _await_records(self, False, max_frames, timeout)
+
+    async def arecv_bytes_many(self, Py_ssize_t max_frames, timeout=None):
+        """Awaitable recv_bytes_many(): an empty list if the timeout runs out."""
+        check_batch(max_frames)
+        return await _await_records(self, True, max_frames, timeout)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        """The next frame, awaited as long as it takes; `async for` ends once
+        the ring is sealed and every frame was received."""
+        try:
+            return await _await_records(self, False, 0, None)
+        except Sealed:
+            raise StopAsyncIteration from None
+
+    # --- the doorbell, for event loops that are neither asyncio nor trio -----
+
+    def fileno(self):
+        """The doorbell's file descriptor: it becomes readable when a producer
+        rings the doorbell that arm() armed.  For selectors, GUI loops and
+        the like; asyncio, trio and anyio use arecv()."""
+        self.usable()
+        return self.doorbell().fd
+
+    def arm(self):
+        """Arm the doorbell after recv(timeout=0) raised Empty.  Returns how
+        long to wait at most, in seconds, for fileno() to become readable
+        before trying recv(timeout=0) again; 0.0 when a frame is ready now,
+        or the ring is sealed and drained (nothing is armed).  After the wait, call drain()."""
+        self.not_awaited()
+        self.usable()
+        self.doorbell()                 # it must exist before anyone can ring it
+        return self.arm_for(NO_DEADLINE)
+
+    def drain(self):
+        """Empty the doorbell and disarm it: after fileno() became readable,
+        or when you stop waiting.  Returns how many rings it held."""
+        self.usable()
+        _core.consumer_disarm(&self.st)
+        return 0 if self.bell is None else self.bell.drain()
+
+    cdef Doorbell doorbell(self):
+        """This consumer's doorbell, bound on first use."""
+        if self.bell is None:
+            self.bell = Doorbell.bind(self.seg, &self.st.ring, -1, self.st.owner)
+            self.st.bell_id = self.bell.id
+        return self.bell
+
+    cdef double arm_for(self, int64_t deadline) except -2:
+        """Arm the doorbell after a try found nothing.  Seconds to await it:
+        until the next stall check of a pending claim, or stall_timeout (which
+        also bounds how long a producer killed between winning the flag and
+        ringing can delay us), or deadline; 0 when a record is ready (try
+        again now); -1 when deadline has passed."""
+        cdef int64_t now = _core.now_ns(), wait, left
+        cdef int st
+        if deadline != NO_DEADLINE and now >= deadline:
+            return -1
         self.begin()
         try:
-            while len(out) < max_frames and \
-                    self.next_record(&r, deadline if not out else NOWAIT):
-                out.append(self.copy_out(&r))
+            st = _core.consumer_arm(&self.st)
         finally:
             self.end()
-        return out
+        if st == OK:
+            return 0
+        if st != EMPTY and st != PENDING:
+            raise_status(st, NULL, &self.st)
+        wait = self.st.stall_ns
+        if st == PENDING and self.st.stall_pos == self.st.cursor and self.st.stall_since:
+            left = self.st.stall_since + self.st.stall_ns - now
+            if left > 0:
+                wait = left
+        if deadline != NO_DEADLINE and deadline - now < wait:
+            wait = deadline - now
+        return wait / 1e9
+
+    cdef Doorbell enter_await(self):
+        cdef Doorbell bell = self.doorbell()
+        self.awaiting = True
+        return bell
+
+    cdef int leave_await(self) except -1:
+        """The await is over (a frame, the deadline, an error, a cancel):
+        leave no flag armed."""
+        self.awaiting = False
+        _core.consumer_disarm(&self.st)
+        return 0
 
     @property
     def held(self):
@@ -198,6 +443,10 @@ cdef class Consumer:
         consumer."""
         if self.closed:
             return
+        if self.awaiting:
+            raise RingError("a task is awaiting this consumer; cancel it before closing")
+        if self.bell is not None:
+            self.bell.close()           # in a forked child, only its copy of the socket
         if self.gen != _core.generation():
             self.closed = True          # the parent's: nothing of it is ours to close
             return
@@ -213,8 +462,11 @@ cdef class Consumer:
             let_go(&self.st)
 
     def __dealloc__(self):
+        if self.bell is not None:
+            self.bell.close()           # leave the event loop now, not when it closes
         if not self.closed and self.gen == _core.generation():
             _core.consumer_close(&self.st)
+        free(self.by_slot)
 
     def __enter__(self):
         return self
@@ -224,3 +476,44 @@ cdef class Consumer:
 
     def __reduce__(self):
         raise TypeError("a Consumer cannot be pickled: open one in the process that reads")
+
+
+cdef int check_batch(Py_ssize_t max_frames) except -1:
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, not {max_frames}")
+    return 0
+
+
+cdef inline bint nothing(object got):
+    """A receive's result when nothing came: None, or an empty list."""
+    return got is None or (type(got) is list and not got)
+
+
+async def _await_records(Consumer c, bint as_bytes, Py_ssize_t max_frames, object timeout):
+    """The awaitable receives: try; while nothing comes, arm the doorbell, await
+    it (or the time arm_for allows) and try again.  No frame is taken
+    at an await, so a cancel loses none; the flag is taken back however it
+    ends.  A seal rings the doorbell: the next try raises Sealed."""
+    cdef int64_t deadline = deadline_for(timeout)
+    cdef double seconds
+    cdef uint64_t heard
+    cdef Doorbell bell
+    c.not_awaited()
+    got = c.receive(as_bytes, max_frames, NOWAIT)
+    if nothing(got) and deadline != NOWAIT:
+        bell = c.enter_await()
+        try:
+            while nothing(got):
+                seconds = c.arm_for(deadline)
+                if seconds < 0:
+                    break
+                if seconds > 0:
+                    heard = bell.heard
+                    await bell.wait(seconds)
+                    _core.consumer_awaited(&c.st, bell.fd, bell.heard != heard)    # the lab's judge
+                got = c.receive(as_bytes, max_frames, NOWAIT)
+        finally:
+            c.leave_await()
+    if got is None:
+        raise_status(TIMEOUT, NULL, &c.st)
+    return got

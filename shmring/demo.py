@@ -21,6 +21,8 @@ import shmring
 STAMP = 64
 MAGIC = 0x4F4D4544474E4952                  # "RINGDEMO"
 END = 1                                     # frame type of a producer's last frame
+NEXT = ("Next: the README's example and docs/usage.md's recipes are programs to start from; "
+        "`shmring bench --quick` compares shmring with pipes, sockets and queues here.")
 
 
 def produce(ring: shmring.Ring, producer: int, frame_size: int, seconds: float, seed: int) -> None:
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> tuple[int, int]:
             proc.join(30)
             if proc.exitcode != 0:
                 raise SystemExit(f"producer exited with {proc.exitcode}")
+        print(NEXT, file=out)
     finally:
         for proc in procs:
             if proc.is_alive():

@@ -7,7 +7,10 @@
     ├── IncompatibleRing                     attach to a foreign or other-version segment
     ├── ConsumerExists                       the ring already has a live consumer
     ├── ConsumerGone                         the consumer died while a producer waited
-    └── RingCorrupted                        shared memory holds impossible values
+    ├── Sealed                               the ring was sealed: no new frames (producers),
+    │                                        and none left to deliver (the consumer)
+    ├── RingCorrupted                        shared memory holds impossible values
+    └── MalformedMessage (also ValueError)   a bridge message breaks the wire format
 
 OSError subclasses (FileExistsError, FileNotFoundError, PermissionError) keep
 their usual meaning for the segment file itself.
@@ -42,6 +45,17 @@ class ConsumerGone(RingError):
     """The ring's consumer died while this producer waited for space."""
 
 
+class Sealed(RingError):
+    """The ring was sealed (Ring.seal()): a producer may not send any more,
+    and a consumer has received every frame there will be.  Iterating over a
+    consumer ends instead."""
+
+
 class RingCorrupted(RingError):
     """The segment holds values no correct participant writes.  The ring
     cannot be trusted any more; create a new one."""
+
+
+class MalformedMessage(RingError, ValueError):
+    """A bridge message that breaks the wire format (shmring.bridge.wire).
+    The receiver counts it, logs it and drops it; its ring is not touched."""

@@ -37,17 +37,31 @@ cdef class Frame:
     def released(self):
         return self.released
 
+    @property
+    def producer(self):
+        """The slot index of the producer that wrote the frame."""
+        self.check()
+        return _core.header_at(&self.consumer.st.ring, self.pos).slot
+
+    @property
+    def layout(self):
+        """(dtype, shape) as sent by send_array() or reserve_array(), or None
+        for a frame sent as bytes; validated like array(), without making one."""
+        self.check()
+        if self.ndim == RAW:
+            return None
+        return read_array_header(
+            _core.header_at(&self.consumer.st.ring, self.pos), self.length, self.ndim)
+
     def array(self):
         """A read-only ndarray over the frame: dtype and shape as sent by
         send_array(), otherwise 1-D uint8.  It keeps the frame's space until
         it dies."""
-        self.check()
         np = numpy()
-        if self.ndim == RAW:
+        layout = self.layout
+        if layout is None:
             return np.frombuffer(self, dtype=np.uint8)
-        dt, shape = read_array_header(
-            _core.header_at(&self.consumer.st.ring, self.pos), self.length, self.ndim)
-        return np.frombuffer(self, dtype=dt).reshape(shape)
+        return np.frombuffer(self, dtype=layout[0]).reshape(layout[1])
 
     def release(self):
         """Give the frame's space back to the ring now.  Views of it must be

@@ -11,7 +11,7 @@ cdef extern from *:
     const uint64_t MAGIC "SHMRING_MAGIC"
 
 cdef enum:
-    VERSION = 1
+    VERSION = 4                     # 4: doorbells; 3: skipped, dropped; 2: the seal, held, opens
     LINE = 128                      # counters sit 128 B apart (no false sharing)
     ALIGN = 64                      # records and payloads start on cache lines
     RECORD_HEADER = 64
@@ -27,6 +27,12 @@ cdef enum:
     RELEASED = 4                    # released out of order by a consumer
     STATE_MASK = 63
 
+# The low bit of tail: sealed, no new claims.  Positions are multiples of 64,
+# so the bit is free, and a claim's CAS on tail and the seal are ordered on
+# one word (docs/design.md, "End of stream").
+cdef enum:
+    TAIL_SEALED = 1
+
 cdef struct SegmentHeader:
     # line 0 (offset 0): identity, written once by the creator, magic last
     uint64_t magic
@@ -40,30 +46,35 @@ cdef struct SegmentHeader:
     uint64_t creator                # owner word of the creating process
     uint64_t created_ns
     uint8_t _pad0[64]
-    # line 1 (offset 128): claimed up to here, CAS by producers
+    # line 1 (offset 128): claimed up to here, CAS by producers; | TAIL_SEALED
     uint64_t tail
     uint8_t _pad1[120]
     # line 2 (offset 256): released up to here, stored by the consumer
     uint64_t head
     uint8_t _pad2[120]
-    # line 3 (offset 384): "data committed" futex and waiter flag
+    # line 3 (offset 384): "data committed" futex, waiter flag, doorbell flag
     uint32_t data_seq
     uint32_t data_waiting
-    uint8_t _pad3[120]
-    # line 4 (offset 512): "space released" futex and waiter flag
+    uint32_t data_bell              # the armed doorbell's id: an awaiting consumer armed it
+    uint8_t _pad3[116]
+    # line 4 (offset 512): "space released" futex, waiter flag, doorbell flag
     uint32_t space_seq
     uint32_t space_waiting
-    uint8_t _pad4[120]
+    uint32_t space_bell             # 1: some slot's producer may have armed its doorbell
+    uint8_t _pad4[116]
     # lines 5-7 (offset 640): the consumer's owner word and counters
     uint64_t consumer
     uint64_t received_frames
     uint64_t received_bytes
+    uint64_t held_frames            # delivered and not yet released
     uint64_t consumer_waits
     uint64_t abandoned_frames
     uint64_t abandoned_bytes
-    uint64_t producer_wakeups       # FUTEX_WAKE calls made by producers
-    uint64_t consumer_wakeups       # FUTEX_WAKE calls made by the consumer
-    uint8_t _pad5[320]
+    uint64_t wakeups_to_consumer    # FUTEX_WAKE calls for a consumer sleeping on an empty ring
+    uint64_t wakeups_to_producers   # FUTEX_WAKE calls for producers sleeping on a full ring
+    uint64_t skipped_frames         # received by recv_latest() and released unread
+    uint64_t doorbell_rings         # datagrams to awaiting consumers and producers
+    uint8_t _pad5[296]
 
 # One per producer, from offset 1024, LINE bytes each.
 cdef struct Slot:
@@ -74,7 +85,10 @@ cdef struct Slot:
     uint64_t bytes
     uint64_t aborted
     uint64_t full_waits
-    uint8_t _pad[72]
+    uint64_t opens                  # producers that took this slot, ever
+    uint64_t dropped                # frames an on_full="drop" producer dropped
+    uint32_t bell                   # 1: this slot's awaiting producer armed its doorbell
+    uint8_t _pad[52]
 
 # The 64-byte header in front of every record.
 cdef struct RecordHeader:

@@ -58,6 +58,7 @@ MAX_NDIM = _C["MAX_NDIM"]
 # Record states: the low bits of a record's commit word, above them its tag.
 BUSY, COMMITTED, PAD, RELEASED = _C["BUSY"], _C["COMMITTED"], _C["PAD"], _C["RELEASED"]
 STATE_MASK = _C["STATE_MASK"]
+TAIL_SEALED = _C["TAIL_SEALED"]                 # the bit of tail that marks a sealed ring
 # An owner word is (start time << PID_BITS) | pid.
 PID_BITS = _C["PID_BITS"]
 PID_MASK = (1 << PID_BITS) - 1

@@ -255,10 +255,22 @@ class Queue:
         protocol-5 buffers) are read-only views of the frame, which stays
         held, its ring space with it, until the last of them is garbage
         collected."""
+        return self._take(False, block, timeout, zero_copy)
+
+    def get_latest(self, block: bool = True, timeout: float | None = None, *,
+                   zero_copy: bool = False) -> Any:
+        """The newest object, as get() would return it; the objects put before
+        it are discarded unpickled (consumer.recv_latest(); counted in
+        stats()["frames_skipped"]).  For sensors and cameras, whose reader
+        wants the last reading and not a backlog."""
+        return self._take(True, block, timeout, zero_copy)
+
+    def _take(self, latest: bool, block: bool, timeout: float | None, zero_copy: bool) -> Any:
+        """get() (latest False) or get_latest()."""
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
         lock = self._get_lock
-        wait = _wait_for(block, timeout)
+        wait = None if block and timeout is None else _wait_for(block, timeout)  # (no call for the default)
         if wait is None:
             lock.acquire()
         else:
@@ -268,12 +280,20 @@ class Queue:
             if wait:
                 wait = _left(deadline, wait)
         try:
+            consumer = self._consumer or self._open_consumer()
+            taken = 1                   # objects taken from the queue, skipped ones included
             try:
-                frame = (self._consumer or self._open_consumer()).recv(wait)
+                if latest:
+                    skipped = consumer.skipped
+                    frame = consumer.recv_latest(wait)
+                    taken += consumer.skipped - skipped
+                else:
+                    frame = consumer.recv(wait)
             except Empty:
                 raise queue.Empty from None
             if self._permits is not None:
-                self._permits.sem.release()
+                for _ in range(taken):  # each gives its place back
+                    self._permits.sem.release()
             if frame.type == _STREAM:   # no buffers: the common, small case
                 try:
                     return _loads(frame)

@@ -19,6 +19,11 @@ cdef int raise_status(int st, ProducerState *p=NULL, ConsumerState *c=NULL,
         raise Empty("no frame arrived before the timeout")
     if st == ERR_TOO_LARGE:
         raise FrameTooLarge(f"frame of {nbytes} bytes exceeds max_frame={p.ring.max_frame}")
+    if st == SEALED and c != NULL:
+        raise Sealed("the ring was sealed (ring.seal()) and every frame in it was delivered: "
+                     "no frame will come")
+    if st == SEALED:
+        raise Sealed("the ring was sealed (ring.seal()): it takes no new frames")
     if st == ERR_CONSUMER_GONE:
         raise ConsumerGone("the ring's consumer died while this producer waited for space")
     if st == OPEN_CLAIM:
@@ -41,9 +46,10 @@ cdef int raise_status(int st, ProducerState *p=NULL, ConsumerState *c=NULL,
 
 
 cdef str fill_detail(RingView *v):
-    """Plain reads: the values are only reported."""
-    cdef uint64_t head = v.hdr.head, tail = v.hdr.tail
-    return (f" (head {head}, tail {tail}: {tail - head} of {v.capacity} bytes in use)")
+    """Where the ring stood.  Plain reads: the values are only reported."""
+    cdef uint64_t head = v.hdr.head, tail = _core.tail_pos(v.hdr.tail)
+    return (f" (head {head}, tail {tail}: {tail - head} of {v.capacity} bytes in use; the "
+            f"consumer holds {v.hdr.held_frames} frame(s) unreleased)")
 
 
 cdef str consumer_detail(ConsumerState *c):

@@ -45,14 +45,13 @@ cdef int claim_blocking(ProducerState *p, uint64_t nbytes, uint32_t type,
 
 
 cdef int receive_blocking(ConsumerState *c, Received *out, int64_t deadline) except -1 nogil:
-    """Receive, waiting as long as deadline allows: 1 if received, 0 if not."""
+    """Receive, waiting as long as deadline allows: OK, TIMEOUT, or SEALED
+    (sealed and drained: nothing will ever come)."""
     cdef int st
     while True:
         st = _core.consumer_receive(c, out, deadline)
-        if st == OK:
-            return 1
-        if st == TIMEOUT:
-            return 0
+        if st == OK or st == TIMEOUT or st == SEALED:
+            return st
         with gil:
             if st != INTERRUPTED:
                 raise_status(st, NULL, c)

@@ -52,7 +52,8 @@ TARGETS = {"armv8-a": ["-march=armv8-a", "-moutline-atomics"], "armv8.1-a": ["-m
 X86_ONLY = {"stream_fence"}         # after streaming stores, which aarch64 builds never make
 ORDERS = ("RELAXED", "ACQUIRE", "RELEASE", "ACQ_REL", "SEQ_CST")
 CALL = re.compile(r"\b(load|store|cas|fetch_add|exchange)(32|64)\(|\b(fence|handshake_fence|"
-                  r"stream_fence)\(")
+                  r"stream_fence|seal_cas)\(")
+MACRO_RMW = {"seal_cas": ("cas", 64)}   # mutants.pxd macros that are a read-modify-write
 RMW_OPS = {"cas": "cas", "fetch_add": "ldadd", "exchange": "swp"}
 LSE = re.compile(r"(cas|ldadd|swp|stadd)(a?)(l?)$")     # stadd: an ldadd whose result is unused
 
@@ -111,7 +112,7 @@ def arguments(text, start):
 
 
 def macro_orders(tree):
-    """Cython name -> the order its mutants.pxd macro stands for in a correct
+    """Cython name -> the orders its mutants.pxd macro stands for in a correct
     build (no SHMRING_MUTANT_* defined), from the C preprocessor."""
     with open(os.path.join(tree, "shmring", "includes", "mutants.pxd")) as f:
         text = f.read()
@@ -122,9 +123,9 @@ def macro_orders(tree):
     out = {}
     for name, macro in names.items():
         found = re.search(rf"#define {macro}(?:\([^)]*\))? (.*)", macros)
-        order = found and re.search(r"__ATOMIC_(\w+)", found.group(1))
-        if order:
-            out[name] = order.group(1)
+        orders = found and re.findall(r"__ATOMIC_(\w+)", found.group(1))
+        if orders:
+            out[name] = tuple(orders)
     return out
 
 
@@ -146,11 +147,14 @@ def table(tree=ROOT):
                 continue
             args = arguments(code, m.end() - 1)
             if name == "handshake_fence":
-                orders = (macros["handshake_fence"],)
+                orders = macros["handshake_fence"]
+            elif name in MACRO_RMW:
+                orders = macros[name]
+                name, bits = MACRO_RMW[name]
             else:
                 picked = {"load": [1], "store": [2], "cas": [4, 5], "fetch_add": [2],
                           "exchange": [2], "fence": [0]}[name]
-                orders = tuple(a if a in ORDERS else macros[a] for a in (args[k] for k in picked))
+                orders = tuple(a if a in ORDERS else macros[a][0] for a in (args[k] for k in picked))
             end = min([n for n in starts if n > start] + [len(lines) + 1])
             rows.append(Atomic(number, function, range(start, end),
                                "fence" if bits == 0 else name, bits, orders, code.strip()))

@@ -2,8 +2,9 @@
 
 The layout is the one shmring/includes/lab.pxd describes: a `free` word at
 offset 0 and one 64-byte cell per participant (arrivals, point, grants).  The
-lab adds two stop words at offsets 4 (producers) and 8 (the consumer), and a
-`sent` word at offset 12 of each cell (frames a producer has sent).  A
+lab adds two stop words at offsets 4 (producers) and 8 (the consumer), a
+`sent` word at offset 12 of each cell (frames a producer has sent) and a
+`refused` word at offset 16 (1 once a send raised Sealed).  A
 participant reaching a pause point bumps arrivals and sleeps until grants
 moves; the coordinator grants one turn at a time and waits for the next
 arrival, so each turn runs a participant from one pause point to the next.
@@ -88,6 +89,12 @@ class Control:
 
     def sent(self, i):
         return self._word(self.cell(i) + 12).value
+
+    def set_refused(self, i):
+        self._word(self.cell(i) + 16).value = 1     # read by the coordinator after we exit
+
+    def refused(self, i):
+        return self._word(self.cell(i) + 16).value != 0
 
     def stop(self, who):
         """Tell "producers" or the "consumer" to finish."""

@@ -1,6 +1,6 @@
 """The invariants every lab run must keep, checked after the run from what
 the consumer recorded, what each producer reported, the ring's counters and
-the lab's notes on the futex handshakes."""
+the lab's notes on the wake handshakes (futexes and doorbells)."""
 from collections import Counter
 from dataclasses import dataclass
 
@@ -22,16 +22,20 @@ class Outcome:
     killed_at: str = None           # pause point name, "free" (soak) or None
     status: int = 0                 # exit status
     extra: int = 0                  # frames it may have committed and not reported (killed)
+    refused: bool = False           # a send raised Sealed (it sent nothing more)
 
 
-def check(records, frame_of, outcomes, stats, abandoned=None, start=None, lost=None):
+def check(records, frame_of, outcomes, stats, abandoned=None, start=None, lost=None,
+          saw_seal=False):
     """Violations, as readable strings.  records: workers.RECORD tuples in
     delivery order; frame_of(producer, seq) -> (length, first seq of the call
     that sent it); outcomes: producer -> Outcome; abandoned: the number of
     claims that must have been recovered, or None when it is not known
     exactly (free-running kills); start: the ring's first position, for the
-    space check; lost: control.lost_wakeups()."""
+    space check; lost: control.lost_wakeups(); saw_seal: whether the
+    consumer's iteration ended at the seal."""
     bad, nbytes = check_frames(records, frame_of, outcomes)
+    bad += check_seal(outcomes, stats, saw_seal)
     bad += check_counters(records, nbytes, stats, abandoned)
     if start is not None:
         bad += check_space(records, start, stats)
@@ -39,6 +43,19 @@ def check(records, frame_of, outcomes, stats, abandoned=None, start=None, lost=N
         if count:
             bad.append(f"lost wakeup: {count} {name} wait(s) slept to their timeout through a "
                        f"wake that was due (the first at {where:#x})")
+    return bad
+
+
+def check_seal(outcomes, stats, saw_seal):
+    """A seal races claims: each claim is delivered (its send returned and
+    counts in sent) or refused (that send raised Sealed), never lost or
+    stuck (check_frames), and a refusal needs a sealed ring, which the
+    consumer saw end."""
+    bad = [f"producer {i} was refused (Sealed) by a ring that is not sealed"
+           for i, out in outcomes.items() if out.refused and not stats["sealed"]]
+    if stats["sealed"] != saw_seal:
+        bad.append(f"the ring is {'' if stats['sealed'] else 'not '}sealed, but the consumer "
+                   f"{'did not see' if stats['sealed'] else 'saw'} the end of the stream")
     return bad
 
 

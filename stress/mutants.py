@@ -32,6 +32,9 @@ MUTANTS = {
     "pad_exact": ["reference", "scheduled", "soak"],
     "relaxed_recover": ["aarch64"],
     "relaxed_owner": ["aarch64"],
+    "seal_store": ["scheduled"],
+    "no_recheck": ["scheduled"],
+    "seal_silent": ["scheduled"],
 }
 
 

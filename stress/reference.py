@@ -10,10 +10,12 @@ the wrap; the consumer delivers COMMITTED records in ring order and skips PAD
 and RELEASED ones; head walks over the released prefix; a new consumer starts
 at head, so frames held unreleased are delivered again.
 
-InProcess drives a real ring from one process: producers that send(),
-send_many(), reserve() and commit or abort, and close; a consumer that
-receives with recv(), recv_many() and recv_bytes_many(), releases or drops
-what it holds, keeps numpy views, and is replaced.
+InProcess drives a real ring from one process: producers, waiting or
+dropping (on_full="drop": a frame without room is dropped and counted), that
+send(), send_many(), reserve() and commit or abort, and close; a consumer
+that receives with recv(), recv_many(), recv_bytes_many(), recv_latest()
+and recv_latest_each() (the older frames are released unread and counted),
+releases or drops what it holds, keeps numpy views, and is replaced.
 
 AcrossProcesses runs the producers in child processes that stop at every
 pause point of the core (stress/control.py).  A rule either starts a send or
@@ -25,8 +27,8 @@ exactly as the model says: as nothing to deliver.
 Every result is compared as it comes (a frame's producer, sequence, type,
 length and bytes; Empty; Full; how many send_many() sent; where a producer
 stopped), and after every rule stats() (head, tail, fill, frames and bytes
-committed, received and aborted, live producers) and the consumer's held
-count."""
+committed, received, aborted, dropped and skipped, live producers) and the
+consumer's held count."""
 import os
 import select
 import tempfile
@@ -121,9 +123,11 @@ class RingModel:
         self.records[pos].state = "pad"
         self.counts["frames_aborted"] += 1
 
-    def send(self, producer, length, type=None):
-        """A whole send() in one step: the record, or None (Full)."""
+    def send(self, producer, length, type=None, drops=False):
+        """A whole send() in one step: the record, or None (Full, or dropped
+        and counted by a dropping producer)."""
         if not self.fits(self.tail, length):
+            self.counts["frames_dropped"] += drops
             return None
         seq = self.sent[producer]
         pos = self.claim(producer, seq, length, frame_type(producer, seq) if type is None else type)
@@ -150,6 +154,21 @@ class RingModel:
                 self.advance_head()
         return None
 
+    def latest(self):
+        """What recv_latest() and recv_latest_each() take: every frame ready
+        now, in ring order (skip() then lets the older ones go)."""
+        got = []
+        while (rec := self.poll()) is not None:
+            got.append(rec)
+        return got
+
+    def skip(self, recs, keep):
+        """Release the frames taken but not kept, unread, and count them."""
+        for rec in recs:
+            if rec not in keep:
+                self.release(rec.pos)
+                self.counts["frames_skipped"] += 1
+
     def release(self, pos):
         self.records[pos].state = "released"
         self.held.discard(pos)
@@ -169,8 +188,9 @@ class RingModel:
         return {"head": self.head, "tail": self.tail, "fill": (self.tail - self.head) & U64,
                 "frames_abandoned": 0, "bytes_abandoned": 0,
                 **{k: self.counts[k] for k in ("frames_committed", "bytes_committed",
-                                                "frames_aborted", "frames_received",
-                                                "bytes_received")}}
+                                                "frames_aborted", "frames_dropped",
+                                                "frames_received", "bytes_received",
+                                                "frames_skipped")}}
 
 
 sizes = st.one_of(st.sampled_from([0, 1, 24, 960, 1984, 4032]), st.integers(0, 4032))
@@ -234,6 +254,30 @@ class RingMachine(RuleBasedStateMachine):
         for frame, rec in zip(got, want):
             self.got(frame, rec, how)
 
+    @rule(each=st.booleans())
+    def recv_latest(self, each):
+        """recv_latest() or recv_latest_each(): the newest frame (of each
+        producer); the older ones are released unread."""
+        recs = self.model.latest()
+        if each:
+            newest = {}
+            for rec in recs:
+                newest[rec.producer] = rec
+            keep = sorted(newest.values(), key=lambda rec: recs.index(rec))
+        else:
+            keep = recs[-1:]
+        self.model.skip(recs, keep)
+        how = "recv_latest_each" if each else "recv_latest"
+        try:
+            got = (self.consumer.recv_latest_each if each else self.consumer.recv_latest)(timeout=0)
+        except shmring.Empty:
+            assert not keep, f"{how}: Empty; the model has {len(keep)} frame(s)"
+            return
+        got = list(got.values()) if each else [got]
+        assert len(got) == len(keep), f"{how}: {len(got)} frame(s); the model: {len(keep)}"
+        for frame, rec in zip(got, keep):
+            self.got(frame, rec, how)
+
     @precondition(lambda self: self.held)
     @rule(at=st.integers(-4, 3), how=st.sampled_from(["release", "drop", "view"]))
     def let_go(self, at, how):
@@ -290,6 +334,7 @@ class InProcess(RingMachine):
     def create(self, capacity, start):
         self.make(capacity, start)
         self.producers = {}
+        self.drops = set()          # producers made with on_full="drop"
         self.reservations = {}      # producer -> (Reservation, model position)
 
     def live_producers(self):
@@ -301,10 +346,13 @@ class InProcess(RingMachine):
             p.close()
 
     @precondition(lambda self: len(self.producers) < len(PRODUCERS))
-    @rule(i=st.sampled_from(PRODUCERS))
-    def open_producer(self, i):
+    @rule(i=st.sampled_from(PRODUCERS), drops=st.booleans())
+    def open_producer(self, i, drops):
         if i not in self.producers:
-            self.producers[i] = self.ring.producer()
+            self.producers[i] = self.ring.producer(on_full="drop" if drops else "wait")
+            self.drops.discard(i)
+            if drops:
+                self.drops.add(i)
 
     @rule(i=st.sampled_from(PRODUCERS))
     def close_producer(self, i):
@@ -321,24 +369,31 @@ class InProcess(RingMachine):
         if not self.idle(i):
             return
         n, seq = self.size(n), self.model.sent[i]
-        rec = self.model.send(i, n)
+        rec = self.model.send(i, n, drops=i in self.drops)
         try:
-            self.producers[i].send(payload(i, seq, n), type=frame_type(i, seq), timeout=0)
+            went = self.producers[i].send(payload(i, seq, n), type=frame_type(i, seq), timeout=0)
         except shmring.Full:
             assert rec is None, f"send({n}): Full; the model had room (head {self.model.head:#x})"
+            assert i not in self.drops, f"send({n}): Full from a dropping producer"
             return
-        assert rec is not None, f"send({n}) went through; the model says Full"
+        assert went is not False or rec is None, f"send({n}) dropped; the model had room"
+        assert went is not False or i in self.drops, f"send({n}) returned False, not dropping"
+        assert rec is not None or went is False, f"send({n}) went through; the model says Full"
 
     @rule(i=st.sampled_from(PRODUCERS), ns=st.lists(sizes, min_size=1, max_size=5))
     def send_many(self, i, ns):
         if not self.idle(i):
             return
         ns, seq = [self.size(n) for n in ns], self.model.sent[i]
-        want = 0
-        while want < len(ns) and self.model.send(i, ns[want], frame_type(i, seq)):
-            want += 1
-        sent = self.producers[i].send_many([payload(i, seq + k, n) for k, n in enumerate(ns)],
-                                           type=frame_type(i, seq), timeout=0)
+        frames = []                 # a frame the model drops carries a sequence nobody expects
+        for n in ns:
+            went = self.model.send(i, n, frame_type(i, seq), drops=i in self.drops)
+            if went is None and i not in self.drops:
+                break               # a waiting producer's send_many stops at the first Full
+            frames.append(payload(i, self.model.sent[i] - 1 if went else 0xffff, n))
+        frames += [payload(i, 0xffff, n) for n in ns[len(frames):]]
+        want = self.model.sent[i] - seq
+        sent = self.producers[i].send_many(frames, type=frame_type(i, seq), timeout=0)
         assert sent == want, f"send_many({ns}) sent {sent}; the model: {want}"
 
     @rule(i=st.sampled_from(PRODUCERS), n=sizes)
@@ -351,6 +406,11 @@ class InProcess(RingMachine):
             r = self.producers[i].reserve(n, type=frame_type(i, seq), timeout=0)
         except shmring.Full:
             assert not fits, f"reserve({n}): Full; the model had room"
+            assert i not in self.drops, f"reserve({n}): Full from a dropping producer"
+            return
+        if r is None:
+            assert not fits and i in self.drops, f"reserve({n}) dropped; the model had room"
+            self.model.counts["frames_dropped"] += 1
             return
         assert fits, f"reserve({n}) went through; the model says Full"
         pos = self.model.claim(i, seq, n, frame_type(i, seq))

@@ -1,9 +1,9 @@
 """Hypothesis-driven interleavings of real processes at the core's pause points.
 
 Hypothesis draws a whole Scenario up front; the coordinator replays its
-schedule one pause point at a time, kills producers where it says, lets
-everything run free to drain, and checks the invariants.  A failure shrinks
-to a short, readable Scenario.
+schedule one pause point at a time, kills producers (and the sealer) where it
+says, lets everything run free to drain, and checks the invariants.  A
+failure shrinks to a short, readable Scenario.
 
 Between turns, while every participant is parked, the coordinator checks
 each new claim's size (a record is padded only when it does not fit before
@@ -28,11 +28,15 @@ from stress.invariants import CLAIM_POINTS, U64, Outcome, check
 CONSUMER = 0                    # participant 0; producers are 1..n
 STEP_WAIT = 0.3                 # a turn that reaches no pause point by then is blocked
 START_WAIT = 10.0
+PRODUCER_TURNS = 200            # producers_first: more than any scenario's producer needs
+WAITING_POINTS = ("space_wait", "space_armed")     # a producer parked here waits for room
 DRAIN_DEADLINE = 60.0
 STALL = 0.2                     # the consumer's stall_timeout: dead claims are recovered after it
+NO_WATCHDOG = 3600.0            # an awaiting consumer's stall_timeout where nobody dies
 QUIET_ROUND = 2 * STALL + 0.3   # liveness: progress within two quiet rounds
-KILL_POINTS = ("claim_cas", "claimed", "busy", "payload", "commit", "committed", "space_wait",
-               "space_sleep")
+KILL_POINTS = ("claim_cas", "claimed", "busy", "payload", "commit", "committed", "data_ring",
+               "space_wait", "space_sleep", "space_armed")
+SEAL_KILL_POINTS = ("seal", "sealed")     # before the sealer's CAS on tail, and after it
 STARTS = {"0": 0, "2^32": 1 << 32, "2^64": 1 << 64}
 STALE_TYPE = 0x57A1E                # what a planted header says its frame is (not a lab frame)
 STATES = {"busy": layout.BUSY, "committed": layout.COMMITTED, "pad": layout.PAD,
@@ -50,6 +54,11 @@ class Scenario:
     batch: dict = field(default_factory=dict)  # producer -> frames per send_many (absent: send)
     plan: list = field(default_factory=lambda: [("recv",)])  # the consumer's steps (workers)
     stale: tuple = None         # (sign, m, j, state): plant headers of position +-m*2^j
+    seal: bool = False          # participant len(sizes) + 1 seals the ring, racing the producers
+    awaits: tuple = ()          # participants that use the awaitable API (asyncio)
+
+    def sealer(self):
+        return len(self.sizes) + 1 if self.seal else None
 
     def start_pos(self):
         base, _, back = self.start.partition("-")
@@ -79,17 +88,24 @@ def scenarios(draw):
     back = 0 if base == "0" else draw(st.one_of(   # how far below 2^32 / 2^64 to start
         st.sampled_from([64, capacity // 2, capacity - 64, capacity + 64]),
         st.integers(0, 3 * capacity // 64).map(lambda k: k * 64)))
-    schedule = draw(st.lists(st.tuples(st.integers(0, n), st.integers(1, 12)), max_size=12))
+    seal = draw(st.booleans())
+    schedule = draw(st.lists(st.tuples(st.integers(0, n + seal), st.integers(1, 12)),
+                             max_size=12))
+    if seal:                    # the sealer's turn lands among the claims, not only at the drain
+        schedule.insert(draw(st.integers(0, len(schedule))), (n + 1, draw(st.integers(1, 2))))
     kills = draw(st.dictionaries(st.integers(1, n), st.tuples(st.sampled_from(KILL_POINTS),
                                                              st.integers(1, 2)), max_size=2))
+    if seal and draw(st.booleans()):
+        kills[n + 1] = (draw(st.sampled_from(SEAL_KILL_POINTS)), 1)
     batch = draw(st.dictionaries(st.integers(1, n), st.integers(2, 4), max_size=n))
     lap = capacity.bit_length()     # 2^lap is two laps: any larger power keeps the index
     stale = draw(st.one_of(st.none(), st.tuples(
         st.sampled_from("-+"), st.sampled_from([1, 3]),
         st.one_of(st.sampled_from([32, 48, 63]), st.integers(lap, 63)),
         st.sampled_from(sorted(STATES)))))
+    awaits = tuple(sorted(draw(st.sets(st.integers(0, n)))))
     return Scenario(capacity, f"{base}-{back:#x}" if back else base, draw(st.integers(1, 4)),
-                    sizes, schedule, kills, batch, draw(plans), stale)
+                    sizes, schedule, kills, batch, draw(plans), stale, seal, awaits)
 
 
 step = st.one_of(
@@ -100,6 +116,23 @@ plans = st.lists(step, min_size=1, max_size=6).filter(
     lambda plan: any(s[0] in workers.RECEIVES for s in plan))
 
 
+# The doorbell handshake's windows, run first every time.  Random schedules
+# reach them rarely: any commit after a lost ring rescues it, so the consumer
+# must be parked in the window while the last frames commit.
+EXPLICIT = [
+    # The last frame commits while the awaiting consumer is parked after its
+    # try and before arming: only its re-check finds the frame.
+    Scenario(4096, "0", 1, {1: [100]}, [], {}, awaits=(0,)),
+    # A producer wins the armed consumer's flag and dies before ringing: only
+    # stall_timeout's second look finds the frame.
+    Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 2), (1, 8)], {1: ("data_ring", 1)},
+             awaits=(0,)),
+    # The awaiting consumer has every frame and awaits its doorbell when the
+    # ring is sealed: only the seal's ring tells it the stream ended.
+    Scenario(4096, "0", 1, {1: [100]}, [(1, 8), (0, 6)], {}, seal=True, awaits=(0,)),
+]
+
+
 class Run:
     """One replay of a Scenario: its processes and what they did."""
 
@@ -107,7 +140,7 @@ class Run:
         self.sc = sc
         self.ring = shmring.Ring.create(rings.unique_name("lab"), sc.capacity, _start=sc.start_pos())
         self.raw = rings.Raw(self.ring.path)
-        self.ctl = Control(os.path.join(scratch, "control"), len(sc.sizes) + 1)
+        self.ctl = Control(os.path.join(scratch, "control"), len(sc.sizes) + 1 + sc.seal)
         self.out = os.path.join(scratch, "records")
         self.pids = {}
         self.seen = {}                      # participant -> arrivals already handled
@@ -120,11 +153,20 @@ class Run:
         self.bad = []                       # found between turns
 
     def start(self):
+        awaiting = CONSUMER in self.sc.awaits
+        # Where nobody dies, an awaiting consumer's only wake is a doorbell: a
+        # lost ring is then a stall the liveness check sees (or, at the seal,
+        # an end of stream it never saw), not a delay.
+        stall = STALL if self.sc.kills or not awaiting else NO_WATCHDOG
         self.pids[CONSUMER] = processes.fork(workers.consume, self.ring, self.ctl, CONSUMER,
-                                          self.out, self.sc.plan, self.sc.hold, STALL, True)
+                                             self.out, self.sc.plan, self.sc.hold, stall, True,
+                                             awaiting)
         for i, sizes in self.sc.sizes.items():
             self.pids[i] = processes.fork(workers.produce, self.ring, self.ctl, i, sizes,
-                                          self.sc.batch.get(i, 1), True)
+                                          self.sc.batch.get(i, 1), True, i in self.sc.awaits)
+        if self.sc.seal:
+            self.pids[self.sc.sealer()] = processes.fork(workers.seal, self.ring, self.ctl,
+                                                         self.sc.sealer(), True)
         for i in self.pids:
             self.seen[i] = 0
             self.running.add(i)
@@ -140,7 +182,7 @@ class Run:
         self.seen[i] = self.ctl.arrivals(i)
         point = POINT_NAMES[self.ctl.point(i)]
         self.parked[i] = point
-        self.trace.append(f"{'C' if i == CONSUMER else f'P{i}'}@{point}")
+        self.trace.append(f"{self.who(i)}@{point}")
         key = (i, point)
         self.visits[key] = self.visits.get(key, 0) + 1
         if point == "claimed":
@@ -148,8 +190,11 @@ class Run:
         if self.sc.kills.get(i) == (point, self.visits[key]):
             os.kill(self.pids[i], signal.SIGKILL)
             self.killed[i] = point
-            self.trace.append(f"kill P{i}")
+            self.trace.append(f"kill {self.who(i)}")
             self.poll_exit(i, time.monotonic() + START_WAIT)
+
+    def who(self, i):
+        return "C" if i == CONSUMER else "S" if i == self.sc.sealer() else f"P{i}"
 
     def poll_exit(self, i, deadline=0):
         status = processes.reap(self.pids[i], deadline)
@@ -210,31 +255,54 @@ class Run:
                                self.raw.tag(pos + delta) | STATES[self.sc.stale[3]])
 
     def drain(self):
+        self.producers_first()
         self.ctl.release_all(len(self.pids))
 
         def exited():
-            for i in self.sc.sizes:
+            others = [i for i in self.pids if i != CONSUMER]
+            for i in others:
                 if i not in self.status:
                     self.poll_exit(i)
-            return len(self.status) == len(self.sc.sizes)
+            return all(i in self.status for i in others)
         return wait_drained(self.ring, exited, self.pids[CONSUMER])
 
+    def producers_first(self):
+        """Before everything runs free, let each producer run on its own until
+        it exits or blocks.  A consumer parked before its doorbell handshake
+        then resumes to find every frame that could be committed without it,
+        and none committed later to rescue a ring it lost."""
+        for i in self.sc.sizes:
+            for _ in range(PRODUCER_TURNS):
+                self.turn(i)
+                if i in self.status or i in self.running or \
+                        POINT_NAMES[self.ctl.point(i)] in WAITING_POINTS:
+                    break                   # done, or it needs the consumer to go on
+
     def finish(self):
-        self.ctl.stop("consumer")
-        self.poll_exit(CONSUMER, time.monotonic() + START_WAIT)
-        bad = list(self.bad)
-        if self.status.get(CONSUMER) != 0:
-            bad.append(f"consumer ended with status {self.status.get(CONSUMER)}")
+        status = end_consumer(self.ring, self.ctl, self.pids[CONSUMER])
+        if status is not None:
+            self.status[CONSUMER] = status
+        bad = list(self.bad) + consumer_verdict(status)
+        if status != 0:
             return bad
+        sealer = self.sc.sealer()
+        if sealer is not None and sealer not in self.killed and self.status.get(sealer) != 0:
+            bad.append(f"sealer ended with status {self.status.get(sealer)}")
+        stats = self.ring.stats()
+        if stats["sealed"] != (sealer is not None and self.killed.get(sealer) != "seal"):
+            bad.append(f"ring sealed: {stats['sealed']}, though the sealer "
+                       f"{'was killed before its CAS' if sealer in self.killed else 'ran'}")
         # A killed producer delivers exactly the frames it committed: each
         # commit passed the "committed" point, where the coordinator saw it.
         outcomes = {i: Outcome(self.visits.get((i, "committed"), 0), self.killed[i],
                                self.status.get(i)) if i in self.killed else
-                    Outcome(self.ctl.sent(i), None, self.status.get(i)) for i in self.sc.sizes}
+                    Outcome(self.ctl.sent(i), None, self.status.get(i),
+                            refused=self.ctl.refused(i)) for i in self.sc.sizes}
         abandoned = sum(1 for p in self.killed.values() if p in CLAIM_POINTS)
-        return bad + workers.read_meta(self.out)["bad"] + check(
-            workers.read_records(self.out), self.sc.frame_of, outcomes, self.ring.stats(),
-            abandoned, self.sc.start_pos(), self.ctl.lost_wakeups())
+        meta = workers.read_meta(self.out)
+        return bad + meta["bad"] + check(
+            workers.read_records(self.out), self.sc.frame_of, outcomes, stats,
+            abandoned, self.sc.start_pos(), self.ctl.lost_wakeups(), meta["saw_seal"])
 
     def close(self):
         processes.kill_all([pid for i, pid in self.pids.items() if i not in self.status])
@@ -244,15 +312,32 @@ class Run:
         self.ctl.close()
 
 
+def end_consumer(ring, ctl, pid):
+    """Reap the consumer once the ring is drained: its exit status, or None if
+    it did not end.  On a sealed ring it is not told to stop: it must end by
+    itself, at the seal (an awaiting one only if the seal rang its doorbell)."""
+    if not ring.sealed:
+        ctl.stop("consumer")
+    return processes.reap(pid, time.monotonic() + START_WAIT)
+
+
+def consumer_verdict(status):
+    if status is None:
+        return [f"the consumer did not end within {START_WAIT:.0f} s of the drain "
+                "(on a sealed ring: it never saw the seal)"]
+    return [] if status == 0 else [f"consumer ended with status {status}"]
+
+
 def wait_drained(ring, exited, consumer):
     """Wait until every producer has exited (exited() polls) and the ring is
-    empty.  Violations if the consumer process dies, if the ring stops making
-    progress for two quiet rounds, or if it does not drain by the deadline."""
+    empty.  Violations if the consumer process dies (it may end only at the
+    seal), if the ring stops making progress for two quiet rounds, or if it
+    does not drain by the deadline."""
     deadline = time.monotonic() + DRAIN_DEADLINE
     last, quiet_since = None, time.monotonic()
     while True:
         code = processes.reap(consumer, 0)
-        if code is not None:
+        if code is not None and not (code == 0 and ring.stats()["sealed"]):
             return [(f"consumer died with status {code} before the ring drained "
                     "(its traceback is above)")]
         done = exited()
@@ -327,7 +412,7 @@ def explore(seconds, max_examples, shrink=True):
         assert not bad, "\n  ".join(["invariant violated:"] + bad)
 
     test = given(scenarios())(scenario_holds)
-    for sc in WAKE_RACES + STALE_LAPS:
+    for sc in reversed(WAKE_RACES + STALE_LAPS + EXPLICIT):
         test = example(sc)(test)
     settings(max_examples=max_examples, deadline=None, database=None, print_blob=True,
              report_multiple_bugs=False, phases=phases,

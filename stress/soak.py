@@ -3,7 +3,10 @@ points, random sizes, for a set time; optionally SIGKILLing a random producer
 now and then (each is replaced by a fresh one).  Producers send one frame at
 a time or in send_many batches; the consumer follows a random plan of
 receives (recv, recv_many, recv_bytes_many) and out-of-order releases
-(stress/workers.py)."""
+(stress/workers.py).  It ends by telling the producers to stop or, in half
+the runs, by sealing the ring under them.  The seed also picks a blocking or
+an awaiting (asyncio) consumer, and blocking or half awaiting producers, so
+that the doorbells' handshakes are judged for lost wakeups too."""
 import bisect
 import os
 import random
@@ -17,7 +20,7 @@ from shmring.testing import processes, rings
 from stress import workers
 from stress.control import Control
 from stress.invariants import Outcome, check
-from stress.scheduled import STALL, wait_drained
+from stress.scheduled import STALL, consumer_verdict, end_consumer, wait_drained
 
 PRODUCERS = int(os.environ.get("STRESS_SOAK_PRODUCERS", "4"))   # more on a many-core machine
 CAPACITY = 16384
@@ -95,20 +98,24 @@ def run(seconds, kills, seed=None, frames=None):
     seed = random.randrange(1 << 32) if seed is None else seed
     rng = random.Random(seed)
     start = rng.choice([0, (1 << 64) - 64 * rng.randrange(1, 4096), (1 << 32) - 64 * 17])
+    awaiting = rng.random() < 0.5
+    awaiting_producers = rng.random() < 0.5     # then the even ones await
     with rings.scratch_dir() as scratch:
         ring = shmring.Ring.create(rings.unique_name("soak"), CAPACITY, _start=start)
         ctl = Control(os.path.join(scratch, "control"), MAX_PRODUCERS + 1)
         out = os.path.join(scratch, "records")
         calls, pids, status, killed = {}, {}, {}, {}
         plan, hold = plan_for(rng)
-        consumer = processes.fork(workers.consume, ring, ctl, 0, out, plan, hold, STALL, False)
+        consumer = processes.fork(workers.consume, ring, ctl, 0, out, plan, hold, STALL, False,
+                                  awaiting)
 
         def start_producer():
             i = len(calls) + 1
             calls[i] = Calls(sizes_for(rng, ring.max_frame),
                              [rng.choice(BATCHES) for _ in range(7)])
             pids[i] = processes.fork(workers.produce_until_stopped, ring, ctl, i,
-                                     calls[i].sizes, calls[i].batches)
+                                     calls[i].sizes, calls[i].batches,
+                                     awaiting_producers and i % 2 == 0)
 
         def exited():
             for i, pid in pids.items():
@@ -137,22 +144,26 @@ def run(seconds, kills, seed=None, frames=None):
                     start_producer()
                     next_kill = time.monotonic() + rng.uniform(0.1, 0.5)
                 time.sleep(0.01)
-            ctl.stop("producers")
+            sealed = rng.random() < 0.5
+            if sealed:
+                ring.seal()             # an orchestrator's shutdown: claims in flight race it
+            else:
+                ctl.stop("producers")
             bad = wait_drained(ring, exited, consumer)
-            ctl.stop("consumer")
-            code = processes.reap(consumer, time.monotonic() + 10)
-            if code != 0:
-                bad.append(f"consumer ended with status {code}")
+            code = end_consumer(ring, ctl, consumer)
+            bad += consumer_verdict(code)
             stats = ring.stats()
             if not bad:
                 # A producer killed inside a send_many may have committed a
                 # whole batch it never reported.
                 outcomes = {i: Outcome(ctl.sent(i), killed.get(i), status[i],
-                                       max(BATCHES) if i in killed else 0) for i in calls}
+                                       max(BATCHES) if i in killed else 0, ctl.refused(i))
+                            for i in calls}
                 meta = workers.read_meta(out)
                 bad = meta["bad"] + check(workers.read_records(out),
                                           lambda i, seq: calls[i].frame_of(seq), outcomes, stats,
-                                          None if kills else 0, start, ctl.lost_wakeups())
+                                          None if kills else 0, start, ctl.lost_wakeups(),
+                                          meta["saw_seal"])
                 max_gap = meta["max_gap"]
             else:
                 max_gap = float("nan")
@@ -167,7 +178,10 @@ def run(seconds, kills, seed=None, frames=None):
     wraps = ((stats["tail"] - start) % (1 << 64)) // CAPACITY
     summary = (f"{stats['frames_received']} frames, {stats['bytes_received'] / 1e6:.1f} MB, "
                f"{wraps} wraps, {len(killed)} kills, {stats['frames_abandoned']} recoveries, "
-               f"max stall {max_gap * 1e3:.0f} ms (seed {seed}, start {start:#x})")
+               f"max stall {max_gap * 1e3:.0f} ms, {'sealed' if sealed else 'stopped'}, "
+               f"{'awaiting' if awaiting else 'blocking'} consumer, "
+               f"{'half awaiting' if awaiting_producers else 'blocking'} producers "
+               f"(seed {seed}, start {start:#x})")
     counts = {"frames": stats["frames_received"], "bytes": stats["bytes_received"],
               "kills": len(killed), "recoveries": stats["frames_abandoned"]}
     return bad, summary, counts

@@ -25,8 +25,8 @@ def pytest_configure(config):
 
 @pytest.fixture
 def name():
-    """A ring name unique to this test; its segment is removed afterwards,
-    even when the test fails."""
+    """A ring name unique to this test; its segment and doorbells are removed
+    afterwards, even when the test fails."""
     with rings.ring_name() as n:
         yield n
 

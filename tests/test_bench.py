@@ -3,6 +3,7 @@ shares, targets and what a user sees."""
 import argparse
 import json
 import os
+import re
 import threading
 
 import pytest
@@ -314,3 +315,19 @@ def test_streaming_comparison_prints_both_consumers_per_ring(capsys):
     for row in rows[1:]:
         ratio = float(row.rstrip(" |").rsplit("| ", 1)[1])
         assert ratio > 0
+
+
+def test_bridge_rows_and_their_targets(tmp_path, monkeypatch, capsys):
+    from shmring.bench import bridge
+    monkeypatch.setattr(bench, "lineup", lambda: [bridge.ZmqTcp(), bridge.Bridge()])
+    out = tmp_path / "bench.json"
+    args = parse("--only", "bridge", "--sizes", "4096", "--producers", "1", "--reps", "1",
+                 "--seconds", "0.02", "--no-checks", "--targets", "--json", str(out))
+    assert bench.run(args) == 0
+    records = {(r["transport"], r["mode"]): r for r in json.loads(out.read_text())}
+    for key in (("shmring", "bridge"), ("pyzmq tcp", "bridge baseline")):
+        assert records[key]["msgs_per_s"] > 0 and records[key]["cpu_s_per_gb"] > 0
+    printed = capsys.readouterr().out
+    assert re.search(r"\| 4 KiB bridge GB/s vs pyzmq tcp \| [\d.]+ \| >= 0.8 \| (PASS|FAIL) \| "
+                     r"pyzmq tcp", printed)
+    assert "| 8.3 MB bridge CPU/GB vs pyzmq tcp | - | <= 1.25 | not measured |" in printed

@@ -1,13 +1,16 @@
-"""The command line, run as `python -m shmring`: demo, info, ls and rm."""
+"""The command line, run as `python -m shmring`: demo, info, ls and rm (with
+the doorbells of awaiting consumers and producers)."""
+import json
 import os
 import re
 import sys
 
 import numpy as np
 import pytest
+from _awaiting import AWAIT_A_FRAME
 
 import shmring
-from shmring import demo
+from shmring import demo, segments
 from shmring.testing import processes
 from shmring.testing.processes import children
 from shmring.testing.rings import unique_name
@@ -23,7 +26,9 @@ def shmring_cmd(*args, timeout=120):
 def test_demo_streams_and_verifies():
     result = shmring_cmd("demo", "--producers", "2", "--seconds", "1", "--size", "65536")
     assert result.returncode == 0, result.stderr
-    summary = result.stdout.splitlines()[-1].split("\r")[-1]
+    *_, summary, last = result.stdout.splitlines()
+    assert last == demo.NEXT                # one line on where to go next
+    summary = summary.split("\r")[-1]
     match = re.match(r"(\d+) frames verified .* ([\d.]+) frames/s, ([\d.]+) GB/s, "
                      r"([\d.]+) CPU s/GB", summary)
     assert match, summary
@@ -57,14 +62,22 @@ def test_demo_rejects_bad_size():
 
 
 def test_info(name):
-    with shmring.Ring.create(name, 8192) as ring, ring.producer() as p:
+    with shmring.Ring.create(name, 8192) as ring, ring.producer() as p, \
+            ring.producer(on_full="drop") as dropper:
         p.send(b"x" * 10)
+        while dropper.send(b"y" * 1000):
+            pass
         result = shmring_cmd("info", name)
         assert result.returncode == 0, result.stderr
         assert re.search(r"^capacity\s+8192$", result.stdout, re.M)
-        assert re.search(r"frames_committed\s+1\b", result.stdout)
+        assert re.search(r"frames_committed\s+8\b", result.stdout)
+        assert re.search(r"^frames_dropped\s+1$", result.stdout, re.M)
+        assert re.search(r"^frames_skipped\s+0$", result.stdout, re.M)
         assert re.search(rf"creator    pid {os.getpid()}\b", result.stdout)
-        keys = [line.split()[0] for line in result.stdout.splitlines()]
+        assert re.search(rf"^slot 0\s+pid {os.getpid()}: frames 1, dropped 0$", result.stdout, re.M)
+        assert re.search(rf"^slot 1\s+pid {os.getpid()}: frames 7, dropped 1$", result.stdout, re.M)
+        keys = [line[:11].strip() if line.startswith("slot ") else line.split()[0]
+                for line in result.stdout.splitlines()]
         assert len(keys) == len(set(keys)), "a field printed twice"
 
 
@@ -100,3 +113,46 @@ hear()
         r = shmring_cmd("rm", name)
         assert r.returncode == 0, r.stderr
         assert "no rings" in shmring_cmd("ls").stdout
+
+
+@pytest.mark.timeout(60)
+def test_ls_shows_doorbells_and_rm_removes_them(segdir):
+    name = unique_name("bells")
+    with children() as spawn:
+        creator = AWAIT_A_FRAME.replace("Ring.attach(NAME)", f"Ring.create({name!r}, 8192)")
+        holder = spawn(creator)
+        holder.expect("armed")
+        r = shmring_cmd("ls")
+        assert r.returncode == 0, r.stderr
+        header, line = r.stdout.splitlines()[0], next(
+            ln for ln in r.stdout.splitlines() if ln.startswith(name))
+        assert "DOORBELLS" in header and line.split()[6] == "2/2"
+        listed = json.loads(shmring_cmd("ls", "--json").stdout)[0]["doorbells"]
+        assert sorted((b["role"], b["pid"], b["alive"]) for b in listed) == [
+            ("consumer", holder.pid, True), ("producer", holder.pid, True)]
+        assert "in use" in shmring_cmd("rm", name).stderr
+        holder.kill()
+        line = next(ln for ln in shmring_cmd("ls").stdout.splitlines() if ln.startswith(name))
+        assert line.split()[6] == "0/2" and line.endswith("stale")
+        r = shmring_cmd("rm", name)
+        assert r.returncode == 0, r.stderr
+        assert os.listdir(segdir) == []
+
+
+@pytest.mark.timeout(60)
+def test_doorbells_without_a_segment_are_listed_and_removed(segdir):
+    name = unique_name("orphan")
+    with children() as spawn:
+        shmring.Ring.create(name, 8192).close()
+        holder = spawn(AWAIT_A_FRAME.replace("NAME", repr(name)))
+        holder.expect("armed")
+        os.unlink(os.path.join(segdir, "shmring." + name))     # the segment goes first
+        holder.kill()
+        (orphan,) = segments.list_rings()
+        assert orphan["name"] == name and orphan["error"] == "doorbells without a segment"
+        assert len(orphan["doorbells"]) == 2 and orphan["stale"]
+        assert "doorbells without a segment" in shmring_cmd("ls").stdout
+        segments.remove_ring(name)
+        assert os.listdir(segdir) == []
+        with pytest.raises(FileNotFoundError):
+            segments.remove_ring(name)

@@ -61,6 +61,18 @@ def test_nogil_errors_become_exceptions(pump, name):
         pump.send_filled(producer, 1, ring.max_frame + 1)
 
 
+def test_nogil_claim_and_receive_after_the_seal(pump, name):
+    with shmring.Ring.create(name, 4096) as ring, ring.producer() as producer, \
+            ring.consumer() as consumer:
+        assert pump.send_filled(producer, 2, 10) == 2
+        ring.seal()
+        with pytest.raises(shmring.Sealed, match="no new frames"):
+            pump.send_filled(producer, 1, 10)
+        assert pump.sum_frames(consumer, 2, 0.0) == (2, 10 * (0 + 1), 1)
+        with pytest.raises(shmring.Sealed, match="no frame will come"):
+            pump.sum_frames(consumer, 1, 30.0)          # the end: it does not wait
+
+
 @pytest.mark.parametrize("bad", [-1.0, float("nan")])
 def test_nogil_negative_or_nan_timeout_is_a_value_error(pump, name, bad):
     with shmring.Ring.create(name, 4096) as ring, ring.producer() as producer, \

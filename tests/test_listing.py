@@ -103,3 +103,58 @@ hear()
         c.kill()
         segments.remove_ring(name)
         assert segments.list_rings() == []
+
+
+def test_offsets_read_what_the_ring_writes(tmp_path, monkeypatch):
+    """The counters of layout version 4 where shmring.layout says they are:
+    read a real segment and compare with stats()."""
+    monkeypatch.setenv("SHMRING_DIR", str(tmp_path))
+    with shmring.Ring.create("offsets", 8192, producers=3) as ring, ring.producer() as p, \
+            ring.consumer() as c:
+        p.send(b"abc")
+        p.send(b"defg")
+        held = c.recv(0)
+        c.recv_bytes(0)
+        with pytest.raises(shmring.Empty):
+            c.recv(timeout=0.01)                    # one sleep on an empty ring
+        ring.seal()
+        with open(ring.path, "rb") as f:
+            data = f.read(layout.slot_offset(1))
+        s = ring.stats()
+        assert (s["frames_held"], s["consumer_waits"]) == (1, 1)
+
+        def u(off):
+            return int.from_bytes(data[off:off + 8], "little")
+        assert u(layout.SegmentHeader.version) & 0xFFFFFFFF == layout.VERSION == 4
+        assert u(layout.SegmentHeader.tail) == s["tail"] | layout.TAIL_SEALED
+        assert segments.owner_pid(u(layout.SegmentHeader.consumer)) == os.getpid()
+        assert (u(layout.SegmentHeader.received_frames), u(layout.SegmentHeader.received_bytes)) == (2, 7)
+        assert (u(layout.SegmentHeader.held_frames), u(layout.SegmentHeader.consumer_waits)) == (1, 1)
+        assert u(layout.SegmentHeader.abandoned_frames) == u(layout.SegmentHeader.abandoned_bytes) == 0
+        slot = layout.slot_offset(0)
+        assert (u(slot + layout.Slot.frames), u(slot + layout.Slot.bytes)) == (2, 7)
+        assert u(slot + layout.Slot.opens) == 1
+        info = segments.read_ring(ring.path)
+        assert info["sealed"] and info["fill"] == s["fill"] == 256    # held, and behind it
+        held.release()
+
+
+def test_skipped_and_dropped_frames_are_where_the_layout_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHMRING_DIR", str(tmp_path))
+    with shmring.Ring.create("offsets", 8192, producers=3) as ring, ring.consumer() as c, \
+            ring.producer() as p, ring.producer(on_full="drop") as dropper:
+        for i in range(3):
+            p.send(b"%d" % i)
+        c.recv_latest(0).release()
+        while dropper.send(bytes(1000)):
+            pass
+        dropper.send(bytes(1000))
+        with open(ring.path, "rb") as f:
+            data = f.read(layout.slot_offset(2))
+        s = ring.stats()
+
+        def u(off):
+            return int.from_bytes(data[off:off + 8], "little")
+        assert u(layout.SegmentHeader.skipped_frames) == s["frames_skipped"] == c.skipped == 2
+        assert u(layout.slot_offset(1) + layout.Slot.dropped) == s["frames_dropped"] == 2
+        assert u(layout.slot_offset(0) + layout.Slot.dropped) == 0

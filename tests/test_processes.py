@@ -68,7 +68,7 @@ def blocked_consumer(ring, ready):
 def test_blocked_consumer_wakes_and_producer_only_wakes_waiters(name):
     with shmring.Ring.create(name, 4096) as ring, ring.producer() as p:
         p.send(b"no one waits")
-        assert ring.stats()["producer_wakeups"] == 0
+        assert ring.stats()["wakeups_to_consumer"] == 0
         ready = multiprocessing.get_context("spawn").Event()
         proc = processes.start_process(blocked_consumer, ring, ready, context="spawn")
         assert ready.wait(30)
@@ -82,7 +82,7 @@ def test_blocked_consumer_wakes_and_producer_only_wakes_waiters(name):
         p.send(b"wake up")
         proc.join(30)
         assert proc.exitcode == 0
-        assert ring.stats()["producer_wakeups"] >= 1
+        assert ring.stats()["wakeups_to_consumer"] >= 1
 
 
 def test_forked_child_producer_gets_its_own_slot(name):

@@ -24,6 +24,7 @@ from _queue_objects import (
     hold_zero_copy,
     payload,
     produce,
+    put_values,
     try_get,
 )
 from hypothesis import given
@@ -421,3 +422,51 @@ def test_stats_and_repr():
     assert repr(q) == f"<shmring.Queue {q.name!r} capacity=8192 maxsize=4>"
     with pytest.raises(ValueError, match="at least 4096"):
         shmring.Queue(capacity=100)
+
+
+# --- get_latest ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("zero_copy", [False, True], ids=["copy", "zero_copy"])
+def test_get_latest_returns_the_newest_and_discards_the_rest(zero_copy):
+    q = shmring.Queue()
+    for i in range(5):
+        q.put({"reading": i, "frame": np.full((100, 100), i, np.uint16)})
+    got = q.get_latest(timeout=10, zero_copy=zero_copy)
+    assert got["reading"] == 4 and (got["frame"] == 4).all()
+    assert got["frame"].flags.writeable is not zero_copy
+    s = q.stats()
+    assert (s["frames_skipped"], s["qsize"], s["frames_held"]) == (4, 0, int(zero_copy))
+    del got
+    with pytest.raises(queue.Empty):
+        q.get_latest(timeout=0.05)
+    with pytest.raises(queue.Empty):
+        q.get_latest(False)
+    q.put("after")
+    assert q.get_latest(False) == "after" and q.stats()["frames_skipped"] == 4
+
+
+def test_get_latest_gives_back_a_place_for_each_object_it_discards():
+    q = shmring.Queue(3)
+    for i in range(3):
+        q.put(i)
+    assert q.full()
+    assert q.get_latest(timeout=10) == 2
+    for i in range(3):                   # all three places are free again
+        q.put_nowait(10 + i)
+    with pytest.raises(queue.Full):
+        q.put_nowait(13)
+    assert [q.get(timeout=10) for _ in range(3)] == [10, 11, 12]
+
+
+def test_get_latest_from_a_producer_process_never_goes_back():
+    q = shmring.Queue()
+    proc = fork.Process(target=put_values, args=(q, range(2000)))
+    proc.start()
+    got = [q.get_latest(timeout=30)]
+    while got[-1] != 1999:
+        got.append(q.get_latest(timeout=30))
+    proc.join(30)
+    assert proc.exitcode == 0
+    assert got == sorted(set(got))       # each newer than the one before
+    s = q.stats()
+    assert s["frames_committed"] == 2000 == len(got) + s["frames_skipped"] and s["qsize"] == 0

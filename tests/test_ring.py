@@ -138,9 +138,17 @@ def test_full_timeouts_and_space_returns(ring):
             with pytest.raises(shmring.Full) as info:
                 p.send(b"x" * 1000, timeout=timeout)
             assert isinstance(info.value, TimeoutError)
-        c.recv().release()
+        held = [c.recv(), c.recv()]                 # space stays in use while held
+        assert ring.stats()["frames_held"] == 2
+        with pytest.raises(shmring.Full, match=rf"{sent * 1088} of {ring.capacity} bytes in use; "
+                           "the consumer holds 2 frame.s. unreleased"):
+            p.send(b"x" * 1000, timeout=0)
+        held.pop().release()
+        assert ring.stats()["frames_held"] == 1
+        del held                                    # a dropped frame is released too
+        assert ring.stats()["frames_held"] == 0
         p.send(b"y" * 1000, timeout=0)
-        got = [c.recv_bytes(0) for _ in range(sent)]
+        got = [c.recv_bytes(0) for _ in range(sent - 1)]
         assert got[-1] == b"y" * 1000
 
 

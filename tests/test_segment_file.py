@@ -32,7 +32,10 @@ def corrupt(path, off, value, width=8):
 
 @pytest.mark.parametrize("field,value,match", [
     ("magic", 0x1234, "not a shmring segment"),
-    ("version", 2, "layout version 2"),
+    ("version", layout.VERSION + 1, f"layout version {layout.VERSION + 1}"),
+    ("version", 1, "layout version 1"),         # a segment of shmring before the seal
+    ("version", 2, "layout version 2"),         # before recv_latest's counts
+    ("version", 3, "layout version 3"),         # before doorbells
     ("version", 0, "layout version 0"),
     ("capacity", 5000, "invalid capacity"),
     ("capacity", 0, "invalid capacity"),

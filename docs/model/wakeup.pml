@@ -8,10 +8,18 @@
  * the wakeup is lost: spin reports an invalid end state (the consumer asleep
  * for ever).  The space direction (producer waits, consumer wakes) is the
  * same code with the roles swapped.  -DNOFENCE must fail.
+ *
+ * -DDOORBELL models an awaiting consumer instead: `waiting` is its doorbell
+ * flag, and the wake is a datagram that stays queued until the consumer
+ * reads it, so a ring sent between the re-check and the await still wakes
+ * it (the futex gets the same from comparing data_seq).  -DDOORBELL
+ * -DNOFENCE and -DDOORBELL -DNORECHECK (arm, then await without looking
+ * again: the no_recheck mutant) must fail.
  */
 bit committed = 0, waiting = 0;         /* memory */
 byte data_seq = 0;
 bool asleep = false;
+bit rung = 0;                           /* DOORBELL: a datagram is queued */
 bit pbuf_full = 0, cbuf_full = 0;       /* one-entry store buffers */
 
 #ifdef NOFENCE
@@ -25,7 +33,12 @@ proctype producer() {
     FENCE(pbuf_full);
     if
     :: waiting == 1 ->                  /* exchange(waiting, 0) is locked: it drains the buffer */
+#ifdef DOORBELL
+        atomic { (pbuf_full == 0); waiting = 0 };
+        rung = 1                        /* sendto: one byte to the doorbell */
+#else
         atomic { (pbuf_full == 0); waiting = 0; data_seq++; asleep = false }
+#endif
     :: else
     fi
 }
@@ -38,12 +51,20 @@ proctype consumer() {
     byte seq = data_seq;
     cbuf_full = 1;                      /* store waiting = 1 (into the buffer) */
     FENCE(cbuf_full);
+#ifdef NORECHECK
+    (rung == 1);                        /* awaits the doorbell without looking again */
+#else
     if
     :: committed == 1 -> skip           /* re-check: a frame is there */
     :: else ->
+#ifdef DOORBELL
+        (rung == 1)                     /* await the doorbell: a byte sent before now counts */
+#else
         atomic { if :: data_seq == seq -> asleep = true :: else fi };    /* FUTEX_WAIT */
         (asleep == false)
+#endif
     fi;
+#endif
     (committed == 1 || pbuf_full == 1)  /* woken: the frame is there (or draining) */
 }
 

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from shmring._ring import NONTEMPORAL_MIN
-from shmring.bench import checks, harness, measure, peers, report, rings, streams
+from shmring.bench import aio, bridge, checks, harness, measure, peers, report, rings, streams
 
 SIZES = (64, 4096, 1 << 20, 8_294_400)
 SPIN = rings.SPIN
@@ -22,9 +22,10 @@ def lineup():
         streams.Pipe(), streams.Pipe(buffered=False),
         streams.SocketPair(), streams.SocketPair(buffered=False),
         peers.MpQueue(), peers.MpPipe(), peers.FasterFifo(), peers.Zmq(), peers.Iceoryx2(),
+        aio.AsyncioStreams(),
         rings.Shmring("send"), rings.Shmring("recv_bytes"), rings.Shmring("send-nt"),
         rings.Shmring("reserve"), rings.Shmring("batch"),
-        rings.ShmringNogil(),
+        rings.ShmringNogil(), aio.AsyncShmring(), bridge.ZmqTcp(), bridge.Bridge(),
     ]
 
 
@@ -201,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     for note in notes + report.notes(records, os.cpu_count()):
         print(f"note: {note}")
     if args.targets:
-        print(report.targets(records, extra))
+        print(report.targets(records, extra, aio.target_rows(records)))
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {elapsed:.0f} s")
     if args.json:
         with open(args.json, "w") as f:

@@ -61,6 +61,12 @@ class Channel:
         for _ in range(count):
             send(state, payload)
 
+    def helpers(self, total):
+        """Processes that carry frames between the producers and the
+        consumer (a bridge's two ends), as (setup, work, arg) like a
+        producer's: timed and counted with them."""
+        return []
+
     def close(self):
         """Free what the parent made (in the parent, after the run)."""
 

@@ -33,7 +33,8 @@ def throughput_once(peer, size, producers, total, tally=False):
             return None
         consumer = (ch.consumer, ch.tally, quotas) if tally else (ch.consumer, ch.drain, total)
         makers = [(lambda i=i: ch.producer(i), ch.fill, (n, payload))
-                  for i, (n, payload) in enumerate(zip(quotas, tagged(payload_of(size), producers)))]
+                  for i, (n, payload) in enumerate(zip(quotas, tagged(payload_of(size), producers)))] + \
+                 ch.helpers(total)
         seconds, cpu, outs = run_processes(consumer, makers)
     finally:
         ch.close()

@@ -114,20 +114,25 @@ class FasterFifo(Peer):
 # --- pyzmq ------------------------------------------------------------------
 
 class ZmqChannel(Channel):
-    def __init__(self, size):
-        self.path = os.path.join(tempfile.gettempdir(), f"shmring-bench-{uuid.uuid4().hex[:8]}")
+    """PUSH to PULL over a unix socket, or over loopback TCP when tcp."""
+
+    def __init__(self, size, tcp=False):
+        self.path = None if tcp else \
+            os.path.join(tempfile.gettempdir(), f"shmring-bench-{uuid.uuid4().hex[:8]}")
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}" if self.path is None \
+            else "ipc://" + self.path
         self.copy = size < 65536        # pyzmq's advice: zero copy only for large frames
 
     def consumer(self):
         import zmq
         sock = zmq.Context().socket(zmq.PULL)
-        sock.bind("ipc://" + self.path)
+        sock.bind(self.endpoint)
         return sock
 
     def producer(self, index):
         import zmq
         sock = zmq.Context().socket(zmq.PUSH)
-        sock.connect("ipc://" + self.path)
+        sock.connect(self.endpoint)
         return sock
 
     def send(self, sock, buf):
@@ -137,8 +142,9 @@ class ZmqChannel(Channel):
         return sock.recv() if self.copy else sock.recv(copy=False).buffer
 
     def close(self):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        if self.path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
 
 class Zmq(Peer):

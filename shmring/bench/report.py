@@ -54,7 +54,12 @@ def throughput_rows(records, size, producers):
 
 def others(rows):
     """The rows of the transports shmring is compared with."""
-    return [r for r in rows if r["transport"] not in ("shmring", "np.copyto")]
+    return [r for r in rows if r["transport"] != "np.copyto" and not is_shmring(r)]
+
+
+def is_shmring(r):
+    """A row of shmring itself: blocking, awaited (shmring-async), bridged."""
+    return r["transport"].startswith("shmring")
 
 
 def best(rows, key, lower=False):
@@ -148,9 +153,10 @@ def ratio(a, b, key):
 BIG = 8_294_400
 
 
-def targets(records, checks):
+def targets(records, checks, more=()):
     """The project's speed targets (docs/benchmarks.md), each measured
-    against the strongest row of its baseline in this run, with verdicts."""
+    against the strongest row of its baseline in this run, with verdicts;
+    more: rows of the same shape from elsewhere (aio.target_rows())."""
     def rec(t, m, s=None, p=1):
         return find(records, t, m, s, p)
 
@@ -202,6 +208,12 @@ def targets(records, checks):
                      2e6, None))
         rows.append((f"64 B, 15 producers, shares max/min ({top['mode']})",
                      top["share_max_min"], "<=", 1.5, None))
+    for size, name in ((BIG, "8.3 MB"), (4096, "4 KiB")):
+        bridged = rec("shmring", "bridge", size)
+        against(f"{name} bridge GB/s vs pyzmq tcp", bridged, "pyzmq tcp",
+                "gb_per_s", ">=", 0.8, size)
+        against(f"{name} bridge CPU/GB vs pyzmq tcp", bridged, "pyzmq tcp",
+                "cpu_s_per_gb", "<=", 1.25, size)
     idle = checks.get("idle")
     if idle:
         for key in ("consumer_spin0_cpu_s", "consumer_spin200000_cpu_s", "producer_full_cpu_s"):
@@ -211,6 +223,7 @@ def targets(records, checks):
     if rss:
         rows.append((f"RSS growth kB over {rss['frames']:,} zero-copy frames",
                      rss["growth_kb"], "<=", 1024, None))
+    rows += more
     out = ["", "Targets (for shmring's developers):", "",
            "| target | measured | bound | verdict | against |", "|---|---|---|---|---|"]
     for name, value, op, bound, base in rows:

@@ -21,10 +21,14 @@
 #
 #   uint64 lost[2]         waits that slept through a wake that was due: data, space
 #   uint64 lost_at[2]      the first one's cursor (data) or the head it saw (space)
-#   uint64 space_mark      head | DONE (| TOOK): advance_head's last wake decision
+#   uint64 space_mark      head | DONE (| TOOK | RANG): advance_head's last wake decision
+#   uint64 seal_mark       DECIDING, then DONE, around ring_seal's wakes and rings
 #   uint64 data_mark[256]  per producer slot (mod 256): pos | DECIDING, then
-#                          pos | DONE (| TOOK), around publish's wake decision
-#   TOOK: the waker took the waiting flag (and so owes the sequence bump).
+#                          pos | DONE (| TOOK | RANG), around publish's wake decision
+#   TOOK: the waker took the futex waiting flag (and so owes the sequence bump);
+#   RANG: it won the doorbell flag (and rang, before it marked DONE).
+# Awaiting participants are judged the same way after an await on their
+# doorbell that heard no ring (_core.pyx: consumer_awaited, producer_awaited).
 from libc.stdint cimport uint32_t, uint64_t
 
 cdef extern from * nogil:
@@ -70,7 +74,7 @@ cdef extern from * nogil:
 
     #define SHMRING_LAB_SLOTS 256
     typedef struct {
-        uint64_t lost[2], lost_at[2], space_mark, spare[3];
+        uint64_t lost[2], lost_at[2], space_mark, seal_mark, spare[2];
         uint64_t data_mark[SHMRING_LAB_SLOTS];
     } shmring_lab_notes;
     static shmring_lab_notes *shmring_lab_notes_p = 0;
@@ -88,9 +92,18 @@ cdef extern from * nogil:
     static __attribute__((unused)) uint64_t *shmring_lab_space_mark(void) {
         return shmring_lab_notes_p ? &shmring_lab_notes_p->space_mark : 0;
     }
+    static __attribute__((unused)) uint64_t *shmring_lab_seal_mark(void) {
+        return shmring_lab_notes_p ? &shmring_lab_notes_p->seal_mark : 0;
+    }
+    static __attribute__((unused)) int shmring_lab_sealing(void) {
+        /* a sealer is between its mark DECIDING and its mark DONE */
+        return (shmring_lab_load(shmring_lab_seal_mark()) & 3) == 1;
+    }
     static __attribute__((unused)) int shmring_lab_deciding(void) {
-        /* some publisher is between its mark DECIDING and its mark DONE */
+        /* some publisher, or the sealer, is between its mark DECIDING and its mark DONE */
         int i;
+        if (shmring_lab_sealing())
+            return 1;
         for (i = 0; shmring_lab_notes_p && i < SHMRING_LAB_SLOTS; i++)
             if ((shmring_lab_load(&shmring_lab_notes_p->data_mark[i]) & 3) == 1)
                 return 1;
@@ -111,6 +124,8 @@ cdef extern from * nogil:
     #define shmring_lab_store(word, v) ((void)(word), (void)(v))
     #define shmring_lab_data_mark(slot) ((void)(slot), (uint64_t *)0)
     #define shmring_lab_space_mark() ((uint64_t *)0)
+    #define shmring_lab_seal_mark() ((uint64_t *)0)
+    #define shmring_lab_sealing() 0
     #define shmring_lab_deciding() 0
     #define shmring_lab_lost(which, where) ((void)(which), (void)(where))
     #endif
@@ -124,5 +139,7 @@ cdef extern from * nogil:
     void lab_store "shmring_lab_store"(uint64_t *word, uint64_t v)
     uint64_t *lab_data_mark "shmring_lab_data_mark"(uint32_t slot)
     uint64_t *lab_space_mark "shmring_lab_space_mark"()
+    uint64_t *lab_seal_mark "shmring_lab_seal_mark"()
+    bint lab_sealing "shmring_lab_sealing"()
     bint lab_deciding "shmring_lab_deciding"()
     void lab_lost "shmring_lab_lost"(int which, uint64_t where)

@@ -49,6 +49,26 @@ cdef extern from * nogil:
     #define SHMRING_STREAM_FENCE() shmring_stream_fence()
     #endif
 
+    #ifdef SHMRING_MUTANT_NO_RECHECK            /* an awaiting consumer arms without looking again */
+    #define SHMRING_BELL_RECHECK(looked) 2      /* PENDING: trusts the try before arming */
+    #else
+    #define SHMRING_BELL_RECHECK(looked) (looked)
+    #endif
+
+    #ifdef SHMRING_MUTANT_SEAL_STORE            /* the seal stores the tail it loaded, so a */
+    #define SHMRING_SEAL_CAS(p, expected, desired) \\
+        (__atomic_store_n((p), (desired), __ATOMIC_RELEASE), 1)  /* claim in between is lost */
+    #else
+    #define SHMRING_SEAL_CAS(p, expected, desired) \\
+        __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)
+    #endif
+
+    #ifdef SHMRING_MUTANT_SEAL_SILENT           /* the seal wakes sleepers, rings no doorbell */
+    #define SHMRING_SEAL_RINGS 0
+    #else
+    #define SHMRING_SEAL_RINGS 1
+    #endif
+
     #ifdef SHMRING_MUTANT_NO_RECOVERY           /* dead producers are never skipped */
     #define SHMRING_RECOVERY 0
     #else
@@ -92,12 +112,15 @@ cdef extern from * nogil:
         CLAIM_STATE "SHMRING_CLAIM_STATE"
         PAD_SHORT "SHMRING_PAD_SHORT"
         RECOVERY "SHMRING_RECOVERY"
+        SEAL_RINGS "SHMRING_SEAL_RINGS"
         RECOVER_ORDER "SHMRING_RECOVER_ORDER"
         OWNER_ORDER "SHMRING_OWNER_ORDER"
     bint tag_mismatch "SHMRING_TAG_MISMATCH"(uint64_t word, uint64_t tag)
     bint no_room "SHMRING_NO_ROOM"(uint64_t tail, uint64_t head, uint64_t total, uint64_t cap)
     void handshake_fence "SHMRING_HANDSHAKE_FENCE"()
     void stream_fence "SHMRING_STREAM_FENCE"()     # includes/stream.pxd's sfence
+    bint seal_cas "SHMRING_SEAL_CAS"(uint64_t *p, uint64_t *expected, uint64_t desired)
+    int bell_recheck "SHMRING_BELL_RECHECK"(int looked)
     uint32_t sleep_seq "SHMRING_SLEEP_SEQ"(uint32_t seq, uint32_t *word)
     bint freed "SHMRING_FREED"(uint64_t state)
     bint pad_needed "SHMRING_PAD_NEEDED"(uint64_t room, uint64_t need)

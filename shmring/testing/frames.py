@@ -83,6 +83,20 @@ def send_frames(ring, producer, count, timeout=30, nontemporal=False):
     ring.close()
 
 
+def asend_frames(ring, producer, count, backend="asyncio", timeout=30):
+    """send_frames() with asend(), on anyio's backend ("asyncio" or "trio")."""
+    import anyio  # the [test] extra's: only the tests await frames
+
+    async def main():
+        with ring.producer() as p:
+            for seq in range(count):
+                n = pseudo_length(producer, seq, ring.max_frame)
+                await p.asend(payload(producer, seq, n), type=frame_type(producer, seq),
+                              timeout=timeout)
+    anyio.run(main, backend=backend)
+    ring.close()
+
+
 class InOrder:
     """Checks frames as a consumer receives them: each must be the next one
     its producer sent, byte for byte, with the length send_frames gave it."""

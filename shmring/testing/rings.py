@@ -9,7 +9,7 @@ import tempfile
 import uuid
 
 from shmring import layout
-from shmring._ring import segment_path
+from shmring._ring import doorbells, segment_path
 
 U64 = (1 << 64) - 1
 
@@ -25,15 +25,23 @@ def _remove(path):
 
 @contextlib.contextmanager
 def ring_name(prefix="test"):
-    """A unique ring name; its segment is removed afterwards, even on
-    failure, from the segment directory of then and of now."""
+    """A unique ring name; its segment and doorbells are removed afterwards,
+    even on failure, from the segment directory of then and of now."""
     name = unique_name(prefix)
     path = segment_path(name)
     try:
         yield name
     finally:
-        _remove(path)
-        _remove(segment_path(name))
+        for p in {path, segment_path(name)}:
+            remove_ring_files(p, name)
+
+
+def remove_ring_files(path, name):
+    """Remove the segment at path and every doorbell of ring name beside it
+    (a child killed while it awaited leaves its doorbell behind)."""
+    _remove(path)
+    for bell in doorbells(os.path.dirname(path), name):
+        _remove(bell["path"])
 
 
 @contextlib.contextmanager
