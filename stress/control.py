@@ -52,8 +52,10 @@ class Control:
         _core._lab_install(self.base, self.base + self.cell(i))
 
     def keep_notes(self):
-        """In a child: mark wake decisions and count lost wakeups (no pauses)."""
-        _core._lab_notes(self.base + self.notes)
+        """In a child: mark wake decisions and count lost wakeups (no pauses).
+        A release build has no notes to keep: its counts stay at zero."""
+        if _core.lab_enabled():
+            _core._lab_notes(self.base + self.notes)
 
     def lost_wakeups(self):
         """{"data": (count, the first one's cursor), "space": (count, the head it saw)}"""

@@ -105,7 +105,7 @@ from stress.invariants import check
 from stress.workers import Held
 stats = {"capacity": 4096, "frames_aborted": 0, "frames_abandoned": 0, "frames_received": 0,
          "bytes_received": 0, "frames_committed": 0, "bytes_committed": 0, "fill": 0,
-         "head": 0, "tail": 0}
+         "head": 0, "tail": 0, "sealed": False}
 bad = check([], lambda i, s: (0, s, s + 1), {}, stats, 0, 0,
             {"data": (2, 0x40), "space": (0, 0)})
 print(json.dumps([bad, Held(b"abc", zlib.crc32(b"abd"), 7).changed(),
