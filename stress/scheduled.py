@@ -130,6 +130,13 @@ EXPLICIT = [
     # The awaiting consumer has every frame and awaits its doorbell when the
     # ring is sealed: only the seal's ring tells it the stream ended.
     Scenario(4096, "0", 1, {1: [100]}, [(1, 8), (0, 6)], {}, seal=True, awaits=(0,)),
+    # The doorbells' wake races, under the lost-wakeup judge: a producer
+    # commits and wins the flag of a consumer parked between arming and its
+    # re-check; an awaiting producer awaits room while the consumer releases,
+    # wins its flag and rings.
+    Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 2), (1, 7), (0, 1)], awaits=(0,)),
+    Scenario(4096, "0", 4, {1: [1984, 1984, 1984]}, [(1, 14), (0, 5)],
+             plan=[("recv",), ("recv",), ("release", 0)], awaits=(1,)),
 ]
 
 
