@@ -1121,10 +1121,8 @@ cdef int consumer_arm(ConsumerState *c) noexcept nogil:
     return EMPTY if tail_pos(load64(&h.tail, RELAXED)) == c.cursor else PENDING
 
 cdef void consumer_awaited(ConsumerState *c, int bell_fd, bint heard) noexcept nogil:
-    """The await that consumer_arm armed is over and heard a ring or not
-    (the caller's doorbell counts them).  Lab builds judge it as
-    wait_for_data judges a sleep: without a ring, a wake that was due (when
-    it armed, or now; marks read before the doorbell) was lost."""
+    """producer_awaited's judge for the await that consumer_arm armed, as
+    wait_for_data judges a sleep."""
     if LAB_BUILD and not heard and (c.lab_due or bell_answered(c)) and not took_ring(bell_fd):
         lab_lost(0, c.cursor)
 
