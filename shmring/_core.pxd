@@ -62,6 +62,7 @@ cdef struct ProducerState:
     uint32_t bell_id        # and its id (the armed flag's value)
     bint rewind             # may pad to the end of a lap to reuse its start
     uint64_t looked         # tail when we last looked at head to rewind
+    bint lab_due            # lab builds: a ring was already due when the doorbell was armed
 
 cdef struct ConsumerState:
     RingView ring
@@ -80,6 +81,7 @@ cdef struct ConsumerState:
     uint32_t in_use         # _ring's guard: 0, or which caller holds the state
     uint32_t dropped        # frames _ring queued for release while the state was in use
     uint32_t bell_id        # our doorbell's id (never 0): the value that arms the flag
+    bint lab_due            # lab builds: a ring was already due when the doorbell was armed
     void *wrapper           # _ring's Consumer object, which owns this state
 
 cdef int64_t now_ns() noexcept nogil
@@ -128,6 +130,7 @@ cdef void producer_drop(ProducerState *p) noexcept nogil
 
 cdef int producer_arm(ProducerState *p, uint64_t length) noexcept nogil
 cdef void producer_disarm(ProducerState *p) noexcept nogil
+cdef void producer_awaited(ProducerState *p, int bell_fd, bint heard) noexcept nogil
 
 cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil
 cdef void consumer_close(ConsumerState *c) noexcept nogil
@@ -137,5 +140,6 @@ cdef int consumer_release(ConsumerState *c, uint64_t pos) noexcept nogil
 cdef int consumer_skip(ConsumerState *c, uint64_t pos) noexcept nogil
 cdef int consumer_arm(ConsumerState *c) noexcept nogil
 cdef void consumer_disarm(ConsumerState *c) noexcept nogil
+cdef void consumer_awaited(ConsumerState *c, int bell_fd, bint heard) noexcept nogil
 
 cdef int bell_address(RingView *v, int slot, uint64_t owner, void *addr) noexcept nogil

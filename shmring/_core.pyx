@@ -12,7 +12,7 @@ from posix.unistd cimport read, close as c_close, getpid
 from posix.signal cimport kill
 
 from shmring.includes.atomics cimport (
-    RELAXED, ACQUIRE, RELEASE, load64, store64, cas64, fetch_add64,
+    RELAXED, ACQUIRE, RELEASE, SEQ_CST, load64, store64, cas64, fetch_add64,
     load32, store32, exchange32, fetch_add32, cas32, cpu_relax)
 from shmring.includes.futex cimport FUTEX_WAIT, FUTEX_WAKE, SYS_futex, timespec, syscall
 from shmring.includes.sockets cimport (
@@ -20,10 +20,13 @@ from shmring.includes.sockets cimport (
     socklen_t, socket, sendto, connect, send)
 from shmring.includes.debug cimport debug_assert
 from shmring.includes.stream cimport HAVE_STREAM, load128, stream128
-from shmring.includes.lab cimport LAB_BUILD, pause_point, lab_attach
+from shmring.includes.lab cimport (
+    LAB_BUILD, pause_point, lab_attach, lab_notes_attach, lab_load, lab_store, lab_data_mark,
+    lab_space_mark, lab_seal_mark, lab_sealing, lab_deciding, lab_lost)
 from shmring.includes.mutants cimport (
     COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, SEAL_RINGS, tag_mismatch, no_room,
-    handshake_fence, stream_fence, seal_cas, bell_recheck, REWIND_SPAN)
+    handshake_fence, stream_fence, seal_cas, bell_recheck, REWIND_SPAN, sleep_seq, freed,
+    pad_needed, RECOVER_ORDER, OWNER_ORDER)
 from shmring.layout cimport (
     SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, LINE, ALIGN, RECORD_HEADER,
     MIN_CAPACITY, DEFAULT_SLOTS, MAX_NDIM, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK,
@@ -53,7 +56,9 @@ cdef enum:
     P_SPACE_ARMED = 15      # awaiting producer armed its doorbell, not re-checked
     P_DATA_RING = 16        # producer won the consumer's doorbell flag, not rung yet
     P_SPACE_RING = 17       # consumer won a producer's doorbell flag, not rung yet
-    P_REWIND = 18           # producer chose to rewind (head loaded), no intent written yet
+    P_DATA_SLEEP = 18       # consumer re-checked, found nothing, about to sleep
+    P_SPACE_SLEEP = 19      # producer re-checked, found no room, about to sleep
+    P_REWIND = 20           # producer chose to rewind (head loaded), no intent written yet
 
 LAB_POINTS = {"claim_cas": P_CLAIM_CAS, "claimed": P_CLAIMED, "busy": P_BUSY,
               "payload": P_PAYLOAD, "commit": P_COMMIT, "committed": P_COMMITTED,
@@ -61,7 +66,15 @@ LAB_POINTS = {"claim_cas": P_CLAIM_CAS, "claimed": P_CLAIMED, "busy": P_BUSY,
               "space_wait": P_SPACE_WAIT, "seal": P_SEAL, "sealed": P_SEALED,
               "data_arm": P_DATA_ARM, "data_armed": P_DATA_ARMED,
               "space_armed": P_SPACE_ARMED, "data_ring": P_DATA_RING,
-              "space_ring": P_SPACE_RING, "rewind": P_REWIND}
+              "space_ring": P_SPACE_RING, "data_sleep": P_DATA_SLEEP,
+              "space_sleep": P_SPACE_SLEEP, "rewind": P_REWIND}
+
+# The lab's marks of a wake decision (includes/lab.pxd): low bits of a position.
+cdef enum:
+    LAB_DECIDING = 1
+    LAB_DONE = 2
+    LAB_TOOK = 4                    # took the futex flag (and bumped, and woke)
+    LAB_RANG = 8                    # won the doorbell flag (and rang)
 
 
 def lab_enabled():
@@ -74,6 +87,13 @@ def _lab_install(size_t free_word, size_t cell):
     a turn (stress/control.py owns the layout).  Lab builds only."""
     if not lab_attach(<void *>free_word, <void *>cell):
         raise RuntimeError("pause points are compiled out: rebuild with SHMRING_LAB=1")
+
+
+def _lab_notes(size_t notes):
+    """Keep the handshake notes (includes/lab.pxd) in the shared area at
+    address notes, with or without pause points.  Lab builds only."""
+    if not lab_notes_attach(<void *>notes):
+        raise RuntimeError("the lab's notes are compiled out: rebuild with SHMRING_LAB=1")
 
 
 def _lab_futex_wait(size_t word, uint32_t seen, double timeout):
@@ -252,17 +272,23 @@ cdef int64_t slice_until(int64_t deadline) noexcept nogil:
 # The wakers' half of the two handshakes (docs/design.md, "Waiting"), called
 # after the caller published (a commit, head, the seal) and ran its fence.
 
-cdef void wake_consumer(SegmentHeader *h) noexcept nogil:
+cdef bint wake_consumer(SegmentHeader *h) noexcept nogil:
+    """Whether we took the flag (and so woke the consumer): the lab notes it."""
     if load32(&h.data_waiting, RELAXED) and exchange32(&h.data_waiting, 0, RELAXED):
         fetch_add32(&h.data_seq, 1, RELEASE)  # pairs with wait_for_data's acquire load of data_seq
         futex_wake(&h.data_seq, 1)
         fetch_add64(&h.wakeups_to_consumer, 1, RELAXED)
+        return True
+    return False
 
-cdef void wake_producers(SegmentHeader *h) noexcept nogil:
+cdef bint wake_producers(SegmentHeader *h) noexcept nogil:
+    """Whether we took the flag (and so woke the waiting producers)."""
     if load32(&h.space_waiting, RELAXED) and exchange32(&h.space_waiting, 0, RELAXED):
         fetch_add32(&h.space_seq, 1, RELEASE)  # pairs with wait_for_space's acquire load of space_seq
         futex_wake(&h.space_seq, 0x7fffffff)
         fetch_add64(&h.wakeups_to_producers, 1, RELAXED)
+        return True
+    return False
 
 # --- doorbells --------------------------------------------------------------
 # An awaiting consumer or producer owns a unix datagram socket bound beside
@@ -489,11 +515,13 @@ cdef bint ring_seal(RingView *v) noexcept nogil:
         pause_point(P_SEAL)
         if seal_cas(&h.tail, &tail, tail | TAIL_SEALED):  # release pairs with poll's acquire load of tail (continuing the claims' release sequence)
             pause_point(P_SEALED)
+            lab_store(lab_seal_mark(), LAB_DECIDING)
             handshake_fence()  # SEQ_CST; pairs with the fences of wait_for_data, wait_for_space and the two arms: we see their flags, or they see the seal
             wake_consumer(h)
             wake_producers(h)
             if SEAL_RINGS:
                 ring_waiters(v)
+            lab_store(lab_seal_mark(), LAB_DONE)
             return True
     return False
 
@@ -538,12 +566,12 @@ cdef void producer_close(ProducerState *p) noexcept nogil:
     if p.bell_fd >= 0:
         c_close(p.bell_fd)
         p.bell_fd = -1
-    store64(&p.ring.slots[p.slot].owner, 0, RELEASE)  # pairs with producer_open's acquire of owner
+    store64(&p.ring.slots[p.slot].owner, 0, OWNER_ORDER)  # RELEASE; pairs with producer_open's acquire of owner
 
 cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noexcept nogil:
     """Bytes to claim at tail: the record, plus padding if it would wrap."""
     cdef uint64_t room = v.capacity - (tail & v.mask)
-    return need + room if room < need else need
+    return need + room if pad_needed(room, need) else need
 
 # Rewinding (docs/design.md, "Rewind"): a claim at least rewind_at bytes
 # into a lap looks at head (at most once per an eighth of that in claims) and,
@@ -592,6 +620,8 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
     cdef uint32_t seq, _i
     cdef uint64_t consumer
     cdef int64_t timeout
+    cdef bint due
+    cdef int st
     if p.spun_for != p.head_cache + 1:     # spin once per head, not every wait slice
         p.spun_for = p.head_cache + 1
         for _i in range(p.spin):
@@ -614,7 +644,35 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
     consumer = load64(&h.consumer, RELAXED)
     if consumer != 0 and not owner_alive(consumer):
         return ERR_CONSUMER_GONE
+    timeout = slice_until(deadline)
+    if timeout > 0:
+        fetch_add64(&p.ring.slots[p.slot].full_waits, 1, RELAXED)
+        pause_point(P_SPACE_SLEEP)
+        due = LAB_BUILD and space_answered(p)
+        st = futex_wait(&h.space_seq, seq, timeout)
+        if due and st == INTERRUPTED and errno == ETIMEDOUT:
+            lab_lost(1, p.head_cache)   # slept to the timeout through a wake that was due
+        if st == OK:
+            return OK                   # woken: head moved, or the seal
+    # A slice passed without a wake (or a signal came): is anyone still
+    # reading?  Asked only now, since it reads /proc, a syscall per wait.
+    consumer = load64(&h.consumer, RELAXED)
+    if consumer != 0 and not owner_alive(consumer):
+        return ERR_CONSUMER_GONE
     return TIMEOUT if timeout <= 0 else INTERRUPTED
+
+
+cdef bint space_answered(ProducerState *p) noexcept nogil:
+    """Lab builds: whether this producer's wake is already due.  It is when
+    the consumer has moved head past the head our re-check saw (head_cache)
+    and has made its wake decision for it (its mark), and no seal is taking
+    flags.  Space has two wakers, the consumer and the seal: that decision,
+    or one before it, took our flag and bumped space_seq after we read seq
+    (or won our doorbell flag and rang), so a correct futex_wait cannot
+    sleep (and a correct await hears the ring).  docs/lab.md has the argument."""
+    cdef uint64_t mark = lab_load(lab_space_mark())
+    return (mark & LAB_DONE and (mark & ~<uint64_t>63) - p.head_cache - 1 < (<uint64_t>1 << 63)
+            and not lab_sealing())
 
 cdef int producer_arm(ProducerState *p, uint64_t length) noexcept nogil:
     """Arm this slot's doorbell for an awaiting producer: wait_for_space's
@@ -638,7 +696,21 @@ cdef int producer_arm(ProducerState *p, uint64_t length) noexcept nogil:
         producer_disarm(p)
         return ERR_CONSUMER_GONE
     fetch_add64(&s.full_waits, 1, RELAXED)
+    p.lab_due = LAB_BUILD and space_answered(p)
     return PENDING
+
+cdef void producer_awaited(ProducerState *p, int bell_fd, bint heard) noexcept nogil:
+    """The await that producer_arm armed is over and heard a ring or not
+    (the caller's doorbell counts them).  Lab builds judge it as
+    wait_for_space judges a sleep: without a ring, a wake that was due (when
+    it armed, or now; marks read before the doorbell) was lost."""
+    if LAB_BUILD and not heard and (p.lab_due or space_answered(p)) and not took_ring(bell_fd):
+        lab_lost(1, p.head_cache)
+
+cdef bint took_ring(int bell_fd) noexcept nogil:
+    """Read one queued ring from a (non-blocking) doorbell, if there is one."""
+    cdef char buf[16]
+    return bell_fd >= 0 and read(bell_fd, buf, sizeof(buf)) >= 0
 
 cdef void producer_disarm(ProducerState *p) noexcept nogil:
     """Take our flag back (the await ended or was cancelled).  If the consumer
@@ -656,6 +728,7 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
     cdef Slot *s = &v.slots[p.slot]
     cdef uint64_t need, total, tail, room
     cdef RecordHeader *rec
+    cdef bint rewound
     cdef int st
     if length > v.max_frame:
         return ERR_TOO_LARGE
@@ -667,6 +740,7 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
         if tail & (ALIGN - 1):
             return ERR_CORRUPT          # a header at tail would cross the mapping's end
         total = rewind_total(p, tail, need)     # 0, or a rewind that fits before head
+        rewound = total != 0
         if total == 0:
             total = claim_total(v, tail, need)
             if no_room(tail, p.head_cache, total, v.capacity):
@@ -690,6 +764,8 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
         store64(&s.intent_len, 0, RELAXED)     # a stale intent must not hold up recovery
         # (the CAS failed: another claim, or the seal, changed tail; look again)
     pause_point(P_CLAIMED)
+    if rewound:
+        store64(&s.rewinds, s.rewinds + 1, RELAXED)    # counted for stats() and the lab's space check
     if total != need:
         room = total - need
         rec = header_at(v, tail)
@@ -715,17 +791,21 @@ cdef void publish(ProducerState *p, uint64_t state) noexcept nogil:
     cdef SegmentHeader *h = v.hdr
     cdef Slot *s = &v.slots[p.slot]
     cdef uint32_t bell
+    cdef bint took
     debug_assert(p.reserved and p.slot < v.nslots)
     store64(&header_at(v, p.res_pos).commit, tag(v, p.res_pos) | state, COMMIT_ORDER)  # pairs with poll's acquire load of commit: the payload is visible first
     store64(&s.intent_len, 0, RELEASE)  # pairs with recover_unwritten's acquire of intent_len: commit is visible first
     p.reserved = False
     pause_point(P_COMMITTED)
+    lab_store(lab_data_mark(p.slot), p.res_pos | LAB_DECIDING)
     handshake_fence()  # SEQ_CST; pairs with wait_for_data's and consumer_arm's fences: we see their flag, or they see our commit
-    wake_consumer(h)
+    took = wake_consumer(h)
     bell = exchange32(&h.data_bell, 0, RELAXED) if load32(&h.data_bell, RELAXED) else 0
     if bell:                        # we won the flag; its value names the doorbell
         pause_point(P_DATA_RING)
         ring_consumer(p, load64(&h.consumer, RELAXED), bell)
+    lab_store(lab_data_mark(p.slot),
+              p.res_pos | LAB_DONE | (LAB_TOOK if took else 0) | (LAB_RANG if bell else 0))
 
 cdef void producer_commit(ProducerState *p) noexcept nogil:
     cdef Slot *s = &p.ring.slots[p.slot]
@@ -796,6 +876,7 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
     cdef SegmentHeader *h = v.hdr
     cdef uint64_t pos = c.head, word, state, length
     cdef RecordHeader *rec
+    cdef bint took, rang
     while pos != c.cursor:
         rec = header_at(v, pos)
         word = load64(&rec.commit, RELAXED)
@@ -803,7 +884,7 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
         length = rec.length             # read once: another process may change it
         if (word & ~<uint64_t>STATE_MASK) != tag(v, pos) or not checked_size(c, pos, length):
             return ERR_CORRUPT
-        if state != PAD and state != RELEASED:
+        if not freed(state):
             if c.held == 0:
                 return ERR_CORRUPT      # a record behind the cursor that nobody holds:
             break                       # a claim judged dead committed after all
@@ -816,9 +897,11 @@ cdef int advance_head(ConsumerState *c) noexcept nogil:
     store64(&h.head, pos, RELEASE)  # pairs with producer_claim's acquire load of head: our reads are done
     pause_point(P_HEAD)
     handshake_fence()  # SEQ_CST; pairs with wait_for_space's and producer_arm's fences: we see their flag, or they see our head
-    wake_producers(h)
-    if load32(&h.space_bell, RELAXED) and exchange32(&h.space_bell, 0, ACQUIRE):  # pairs with producer_arm's release exchange: slot flags are visible
+    took = wake_producers(h)
+    rang = load32(&h.space_bell, RELAXED) and exchange32(&h.space_bell, 0, ACQUIRE)  # pairs with producer_arm's release exchange: slot flags are visible
+    if rang:
         ring_producers(v)
+    lab_store(lab_space_mark(), pos | LAB_DONE | (LAB_TOOK if took else 0) | (LAB_RANG if rang else 0))
     return OK
 
 cdef int poll(ConsumerState *c, Received *out) noexcept nogil:
@@ -950,7 +1033,7 @@ cdef int recover_busy(ConsumerState *c) noexcept nogil:
     cdef RingView *v = &c.ring
     cdef RecordHeader *rec = header_at(v, c.cursor)
     cdef uint64_t length
-    if load64(&rec.commit, ACQUIRE) != (tag(v, c.cursor) | BUSY):  # pairs with producer_claim's release store of BUSY
+    if load64(&rec.commit, RECOVER_ORDER) != (tag(v, c.cursor) | BUSY):  # ACQUIRE; pairs with producer_claim's release store of BUSY
         return OK
     length = rec.length
     if rec.slot >= v.nslots or length > v.max_frame or not checked_size(c, c.cursor, length):
@@ -982,6 +1065,7 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
     cdef uint32_t seq
     cdef int64_t timeout
     cdef int st
+    cdef bint due
     if c.spun_for != c.cursor + 1:         # poll once per record, not every wait slice
         c.spun_for = c.cursor + 1
         c.wait_began = now_ns()
@@ -999,7 +1083,11 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
     if timeout <= 0:
         return TIMEOUT
     store64(&h.consumer_waits, h.consumer_waits + 1, RELAXED)
-    st = futex_wait(&h.data_seq, seq, timeout)
+    pause_point(P_DATA_SLEEP)
+    due = LAB_BUILD and data_answered(c, seq, True)
+    st = futex_wait(&h.data_seq, sleep_seq(seq, &h.data_seq), timeout)
+    if LAB_BUILD and st == INTERRUPTED and errno == ETIMEDOUT and (due or data_answered(c, seq, False)):
+        lab_lost(0, c.cursor)           # slept to the timeout through a wake that was due
     if c.spin == SPIN_ADAPT:
         c.poll_ns = poll_window_after(c.poll_ns, now_ns() - c.wait_began)
     return st
@@ -1035,6 +1123,39 @@ def poll_window(int64_t window, int64_t waited):
     """The adaptive poll's next window after a sleep of waited ns (tests)."""
     return poll_window_after(window, waited)
 
+
+cdef bint data_answered(ConsumerState *c, uint32_t seq, bint before) noexcept nogil:
+    """Lab builds: whether this wait's wake is due.  It is when the producer
+    of the record at the cursor (which our re-check did not see) has made its
+    wake decision for it (its mark), unless that decision found our flag
+    taken by another producer (or the sealer) still deciding.  Before the sleep, the wake is
+    then already due: the decision took the flag and bumped data_seq after
+    we read seq, or left the flag set, or a finished wake bumped it, and a
+    correct futex_wait cannot sleep through any of these.  After a sleep that
+    timed out, a decision that took the flag may have bumped and woken us
+    just after the timeout, so only the other two count: a decision that
+    left our flag set, or one that found it taken by nobody still deciding,
+    never happens in a correct handshake.  docs/lab.md has the argument."""
+    cdef RingView *v = &c.ring
+    cdef uint64_t mark = cursor_mark(c)
+    cdef bint flag_set, bumped
+    if not mark:
+        return False
+    flag_set = load32(&v.hdr.data_waiting, SEQ_CST) != 0
+    bumped = load32(&v.hdr.data_seq, SEQ_CST) != seq
+    if before:
+        return mark & LAB_TOOK or flag_set or bumped or not lab_deciding()
+    return not mark & LAB_TOOK and (flag_set or not bumped and not lab_deciding())
+
+
+cdef uint64_t cursor_mark(ConsumerState *c) noexcept nogil:
+    """Lab builds: the mark of the wake decision for the record at the cursor
+    once it is ready and that decision is made; 0 otherwise."""
+    cdef uint64_t mark
+    if not ready(c):
+        return 0
+    mark = lab_load(lab_data_mark(header_at(&c.ring, c.cursor).slot))
+    return mark if mark & ~<uint64_t>63 == c.cursor and mark & LAB_DONE else 0
 
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil:
     """Deliver the next committed record.  Returns OK, TIMEOUT, INTERRUPTED
@@ -1108,7 +1229,29 @@ cdef int consumer_arm(ConsumerState *c) noexcept nogil:
         consumer_disarm(c)
         return st
     store64(&h.consumer_waits, h.consumer_waits + 1, RELAXED)
+    c.lab_due = LAB_BUILD and bell_answered(c)
     return EMPTY if tail_pos(load64(&h.tail, RELAXED)) == c.cursor else PENDING
+
+cdef void consumer_awaited(ConsumerState *c, int bell_fd, bint heard) noexcept nogil:
+    """producer_awaited's judge for the await that consumer_arm armed, as
+    wait_for_data judges a sleep."""
+    if LAB_BUILD and not heard and (c.lab_due or bell_answered(c)) and not took_ring(bell_fd):
+        lab_lost(0, c.cursor)
+
+cdef bint bell_answered(ConsumerState *c) noexcept nogil:
+    """Lab builds: whether an armed doorbell's ring is due: data_answered's
+    judge with the doorbell flag.  It is when the producer of the record at
+    the cursor (which the arm's re-check did not see) has made its wake
+    decision for it, unless that decision found our flag won by someone
+    still deciding (who may be killed before ringing).  The decision then
+    won the flag and rang (RANG is marked after the ring), or left it set,
+    which a correct handshake never does, or found it won by a waker that
+    has rung since.  docs/lab.md has the argument."""
+    cdef uint64_t mark = cursor_mark(c)
+    if not mark:
+        return False
+    return (mark & LAB_RANG or load32(&c.ring.hdr.data_bell, SEQ_CST) == c.bell_id
+            or not lab_deciding())
 
 cdef void consumer_disarm(ConsumerState *c) noexcept nogil:
     """Take the flag back (a record was ready, or the await ended).  If a
@@ -1183,6 +1326,7 @@ LAYOUT = {
         "full_waits": _at(&_s, &_s.full_waits, sizeof(_s.full_waits)),
         "opens": _at(&_s, &_s.opens, sizeof(_s.opens)),
         "dropped": _at(&_s, &_s.dropped, sizeof(_s.dropped)),
+        "rewinds": _at(&_s, &_s.rewinds, sizeof(_s.rewinds)),
         "bell": _at(&_s, &_s.bell, sizeof(_s.bell)),
         "_pad": _at(&_s, &_s._pad, sizeof(_s._pad)),
     }),

@@ -25,6 +25,7 @@ cdef class Doorbell:
     cdef unsigned long ino
     cdef unsigned long gen      # _core.generation() when bound: a forked child makes its own
     cdef uint32_t id            # never 0; a consumer arms its flag with it
+    cdef uint64_t heard         # rings read so far (the lab judges an await that heard none)
 
     cdef object loop            # the asyncio loop its descriptor is registered with
     cdef object waiter          # the future of the task that awaits it, or None

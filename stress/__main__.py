@@ -1,4 +1,4 @@
-"""python -m stress [--seconds N] [--quick] [--only CHECK ...]
+"""python -m stress [--seconds N] [--quick] [--only CHECK ...] [--soak-frames N]
 
 Runs the lab's checks, prints one summary line per check, and exits
 non-zero on any violation.  docs/lab.md says what each check proves."""
@@ -10,13 +10,15 @@ import traceback
 from hypothesis.errors import FlakyFailure
 
 from shmring import _core
-from stress import audit, model, scheduled, soak, tsan
+from stress import aarch64, audit, model, reference, scheduled, soak, tsan
 
 # name -> (share of the time budget, function(seconds, args) -> (violations, summary))
 CHECKS = {
     "model": (0, lambda s, a: model.check_models()),
     "fences": (0, lambda s, a: audit.check_fences()),
-    "scheduled": (0.45, lambda s, a: run_scheduled(s, a)),
+    "aarch64": (0, lambda s, a: aarch64.check_aarch64()),
+    "reference": (0.1, lambda s, a: reference.check_reference(s, shrink=not a.no_shrink)),
+    "scheduled": (0.4, lambda s, a: run_scheduled(s, a)),
     "soak": (0.15, lambda s, a: soak.soak(s, kills=False)),
     "soak-kill": (0.2, lambda s, a: soak.soak(s, kills=True)),
     "tsan": (0, lambda s, a: tsan.check_tsan()),
@@ -67,13 +69,18 @@ def main(argv=None):
     ap.add_argument("--only", nargs="+", choices=sorted(CHECKS), help="run only these checks")
     ap.add_argument("--no-shrink", action="store_true",
                     help="report the first failing scenario without shrinking it")
+    ap.add_argument("--soak-frames", type=int, metavar="N",
+                    help="only the long soak: producers killed at random until N frames passed")
     args = ap.parse_args(argv)
     if not _core.lab_enabled():
         print("stress: shmring was built without pause points; "
               "rebuild with SHMRING_LAB=1 (see docs/lab.md)", file=sys.stderr)
         return 2
     budget = args.seconds if args.seconds is not None else (60 if args.quick else 480)
-    failed = run_checks({name: CHECKS[name] for name in args.only or CHECKS}, budget, args)
+    checks = {name: CHECKS[name] for name in args.only or CHECKS}
+    if args.soak_frames:
+        checks = {"long-soak": (0, lambda s, a: soak.soak_frames(a.soak_frames))}
+    failed = run_checks(checks, budget, args)
     if failed:
         print(f"stress: FAILED: {', '.join(failed)}", flush=True)
         return 1

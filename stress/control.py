@@ -7,7 +7,10 @@ lab adds two stop words at offsets 4 (producers) and 8 (the consumer), a
 `refused` word at offset 16 (1 once a send raised Sealed).  A
 participant reaching a pause point bumps arrivals and sleeps until grants
 moves; the coordinator grants one turn at a time and waits for the next
-arrival, so each turn runs a participant from one pause point to the next."""
+arrival, so each turn runs a participant from one pause point to the next.
+
+After the cells come the handshake notes (lab.pxd): the core's marks of each
+wake decision, and its count of lost wakeups, which must stay at zero."""
 import ctypes
 import mmap
 import os
@@ -17,12 +20,15 @@ from shmring import _core
 
 CELL = 64
 STOP = {"producers": 4, "consumer": 8}
+NOTES = 64 + 8 * 256                # lab.pxd's shmring_lab_notes
+LOST = ("data", "space")
 POINT_NAMES = {v: k for k, v in _core.LAB_POINTS.items()}
 
 
 class Control:
     def __init__(self, path, participants):
-        self.size = CELL * (participants + 1)
+        self.notes = CELL * (participants + 1)
+        self.size = self.notes + NOTES
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.ftruncate(fd, self.size)
@@ -40,8 +46,22 @@ class Control:
         return CELL * (i + 1)
 
     def install(self, i):
-        """In participant i (a child): park at every pause point from now on."""
+        """In participant i (a child): park at every pause point from now on,
+        and keep the handshake notes."""
+        self.keep_notes()
         _core._lab_install(self.base, self.base + self.cell(i))
+
+    def keep_notes(self):
+        """In a child: mark wake decisions and count lost wakeups (no pauses).
+        A release build has no notes to keep: its counts stay at zero."""
+        if _core.lab_enabled():
+            _core._lab_notes(self.base + self.notes)
+
+    def lost_wakeups(self):
+        """{"data": (count, the first one's cursor), "space": (count, the head it saw)}"""
+        def u64(offset):
+            return ctypes.c_uint64.from_address(self.base + self.notes + offset).value
+        return {name: (u64(8 * k), u64(16 + 8 * k)) for k, name in enumerate(LOST)}
 
     def arrivals(self, i):
         return self._word(self.cell(i)).value

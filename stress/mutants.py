@@ -13,7 +13,7 @@ import time
 
 from shmring.testing import processes
 from shmring.testing.build import build_tree
-from stress import tsan
+from stress import aarch64, tsan
 
 ROOT = tsan.ROOT
 # mutant -> the checks to try, cheapest first; the first that fails catches it
@@ -26,6 +26,12 @@ MUTANTS = {
     "no_fence": ["fences"],
     "no_stream_fence": ["fences"],
     "no_recovery": ["scheduled", "soak-kill"],
+    "sleep_reread": ["scheduled", "soak"],
+    "tag_48": ["scheduled"],
+    "release_passes_held": ["reference", "scheduled", "soak"],
+    "pad_exact": ["reference", "scheduled", "soak"],
+    "relaxed_recover": ["aarch64"],
+    "relaxed_owner": ["aarch64"],
     "seal_store": ["scheduled"],
     "rewind_overrun": ["scheduled", "soak"],
     "no_recheck": ["scheduled"],
@@ -43,6 +49,8 @@ def caught_by(mutant, checks, seconds):
     for check in checks:
         if check == "tsan":
             bad, _ = tsan.check_tsan(mutant)
+        elif check == "aarch64":
+            bad, _ = aarch64.check_aarch64(mutant)
         else:
             with tempfile.TemporaryDirectory(prefix=f"shmring-mutant-{mutant}-") as dest:
                 build(dest, mutant)

@@ -3,7 +3,13 @@
 Hypothesis draws a whole Scenario up front; the coordinator replays its
 schedule one pause point at a time, kills producers (and the sealer) where it
 says, lets everything run free to drain, and checks the invariants.  A
-failure shrinks to a short, readable Scenario."""
+failure shrinks to a short, readable Scenario.
+
+Between turns, while every participant is parked, the coordinator checks
+each new claim's size (a record is padded only when it does not fit before
+the wrap) and, if the Scenario says so, plants stale headers from another lap
+(a position a multiple of a large power of two away, at the same index)
+wherever the consumer may read a header nobody has written in this lap."""
 import os
 import signal
 import time
@@ -13,10 +19,11 @@ from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
 
 import shmring
+from shmring import layout
 from shmring.testing import processes, rings
 from stress import workers
 from stress.control import POINT_NAMES, Control
-from stress.invariants import CLAIM_POINTS, Outcome, check
+from stress.invariants import CLAIM_POINTS, U64, Outcome, check
 
 CONSUMER = 0                    # participant 0; producers are 1..n
 STEP_WAIT = 0.3                 # a turn that reaches no pause point by then is blocked
@@ -28,19 +35,25 @@ STALL = 0.2                     # the consumer's stall_timeout: dead claims are 
 NO_WATCHDOG = 3600.0            # an awaiting consumer's stall_timeout where nobody dies
 QUIET_ROUND = 2 * STALL + 0.3   # liveness: progress within two quiet rounds
 KILL_POINTS = ("rewind", "claim_cas", "claimed", "busy", "payload", "commit", "committed",
-               "data_ring", "space_wait", "space_armed")
+               "data_ring", "space_wait", "space_sleep", "space_armed")
 SEAL_KILL_POINTS = ("seal", "sealed")     # before the sealer's CAS on tail, and after it
 STARTS = {"0": 0, "2^32": 1 << 32, "2^64": 1 << 64}
+STALE_TYPE = 0x57A1E                # what a planted header says its frame is (not a lab frame)
+STATES = {"busy": layout.BUSY, "committed": layout.COMMITTED, "pad": layout.PAD,
+          "released": layout.RELEASED}
 
 
 @dataclass
 class Scenario:
     capacity: int
     start: str                  # "2^64-0x1c0" style: readable in a shrunk report
-    hold: int                   # frames the consumer holds before releasing them, newest first
+    hold: int                   # frames the consumer holds at most after a receive
     sizes: dict                 # producer -> frame sizes, in order
     schedule: list              # bursts (participant, turns); 0 is the consumer
     kills: dict = field(default_factory=dict)  # producer -> (pause point, nth arrival there)
+    batch: dict = field(default_factory=dict)  # producer -> frames per send_many (absent: send)
+    plan: list = field(default_factory=lambda: [("recv",)])  # the consumer's steps (workers)
+    stale: tuple = None         # (sign, m, j, state): plant headers of position +-m*2^j
     seal: bool = False          # participant len(sizes) + 1 seals the ring, racing the producers
     awaits: tuple = ()          # participants that use the awaitable API (asyncio)
 
@@ -51,6 +64,15 @@ class Scenario:
         base, _, back = self.start.partition("-")
         return (STARTS[base] - int(back or "0", 16)) % (1 << 64)
 
+    def frame_of(self, i, seq):
+        """(length, first and end frame of its send call) of producer i's frame seq."""
+        first = seq - seq % self.batch.get(i, 1)
+        return self.sizes[i][seq], first, min(first + self.batch.get(i, 1), len(self.sizes[i]))
+
+    def stale_delta(self):
+        sign, m, j, _ = self.stale
+        return (m << j) * (1 if sign == "+" else -1)
+
 
 @st.composite
 def scenarios(draw):
@@ -58,7 +80,8 @@ def scenarios(draw):
     max_frame = capacity // 2 - 64
     size = st.one_of(
         st.sampled_from([0, 1, 24, 64, capacity // 8 - 64, capacity // 4 - 64, max_frame]),
-        st.integers(0, max_frame))
+        st.integers(0, max_frame),
+        st.integers(capacity // 4, max_frame))     # large: the ring fills, producers wait
     n = draw(st.integers(1, 6))
     sizes = {i: draw(st.lists(size, min_size=1, max_size=6)) for i in range(1, n + 1)}
     base = draw(st.sampled_from(sorted(STARTS)))
@@ -66,7 +89,7 @@ def scenarios(draw):
         st.sampled_from([64, capacity // 2, capacity - 64, capacity + 64]),
         st.integers(0, 3 * capacity // 64).map(lambda k: k * 64)))
     seal = draw(st.booleans())
-    schedule = draw(st.lists(st.tuples(st.integers(0, n + seal), st.integers(1, 8)),
+    schedule = draw(st.lists(st.tuples(st.integers(0, n + seal), st.integers(1, 12)),
                              max_size=12))
     if seal:                    # the sealer's turn lands among the claims, not only at the drain
         schedule.insert(draw(st.integers(0, len(schedule))), (n + 1, draw(st.integers(1, 2))))
@@ -74,9 +97,23 @@ def scenarios(draw):
                                                              st.integers(1, 2)), max_size=2))
     if seal and draw(st.booleans()):
         kills[n + 1] = (draw(st.sampled_from(SEAL_KILL_POINTS)), 1)
+    batch = draw(st.dictionaries(st.integers(1, n), st.integers(2, 4), max_size=n))
+    lap = capacity.bit_length()     # 2^lap is two laps: any larger power keeps the index
+    stale = draw(st.one_of(st.none(), st.tuples(
+        st.sampled_from("-+"), st.sampled_from([1, 3]),
+        st.one_of(st.sampled_from([32, 48, 63]), st.integers(lap, 63)),
+        st.sampled_from(sorted(STATES)))))
     awaits = tuple(sorted(draw(st.sets(st.integers(0, n)))))
-    return Scenario(capacity, f"{base}-{back:#x}" if back else base, draw(st.integers(1, 3)),
-                    sizes, schedule, kills, seal, awaits)
+    return Scenario(capacity, f"{base}-{back:#x}" if back else base, draw(st.integers(1, 4)),
+                    sizes, schedule, kills, batch, draw(plans), stale, seal, awaits)
+
+
+step = st.one_of(
+    st.just(("recv",)),
+    st.tuples(st.sampled_from(["many", "bytes"]), st.integers(1, 3)),
+    st.tuples(st.sampled_from(workers.LETS_GO), st.integers(-3, 2)))
+plans = st.lists(step, min_size=1, max_size=6).filter(
+    lambda plan: any(s[0] in workers.RECEIVES for s in plan))
 
 
 # The doorbell handshake's windows, run first every time.  Random schedules
@@ -93,6 +130,13 @@ EXPLICIT = [
     # The awaiting consumer has every frame and awaits its doorbell when the
     # ring is sealed: only the seal's ring tells it the stream ended.
     Scenario(4096, "0", 1, {1: [100]}, [(1, 8), (0, 6)], {}, seal=True, awaits=(0,)),
+    # The doorbells' wake races, under the lost-wakeup judge: a producer
+    # commits and wins the flag of a consumer parked between arming and its
+    # re-check; an awaiting producer awaits room while the consumer releases,
+    # wins its flag and rings.
+    Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 2), (1, 7), (0, 1)], awaits=(0,)),
+    Scenario(4096, "0", 4, {1: [1984, 1984, 1984]}, [(1, 14), (0, 5)],
+             plan=[("recv",), ("recv",), ("release", 0)], awaits=(1,)),
 ]
 
 
@@ -102,6 +146,7 @@ class Run:
     def __init__(self, sc, scratch):
         self.sc = sc
         self.ring = shmring.Ring.create(rings.unique_name("lab"), sc.capacity, _start=sc.start_pos())
+        self.raw = rings.Raw(self.ring.path)
         self.ctl = Control(os.path.join(scratch, "control"), len(sc.sizes) + 1 + sc.seal)
         self.out = os.path.join(scratch, "records")
         self.pids = {}
@@ -110,7 +155,9 @@ class Run:
         self.visits = {}                    # (producer, point) -> arrivals there
         self.killed = {}                    # producer -> point
         self.status = {}                    # participant -> exit status
+        self.parked = {}                    # participant -> the point it waits at
         self.trace = []
+        self.bad = []                       # found between turns
 
     def start(self):
         awaiting = CONSUMER in self.sc.awaits
@@ -119,10 +166,11 @@ class Run:
         # an end of stream it never saw), not a delay.
         stall = STALL if self.sc.kills or not awaiting else NO_WATCHDOG
         self.pids[CONSUMER] = processes.fork(workers.consume, self.ring, self.ctl, CONSUMER,
-                                             self.out, self.sc.hold, stall, True, awaiting)
+                                             self.out, self.sc.plan, self.sc.hold, stall, True,
+                                             awaiting)
         for i, sizes in self.sc.sizes.items():
-            self.pids[i] = processes.fork(workers.produce, self.ring, self.ctl, i, sizes, True,
-                                          i in self.sc.awaits)
+            self.pids[i] = processes.fork(workers.produce, self.ring, self.ctl, i, sizes,
+                                          self.sc.batch.get(i, 1), True, i in self.sc.awaits)
         if self.sc.seal:
             self.pids[self.sc.sealer()] = processes.fork(workers.seal, self.ring, self.ctl,
                                                          self.sc.sealer(), True)
@@ -130,6 +178,7 @@ class Run:
             self.seen[i] = 0
             self.running.add(i)
             self.settle(i, START_WAIT)
+        self.plant()
 
     def settle(self, i, timeout):
         """Wait for participant i to park at its next pause point or exit."""
@@ -139,9 +188,12 @@ class Run:
         self.running.discard(i)
         self.seen[i] = self.ctl.arrivals(i)
         point = POINT_NAMES[self.ctl.point(i)]
+        self.parked[i] = point
         self.trace.append(f"{self.who(i)}@{point}")
         key = (i, point)
         self.visits[key] = self.visits.get(key, 0) + 1
+        if point == "claimed":
+            self.check_claim(i, self.visits[key] - 1)
         if self.sc.kills.get(i) == (point, self.visits[key]):
             os.kill(self.pids[i], signal.SIGKILL)
             self.killed[i] = point
@@ -165,7 +217,49 @@ class Run:
                 return
         self.ctl.grant(i)
         self.running.add(i)
+        self.parked.pop(i, None)
         self.settle(i, STEP_WAIT)
+        self.plant()
+
+    def check_claim(self, i, k):
+        """Producer i just claimed (its CAS succeeded) for its frame k: the
+        claim must be the record, plus the rest of the data area only when
+        the record does not fit before the wrap."""
+        slot = self.raw.slot_of_pid(self.pids[i])
+        pos = self.raw.u64(self.raw.slot(slot, layout.Slot.intent_pos))
+        total = self.raw.u64(self.raw.slot(slot, layout.Slot.intent_len))
+        need = layout.record_size(self.sc.sizes[i][k])
+        room = self.sc.capacity - pos % self.sc.capacity
+        want = need + room if room < need else need
+        if total != want:
+            self.bad.append(f"space: producer {i} claimed {total} bytes at {pos:#x} for a record "
+                            f"of {need} with {room} left before the wrap; {want} were needed")
+
+    def plant(self):
+        """Stale headers from another lap (Scenario.stale) on every line where
+        the consumer may read a header that nobody wrote in this lap: the free
+        space from tail on, and the claims of producers parked before their
+        header.  Only while every participant is parked, so nobody writes."""
+        if self.sc.stale is None or any(i in self.running for i in self.pids
+                                         if i not in self.status):
+            return
+        cap, delta = self.sc.capacity, self.sc.stale_delta()
+        head = self.raw.u64(layout.SegmentHeader.head)
+        tail = self.raw.u64(layout.SegmentHeader.tail)
+        spans = [(tail, (head + cap - tail) & U64)]
+        for i, point in self.parked.items():
+            if point == "claimed" and i not in self.status:
+                slot = self.raw.slot_of_pid(self.pids[i])
+                spans.append((self.raw.u64(self.raw.slot(slot, layout.Slot.intent_pos)),
+                              self.raw.u64(self.raw.slot(slot, layout.Slot.intent_len))))
+        H = layout.RecordHeader
+        for start, length in spans:
+            for pos in range(start, start + min(length, cap), layout.ALIGN):
+                pos &= U64
+                self.raw.put64(self.raw.record(pos, H.length), 0)
+                self.raw.put32(self.raw.record(pos, H.type), STALE_TYPE)
+                self.raw.put64(self.raw.record(pos, H.commit),
+                               self.raw.tag(pos + delta) | STATES[self.sc.stale[3]])
 
     def drain(self):
         self.producers_first()
@@ -195,8 +289,8 @@ class Run:
         status = end_consumer(self.ring, self.ctl, self.pids[CONSUMER])
         if status is not None:
             self.status[CONSUMER] = status
-        bad = consumer_verdict(status)
-        if bad:
+        bad = list(self.bad) + consumer_verdict(status)
+        if status != 0:
             return bad
         sealer = self.sc.sealer()
         if sealer is not None and sealer not in self.killed and self.status.get(sealer) != 0:
@@ -205,16 +299,21 @@ class Run:
         if stats["sealed"] != (sealer is not None and self.killed.get(sealer) != "seal"):
             bad.append(f"ring sealed: {stats['sealed']}, though the sealer "
                        f"{'was killed before its CAS' if sealer in self.killed else 'ran'}")
-        outcomes = {i: Outcome(self.ctl.sent(i), self.killed.get(i), self.status.get(i),
-                               self.ctl.refused(i))
-                    for i in self.sc.sizes}
+        # A killed producer delivers exactly the frames it committed: each
+        # commit passed the "committed" point, where the coordinator saw it.
+        outcomes = {i: Outcome(self.visits.get((i, "committed"), 0), self.killed[i],
+                               self.status.get(i)) if i in self.killed else
+                    Outcome(self.ctl.sent(i), None, self.status.get(i),
+                            refused=self.ctl.refused(i)) for i in self.sc.sizes}
         abandoned = sum(1 for p in self.killed.values() if p in CLAIM_POINTS)
-        return bad + check(workers.read_records(self.out),
-                           lambda i, seq: self.sc.sizes[i][seq], outcomes,
-                           stats, abandoned, workers.read_meta(self.out)["saw_seal"])
+        meta = workers.read_meta(self.out)
+        return bad + meta["bad"] + check(
+            workers.read_records(self.out), self.sc.frame_of, outcomes, stats,
+            abandoned, self.sc.start_pos(), self.ctl.lost_wakeups(), meta["saw_seal"])
 
     def close(self):
         processes.kill_all([pid for i, pid in self.pids.items() if i not in self.status])
+        self.raw.close()
         self.ring.unlink()
         self.ring.close()
         self.ctl.close()
@@ -279,6 +378,31 @@ def replay(sc):
             run.close()
 
 
+# Every run starts with these: each stops a waiter between its re-check and
+# its sleep while the other side publishes and makes its wake decision.
+WAKE_RACES = [
+    # The consumer re-checks an empty ring (data_sleep); a producer commits
+    # and wakes it; then the consumer sleeps, and must return at once.
+    Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 1), (1, 6), (0, 1)]),
+    # A producer finds the ring full (space_sleep); the consumer releases its
+    # oldest frame while it holds another; then the producer sleeps.
+    Scenario(4096, "0", 4, {1: [1984, 1984, 1984]}, [(1, 13), (0, 4), (1, 1)],
+             plan=[("recv",), ("recv",), ("release", 0)]),
+    # The same near 2^64, a frame held as views and a batch receive.
+    Scenario(8192, "2^64-0x80", 4, {1: [4032, 4032, 4032], 2: [0]}, [(1, 13), (0, 4), (1, 1)],
+             plan=[("many", 2), ("view", 1), ("release", 0)]),
+]
+
+
+# And these: a header from 2^48 bytes back where the consumer polls a claim
+# whose header is not written yet; one from 2^32 ahead where its wait
+# re-checks an empty ring.
+STALE_LAPS = [
+    Scenario(4096, "0", 1, {1: [100]}, [(1, 1), (0, 4)], stale=("-", 1, 48, "committed")),
+    Scenario(4096, "2^32-0x40", 1, {1: [100]}, [(0, 2), (1, 1)], stale=("+", 1, 32, "committed")),
+]
+
+
 def explore(seconds, max_examples, shrink=True):
     """Run Hypothesis for up to `seconds`; raises AssertionError with the shrunk
     Scenario on a violation.  Returns how many scenarios ran."""
@@ -294,9 +418,10 @@ def explore(seconds, max_examples, shrink=True):
         note(f"turns taken: {trace}")
         assert not bad, "\n  ".join(["invariant violated:"] + bad)
 
-    for sc in reversed(EXPLICIT):
-        scenario_holds = example(sc)(scenario_holds)
+    test = given(scenarios())(scenario_holds)
+    for sc in reversed(WAKE_RACES + STALE_LAPS + EXPLICIT):
+        test = example(sc)(test)
     settings(max_examples=max_examples, deadline=None, database=None, print_blob=True,
              report_multiple_bugs=False, phases=phases,
-             suppress_health_check=list(HealthCheck))(given(scenarios())(scenario_holds))()
+             suppress_health_check=list(HealthCheck))(test)()
     return ran[0]

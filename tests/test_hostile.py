@@ -78,6 +78,8 @@ values = st.one_of(
     st.tuples(st.just("pos"), st.sampled_from(["head", "tail", "rec"]), small),
     st.tuples(st.just("cap"), small, st.integers(0, 1)),
     st.tuples(st.just("code"), st.integers(0, len(scribble.DTYPE_CODES) - 1)),
+    st.tuples(st.just("lap"), st.integers(13, 63), st.sampled_from([-3, -1, 1, 3]),
+              st.sampled_from(scribble.STATES)),
 )
 mutation = st.one_of(
     st.tuples(st.just("bytes"), st.integers(0, 1 << 16), st.lists(
@@ -115,6 +117,36 @@ examples = st.fixed_dictionaries({
 def test_scribbled_ring_never_crashes_or_hangs_the_consumer(guard, ex):
     note(json.dumps(ex))
     guard.run(ex)
+
+
+# A power of two at least the capacity (2^13) keeps the index; an odd multiple
+# of it is another lap.  2^32 and 2^48 catch tags compared on too few bits.
+other_laps = st.fixed_dictionaries({
+    "start": st.sampled_from(scribble.STARTS),
+    "frames": st.lists(st.tuples(st.just("bytes"), st.integers(0, 1500)), max_size=6),
+    "other_lap": st.fixed_dictionaries({
+        "where": st.sampled_from(["empty", "unwritten", "claimed"]),
+        "j": st.one_of(st.sampled_from([32, 48, 63]), st.integers(13, 63)),
+        "m": st.sampled_from([-3, -1, 1, 3]),
+        "state": st.sampled_from([layout.BUSY, layout.COMMITTED, layout.PAD, layout.RELEASED]),
+        "length": st.integers(0, 2000)}),
+})
+
+
+@pytest.mark.timeout(600)
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          max_examples=int(os.environ.get("SHMRING_HOSTILE_EXAMPLES", 150)))
+@given(ex=other_laps)
+@example(ex={"start": (1 << 32) - 2048, "frames": [("bytes", 100)], "other_lap": {
+    "where": "claimed", "j": 32, "m": 1, "state": layout.COMMITTED, "length": 10}})
+@example(ex={"start": 0, "frames": [], "other_lap": {
+    "where": "empty", "j": 48, "m": -1, "state": layout.COMMITTED, "length": 0}})
+def test_a_header_from_another_lap_is_never_accepted(guard, ex):
+    """Where the consumer expects a record, memory may hold a header written
+    a multiple of 2^j bytes ago (or ahead): same index, another lap.  It is
+    neither a frame, nor padding to skip, nor corruption."""
+    note(json.dumps(ex))
+    assert guard.run(ex)["stale"] == "held"
 
 
 # Reproducers for what the property test found, kept as plain tests.

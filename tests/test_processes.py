@@ -96,3 +96,18 @@ def test_forked_child_producer_gets_its_own_slot(name):
         assert processes.reap(pid, time.monotonic() + 30) == 0
         p.send(b"from parent")
         assert [c.recv_bytes(0), c.recv_bytes(0)] == [b"from child", b"from parent"]
+
+
+@pytest.mark.timeout(60)
+def test_a_reused_pid_answers_for_the_child_that_has_it_now():
+    """A long lab run forks thousands of processes, and pids are reused: a
+    status recorded for an earlier child must not answer for a live child
+    with the same pid (it made a running producer look SIGKILLed)."""
+    pid = processes.fork(time.sleep, 30)
+    processes._reaped[pid] = 0              # as if an earlier child with this pid had exited
+    try:
+        assert processes.reap(pid, 0) is None
+    finally:
+        processes.kill_all([pid])
+    assert processes.reap(pid, 0) == -9
+

@@ -31,6 +31,18 @@ def split_type(type):
     return (type & ~TAG) >> SEQ_BITS, type & SEQ_MASK
 
 
+def identify(data):
+    """The frame type (producer, own seq) that a frame's header names, for a
+    copy received without its type (recv_bytes_many); None for frames
+    shorter than the header, or whose header is not a test frame's."""
+    if len(data) < HEADER.size:
+        return None
+    magic, producer, _, seq, length, _ = HEADER.unpack_from(data)
+    if magic != MAGIC or length != len(data) or producer > MAX_PRODUCER:
+        return None
+    return frame_type(producer, seq)
+
+
 def body(producer, seq, n):
     """n bytes that depend on (producer, seq), built without a Python loop."""
     start = (producer * 31 + seq) % 256

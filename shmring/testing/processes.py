@@ -100,25 +100,41 @@ _reaped: dict[int, int] = {}        # pid -> exit status, so reaping twice is ha
 
 def reap(pid, deadline):
     """Exit status of pid (negative: killed by that signal), or None if it is
-    still running at the deadline (a time.monotonic() value; 0: do not wait)."""
+    still running at the deadline (a time.monotonic() value; 0: do not wait).
+    A child reaped before answers from the record, unless its pid belongs to
+    a child again: pids are reused, and a long run forks thousands."""
     while True:
-        if pid in _reaped:
-            return _reaped[pid]
-        done, status = os.waitpid(pid, os.WNOHANG)
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            if pid in _reaped:
+                return _reaped[pid]
+            raise
         if done:
             _reaped[pid] = os.waitstatus_to_exitcode(status)
-            continue
+            return _reaped[pid]
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.002)
 
 
 def kill_all(pids):
-    """SIGKILL and reap every pid still running (cleanup after a failure)."""
+    """SIGKILL and reap every pid still running (cleanup after a failure).
+    A pid that is no longer this process's child is left alone: it was
+    reaped, and another process may have its number by now."""
+    running = []
     for pid in pids:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        if done:
+            _reaped[pid] = os.waitstatus_to_exitcode(status)
+            continue
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    for pid in pids:
+        running.append(pid)
+    for pid in running:
         with contextlib.suppress(ChildProcessError):
             _reaped[pid] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 

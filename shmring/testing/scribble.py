@@ -7,6 +7,10 @@ padding or anywhere, and then drives a consumer (and optionally a producer).
 The rule it checks: every frame handed out lies inside the mapping and
 within max_frame, and every call returns a frame or raises Empty or
 RingCorrupted (IncompatibleRing / ConsumerExists / Full where they apply).
+
+An example with "other_lap" checks a stricter rule instead (other_lap()): a
+header left from any other lap, at the same index as the record the consumer
+expects, is never accepted: not as a frame, not as padding, not as corruption.
 A crash kills the process, a hang outlives the caller's deadline: both are
 judged by whoever runs this in a subprocess (tests/test_hostile.py) or by
 the fuzzer (fuzz/fuzz_consumer.py).
@@ -171,6 +175,9 @@ def resolve(value, ctx, rec_pos):
         pos = rec_pos if rec_pos is not None else ctx["head"]
         pos = (pos + layout.ALIGN * value[1]) & U64
         return ((pos ^ ctx["secret"]) & ~layout.STATE_MASK & U64) | value[2]
+    if kind == "lap":                    # a well-formed commit word of another lap: m * 2^j away
+        pos = rec_pos if rec_pos is not None else ctx["tail"]
+        return lap_word(pos + (value[2] << value[1]), ctx["secret"], value[3])
     if kind == "pos":                    # near head, tail or a record
         base = {"head": ctx["head"], "tail": ctx["tail"]}.get(value[1], rec_pos or 0)
         return (base + value[2]) & U64
@@ -181,6 +188,11 @@ def resolve(value, ctx, rec_pos):
         return int.from_bytes(DTYPE_CODES[value[1] % len(DTYPE_CODES)][:8].ljust(8, b"\0"),
                               "little")
     raise ValueError(value)
+
+
+def lap_word(pos, secret, state):
+    """The commit word the ring writes at pos (tag and state)."""
+    return ((pos ^ secret) & ~layout.STATE_MASK & U64) | state
 
 
 def mutate(path, mutations):
@@ -328,11 +340,86 @@ def drive(state, ex):
     return out
 
 
+def other_lap(state, lap):
+    """Plant a header from another lap where the consumer looks next, and
+    check that it is never accepted.  lap: {"where", "j", "m", "state",
+    "length"}: the header's position is m * 2^j away from the expected one
+    (m odd, 2^j a multiple of the capacity: the same index, another lap).
+    where:
+      "empty"     the ring is drained: the header is at tail, which the
+                  consumer's wait re-checks;
+      "unwritten" a live producer has claimed the record and written no
+                  header yet;
+      "claimed"   the record is BUSY: its commit word is replaced.
+    A recv() must then find nothing (Empty, not a frame, not RingCorrupted),
+    and once the real record is written, deliver exactly it.  Returns
+    {"stale": "held"} or what went wrong."""
+    from shmring.testing.rings import Raw
+    ring, p = state["ring"], state["producer"]
+    c = state["consumer"] = state["consumer"] or ring.consumer(stall_timeout=0.02)
+    for f in state["held"]:
+        f.release()
+    state["held"].clear()
+    with contextlib.suppress(shmring.Empty):
+        while True:                         # drain: the cursor reaches tail
+            c.recv(timeout=0).release()
+    raw = Raw(ring.path)
+    H, R = layout.SegmentHeader, layout.RecordHeader
+    n, data = lap["length"], payload(7, lap["length"])
+    pos = raw.u64(H.tail)
+    try:
+        if lap["where"] == "claimed":
+            res = p.reserve(n, type=0xC1A1, timeout=0)
+            pos = raw.u64(H.tail) - layout.record_size(n)
+        elif lap["where"] == "unwritten":
+            if layout.record_size(n) > CAP - (pos & (CAP - 1)):
+                n, data = 0, b""            # no padding in a hand-made claim
+            slot = raw.slot_of_pid(os.getpid())
+            raw.put64(raw.slot(slot, layout.Slot.intent_pos), pos)
+            raw.put64(raw.slot(slot, layout.Slot.intent_len), layout.record_size(n))
+            raw.put64(H.tail, pos + layout.record_size(n))
+        if lap["where"] != "claimed":       # (a BUSY record keeps its own length and type)
+            raw.put64(raw.record(pos, R.length), n)
+            raw.put32(raw.record(pos, R.type), 0x57A1E)
+        raw.put64(raw.record(pos, R.commit),
+                  lap_word(pos + (lap["m"] << lap["j"]), raw.secret, lap["state"]))
+        try:
+            f = c.recv(timeout=0.05)
+            return {"stale": f"accepted as a frame of {len(f)} bytes, type {f.type:#x}"}
+        except shmring.Empty:
+            pass
+        except shmring.RingCorrupted as e:
+            return {"stale": f"taken for corruption: {e}"}
+        if lap["where"] == "claimed":
+            with memoryview(res) as view:
+                view[:] = data
+            res.commit()
+        elif lap["where"] == "unwritten":   # the producer writes its record after all
+            raw.m[raw.record(pos, R.size):raw.record(pos, R.size) + n] = data
+            raw.put32(raw.record(pos, R.type), 0xC1A1)
+            raw.put64(raw.record(pos, R.commit), lap_word(pos, raw.secret, layout.COMMITTED))
+            raw.put64(raw.slot(slot, layout.Slot.intent_len), 0)
+        else:
+            p.send(data, type=0xC1A1, timeout=0)
+        try:
+            f = c.recv(timeout=1)
+        except shmring.Empty:
+            return {"stale": "the record written after it was never delivered"}
+        if (f.type, bytes(f)) != (0xC1A1, data):
+            return {"stale": f"after it: a frame of type {f.type:#x}, {len(f)} bytes"}
+        f.release()
+        return {"stale": "held"}
+    finally:
+        raw.close()
+
+
 def run_example(ex):
     name = f"{ex.get('prefix', 'scribble')}-{uuid.uuid4().hex[:12]}"
     state = None
     try:
         state = build(name, ex)
+        if "other_lap" in ex:
+            return other_lap(state, ex["other_lap"])
         mutate(state["ring"].path, ex.get("mutations", []))
         return drive(state, ex)
     finally:
