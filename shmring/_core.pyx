@@ -1092,38 +1092,6 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
         c.poll_ns = poll_window_after(c.poll_ns, now_ns() - c.wait_began)
     return st
 
-cdef int poll_before_sleep(ConsumerState *c, int64_t deadline) noexcept nogil:
-    """Look for the cursor's record before sleeping: spin times, or for the
-    adaptive window.  PENDING: nothing came; sleep."""
-    cdef uint32_t _i
-    cdef int64_t end
-    cdef int st
-    if c.spin == SPIN_ADAPT:
-        end = min(c.wait_began + c.poll_ns, deadline)
-        while now_ns() < end:
-            st = ready_checked(c)
-            if st != PENDING:
-                return st
-            cpu_relax()
-        return PENDING
-    for _i in range(c.spin):
-        st = ready_checked(c)
-        if st != PENDING:
-            return st
-        cpu_relax()
-    return PENDING
-
-cdef int64_t poll_window_after(int64_t window, int64_t waited) noexcept nogil:
-    if waited <= POLL_USEFUL_NS:
-        return min(POLL_MAX_NS, max(POLL_MIN_NS, 2 * window))
-    return 0 if window < 2 * POLL_MIN_NS else window // 2
-
-
-def poll_window(int64_t window, int64_t waited):
-    """The adaptive poll's next window after a sleep of waited ns (tests)."""
-    return poll_window_after(window, waited)
-
-
 cdef bint data_answered(ConsumerState *c, uint32_t seq, bint before) noexcept nogil:
     """Lab builds: whether this wait's wake is due.  It is when the producer
     of the record at the cursor (which our re-check did not see) has made its
@@ -1156,6 +1124,32 @@ cdef uint64_t cursor_mark(ConsumerState *c) noexcept nogil:
         return 0
     mark = lab_load(lab_data_mark(header_at(&c.ring, c.cursor).slot))
     return mark if mark & ~<uint64_t>63 == c.cursor and mark & LAB_DONE else 0
+
+cdef int poll_before_sleep(ConsumerState *c, int64_t deadline) noexcept nogil:
+    """Look for the cursor's record before sleeping: spin times, or for the
+    adaptive window.  PENDING: nothing came; sleep."""
+    cdef uint32_t _i
+    cdef int64_t end
+    cdef int st
+    if c.spin == SPIN_ADAPT:
+        end = min(c.wait_began + c.poll_ns, deadline)
+        while now_ns() < end:
+            st = ready_checked(c)
+            if st != PENDING:
+                return st
+            cpu_relax()
+        return PENDING
+    for _i in range(c.spin):
+        st = ready_checked(c)
+        if st != PENDING:
+            return st
+        cpu_relax()
+    return PENDING
+
+cdef int64_t poll_window_after(int64_t window, int64_t waited) noexcept nogil:
+    if waited <= POLL_USEFUL_NS:
+        return min(POLL_MAX_NS, max(POLL_MIN_NS, 2 * window))
+    return 0 if window < 2 * POLL_MIN_NS else window // 2
 
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil:
     """Deliver the next committed record.  Returns OK, TIMEOUT, INTERRUPTED
@@ -1271,6 +1265,11 @@ cdef RecordHeader _r
 
 cdef tuple _at(const void *struct_start, const void *field, size_t width):
     return (<const char *>field - <const char *>struct_start, width)
+
+
+def poll_window(int64_t window, int64_t waited):
+    """The adaptive poll's next window after a sleep of waited ns (tests)."""
+    return poll_window_after(window, waited)
 
 
 def _data_offset(uint32_t nslots):
