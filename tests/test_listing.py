@@ -106,7 +106,7 @@ hear()
 
 
 def test_offsets_read_what_the_ring_writes(tmp_path, monkeypatch):
-    """The counters of layout version 4 where shmring.layout says they are:
+    """The counters of layout version 5 where shmring.layout says they are:
     read a real segment and compare with stats()."""
     monkeypatch.setenv("SHMRING_DIR", str(tmp_path))
     with shmring.Ring.create("offsets", 8192, producers=3) as ring, ring.producer() as p, \
@@ -125,12 +125,13 @@ def test_offsets_read_what_the_ring_writes(tmp_path, monkeypatch):
 
         def u(off):
             return int.from_bytes(data[off:off + 8], "little")
-        assert u(layout.SegmentHeader.version) & 0xFFFFFFFF == layout.VERSION == 4
+        assert u(layout.SegmentHeader.version) & 0xFFFFFFFF == layout.VERSION == 5
         assert u(layout.SegmentHeader.tail) == s["tail"] | layout.TAIL_SEALED
         assert segments.owner_pid(u(layout.SegmentHeader.consumer)) == os.getpid()
         assert (u(layout.SegmentHeader.received_frames), u(layout.SegmentHeader.received_bytes)) == (2, 7)
         assert (u(layout.SegmentHeader.held_frames), u(layout.SegmentHeader.consumer_waits)) == (1, 1)
         assert u(layout.SegmentHeader.abandoned_frames) == u(layout.SegmentHeader.abandoned_bytes) == 0
+        assert u(layout.SegmentHeader.consumer_waiting_at) == 0    # the timed-out wait is over
         slot = layout.slot_offset(0)
         assert (u(slot + layout.Slot.frames), u(slot + layout.Slot.bytes)) == (2, 7)
         assert u(slot + layout.Slot.opens) == 1

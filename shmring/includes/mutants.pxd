@@ -73,6 +73,12 @@ cdef extern from * nogil:
     #define SHMRING_REWIND_SPAN(pad, need) ((pad) + (need))
     #endif
 
+    #ifdef SHMRING_MUTANT_REWIND_UNWATCHED      /* a rewind ignores whether the consumer */
+    #define SHMRING_REWIND_WATCHED(waiting_at, tail) 1      /* waits at tail to pass it */
+    #else
+    #define SHMRING_REWIND_WATCHED(waiting_at, tail) ((waiting_at) == (tail) + 1)
+    #endif
+
     #ifdef SHMRING_MUTANT_NO_RECOVERY           /* dead producers are never skipped */
     #define SHMRING_RECOVERY 0
     #else
@@ -92,3 +98,4 @@ cdef extern from * nogil:
     bint seal_cas "SHMRING_SEAL_CAS"(uint64_t *p, uint64_t *expected, uint64_t desired)
     int bell_recheck "SHMRING_BELL_RECHECK"(int looked)
     uint64_t REWIND_SPAN "SHMRING_REWIND_SPAN"(uint64_t pad, uint64_t need)
+    bint rewind_watched "SHMRING_REWIND_WATCHED"(uint64_t waiting_at, uint64_t tail)
