@@ -28,6 +28,7 @@ MUTANTS = {
     "no_recovery": ["scheduled", "soak-kill"],
     "seal_store": ["scheduled"],
     "rewind_overrun": ["scheduled", "soak"],
+    "rewind_unwatched": ["scheduled"],
     "no_recheck": ["scheduled"],
     "seal_silent": ["scheduled"],
 }

@@ -2,7 +2,8 @@
 
 Hypothesis draws a whole Scenario up front; the coordinator replays its
 schedule one pause point at a time, kills producers (and the sealer) where it
-says, lets everything run free to drain, and checks the invariants.  A
+says, lets everything run free to drain, checks the invariants, and then
+checks that a burst, with nobody receiving, gets the whole ring.  A
 failure shrinks to a short, readable Scenario."""
 import os
 import signal
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
 
 import shmring
+from shmring import layout
 from shmring.testing import processes, rings
 from stress import workers
 from stress.control import POINT_NAMES, Control
@@ -31,6 +33,7 @@ KILL_POINTS = ("rewind", "claim_cas", "claimed", "busy", "payload", "commit", "c
                "data_ring", "space_wait", "space_armed")
 SEAL_KILL_POINTS = ("seal", "sealed")     # before the sealer's CAS on tail, and after it
 STARTS = {"0": 0, "2^32": 1 << 32, "2^64": 1 << 64}
+BURST_FRAME = 64                # the burst's frames (a 128-byte record): they fill the ring to the last lines
 
 
 @dataclass
@@ -264,6 +267,38 @@ def wait_drained(ring, exited, consumer):
         time.sleep(0.005)
 
 
+def burst_gets_the_ring(ring):
+    """After a run, with a consumer that is not receiving and holds nothing
+    (a new one, in this process: a single-threaded program that puts before
+    it gets), a producer sending without waiting must get all the room the
+    ring has: every frame whose record, and wrap padding, fits before head.
+    A Full there is room taken that nobody gives back before the next
+    receive, such as a rewind while the consumer does not wait at the tail.
+    The ring is first moved past the middle of a lap (without rewinding),
+    where a rewind would pad."""
+    cap = ring.capacity
+    need = layout.record_size(BURST_FRAME)
+    if ring.sealed:
+        return []
+    with ring.consumer() as c, ring.producer(rewind=False) as mover, ring.producer() as p:
+        while ring.stats()["tail"] % cap < cap // 2:
+            mover.send(b"", timeout=0)
+            c.recv(0).release()
+        sent = 0
+        while True:
+            s = ring.stats()
+            off = s["tail"] % cap
+            total = need if cap - off >= need else need + cap - off
+            if s["fill"] + total > cap:
+                return []
+            try:
+                p.send(bytes(BURST_FRAME), timeout=0)
+            except shmring.Full:
+                return [f"burst: Full after {sent} frames of {need} B with {cap - s['fill']} of "
+                        f"{cap} B free and the consumer not receiving; stats {s}"]
+            sent += 1
+
+
 def replay(sc):
     """Run one Scenario: (violations, trace of the turns taken)."""
     with rings.scratch_dir() as scratch:
@@ -274,7 +309,8 @@ def replay(sc):
                 for _ in range(turns):
                     run.turn(i)
             bad = run.drain()
-            return bad or run.finish(), " ".join(run.trace)
+            bad = bad or run.finish()
+            return bad or burst_gets_the_ring(run.ring), " ".join(run.trace)
         finally:
             run.close()
 
