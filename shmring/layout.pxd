@@ -11,8 +11,7 @@ cdef extern from *:
     const uint64_t MAGIC "SHMRING_MAGIC"
 
 cdef enum:
-    VERSION = 5                     # 5: consumer_waiting_at; 4: doorbells; 3: skipped, dropped;
-                                    # 2: the seal, held, opens
+    VERSION = 5                     # 5: consumer_waiting_at; 4: doorbells; 3: skipped, dropped; 2: the seal, held, opens
     LINE = 128                      # counters sit 128 B apart (no false sharing)
     ALIGN = 64                      # records and payloads start on cache lines
     RECORD_HEADER = 64

@@ -271,11 +271,11 @@ def burst_gets_the_ring(ring):
     """After a run, with a consumer that is not receiving and holds nothing
     (a new one, in this process: a single-threaded program that puts before
     it gets), a producer sending without waiting must get all the room the
-    ring has: every frame whose record, and wrap padding, fits before head.
-    A Full there is room taken that nobody gives back before the next
-    receive, such as a rewind while the consumer does not wait at the tail.
-    The ring is first moved past the middle of a lap (without rewinding),
-    where a rewind would pad."""
+    ring has: as many frames as the usual claims, wrap padding included, fit
+    before head.  A Full there is room taken that nobody gives back before
+    the next receive, such as a rewind while the consumer does not wait at
+    the tail.  The ring is first moved past the middle of a lap (without
+    rewinding), where a rewind would pad."""
     cap = ring.capacity
     need = layout.record_size(BURST_FRAME)
     if ring.sealed:
@@ -284,19 +284,21 @@ def burst_gets_the_ring(ring):
         while ring.stats()["tail"] % cap < cap // 2:
             mover.send(b"", timeout=0)
             c.recv(0).release()
-        sent = 0
-        while True:
-            s = ring.stats()
-            off = s["tail"] % cap
-            total = need if cap - off >= need else need + cap - off
-            if s["fill"] + total > cap:
-                return []
+        s = ring.stats()
+        pos, used, room = s["tail"], s["fill"], 0
+        while True:                     # the frames that fit, claimed as usual
+            to_end = cap - pos % cap
+            total = need if to_end >= need else need + to_end
+            if used + total > cap:
+                break
+            pos, used, room = pos + total, used + total, room + 1
+        for sent in range(room):
             try:
                 p.send(bytes(BURST_FRAME), timeout=0)
             except shmring.Full:
-                return [f"burst: Full after {sent} frames of {need} B with {cap - s['fill']} of "
-                        f"{cap} B free and the consumer not receiving; stats {s}"]
-            sent += 1
+                return [f"burst: Full after {sent} of {room} frames of {need} B that fit, with "
+                        f"the consumer not receiving; before the burst {s}, now {ring.stats()}"]
+    return []
 
 
 def replay(sc):

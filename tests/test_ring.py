@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import shmring
-from shmring import _core, _ring, layout
+from shmring import _ring, layout
 
 
 def test_create_attach_properties(name):
