@@ -75,6 +75,7 @@ cdef struct ConsumerState:
     uint64_t spun_for       # cursor + 1 when we last spun
     int64_t poll_ns         # SPIN_ADAPT's window now: 0 sleeps at once
     int64_t wait_began      # when the wait for the cursor's record began
+    uint64_t waiting_at     # what we stored in consumer_waiting_at: cursor + 1, or 0
     int64_t stall_ns        # a claim pending this long is checked for a dead owner
     uint64_t stall_pos
     int64_t stall_since

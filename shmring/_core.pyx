@@ -26,7 +26,7 @@ from shmring.includes.lab cimport (
 from shmring.includes.mutants cimport (
     COMMIT_ORDER, CLAIM_STATE, PAD_SHORT, RECOVERY, SEAL_RINGS, tag_mismatch, no_room,
     handshake_fence, stream_fence, seal_cas, bell_recheck, REWIND_SPAN, sleep_seq, freed,
-    pad_needed, RECOVER_ORDER, OWNER_ORDER)
+    pad_needed, RECOVER_ORDER, OWNER_ORDER, rewind_watched)
 from shmring.layout cimport (
     SegmentHeader, Slot, RecordHeader, MAGIC, VERSION, LINE, ALIGN, RECORD_HEADER,
     MIN_CAPACITY, DEFAULT_SLOTS, MAX_NDIM, BUSY, COMMITTED, PAD, RELEASED, STATE_MASK,
@@ -59,6 +59,7 @@ cdef enum:
     P_DATA_SLEEP = 18       # consumer re-checked, found nothing, about to sleep
     P_SPACE_SLEEP = 19      # producer re-checked, found no room, about to sleep
     P_REWIND = 20           # producer chose to rewind (head loaded), no intent written yet
+    P_WAITING = 21          # consumer announced it waits at its cursor (consumer_waiting_at), not polled yet
 
 LAB_POINTS = {"claim_cas": P_CLAIM_CAS, "claimed": P_CLAIMED, "busy": P_BUSY,
               "payload": P_PAYLOAD, "commit": P_COMMIT, "committed": P_COMMITTED,
@@ -67,7 +68,7 @@ LAB_POINTS = {"claim_cas": P_CLAIM_CAS, "claimed": P_CLAIMED, "busy": P_BUSY,
               "data_arm": P_DATA_ARM, "data_armed": P_DATA_ARMED,
               "space_armed": P_SPACE_ARMED, "data_ring": P_DATA_RING,
               "space_ring": P_SPACE_RING, "data_sleep": P_DATA_SLEEP,
-              "space_sleep": P_SPACE_SLEEP, "rewind": P_REWIND}
+              "space_sleep": P_SPACE_SLEEP, "rewind": P_REWIND, "waiting": P_WAITING}
 
 # The lab's marks of a wake decision (includes/lab.pxd): low bits of a position.
 cdef enum:
@@ -575,14 +576,17 @@ cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noex
 
 # Rewinding (docs/design.md, "Rewind"): a claim at least rewind_at bytes
 # into a lap looks at head (at most once per an eighth of that in claims) and,
-# when the start of the next lap is released, the consumer holds no frame, and
-# rewind_at bytes of room would still be left, pads to the end of the lap and
-# puts its record there.  A ring that the consumer keeps nearly empty then
-# reuses the memory it just released, still in the cache, instead of walking
-# its whole capacity.  The padding holds its room until the consumer passes
-# it; a held frame in front of it would pin that, hence no rewind while the
-# consumer holds one.  Lab builds rewind from a quarter of the ring, so that
-# small rings do it.
+# when the consumer waits for a record at this very tail holding no frame, the
+# start of the next lap is released, and rewind_at bytes of room would still
+# be left, pads to the end of the lap and puts its record there.  A ring that
+# the consumer keeps nearly empty then reuses the memory it just released,
+# still in the cache, instead of walking its whole capacity.  The padding
+# holds its room until the consumer passes it: a consumer waiting at tail
+# passes it at once, as its next step receives the record behind it, while one
+# that is not receiving (a single-threaded program putting a burst before it
+# gets) would leave a burst that much less room than the ring has; a held
+# frame in front of it would pin it too.  Lab builds rewind from a quarter of
+# the ring, so that small rings do it.
 cdef uint64_t REWIND_AT = 1 << 20
 
 cdef inline uint64_t rewind_at(RingView *v) noexcept nogil:
@@ -597,6 +601,10 @@ cdef uint64_t rewind_total(ProducerState *p, uint64_t tail, uint64_t need) noexc
         return 0
     p.looked = tail
     if load64(&v.hdr.held_frames, RELAXED) != 0:  # a hint that orders nothing: room is checked below
+        return 0
+    # Another hint (a stale one costs cache or a burst's room, never correctness:
+    # room is checked below): the consumer waits for the record at tail.
+    if not rewind_watched(load64(&v.hdr.consumer_waiting_at, RELAXED), tail):
         return 0
     p.head_cache = load64(&v.hdr.head, ACQUIRE)  # pairs with advance_head's release store of head
     if no_room(tail, p.head_cache, REWIND_SPAN(room, need) + least, v.capacity):
@@ -841,6 +849,7 @@ cdef int consumer_open(ConsumerState *c, RingView *v) noexcept nogil:
             break
     c.owner = me
     store64(&v.hdr.held_frames, 0, RELAXED)  # what a dead consumer held is delivered again
+    store64(&v.hdr.consumer_waiting_at, 0, RELAXED)  # a dead consumer's wait: a hint, orders nothing
     c.head = load64(&v.hdr.head, ACQUIRE)  # pairs with the previous consumer's release store of head
     c.cursor = c.head
     c.tail_cache = c.head
@@ -1059,6 +1068,21 @@ cdef int check_stall(ConsumerState *c) noexcept nogil:
         return recover_busy(c)
     return recover_unwritten(c)
 
+cdef void announce_waiting(ConsumerState *c) noexcept nogil:
+    """Tell producers that we wait for the record at the cursor: the rewind's
+    hint (rewind_total).  Stored once per wait, taken back by stop_waiting."""
+    if c.waiting_at != c.cursor + 1:
+        c.waiting_at = c.cursor + 1
+        store64(&c.ring.hdr.consumer_waiting_at, c.waiting_at, RELAXED)  # a hint that orders nothing: rewind_total checks room itself
+        pause_point(P_WAITING)
+
+cdef inline void stop_waiting(ConsumerState *c) noexcept nogil:
+    """The wait announced is over (a record, the deadline, the seal, an
+    error, a disarm): no store when none was announced."""
+    if c.waiting_at != 0:
+        c.waiting_at = 0
+        store64(&c.ring.hdr.consumer_waiting_at, 0, RELAXED)  # a hint that orders nothing
+
 cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
     """Sleep until a producer may have committed.  OK means "poll again"."""
     cdef SegmentHeader *h = c.ring.hdr
@@ -1066,6 +1090,7 @@ cdef int wait_for_data(ConsumerState *c, int64_t deadline) noexcept nogil:
     cdef int64_t timeout
     cdef int st
     cdef bint due
+    announce_waiting(c)
     if c.spun_for != c.cursor + 1:         # poll once per record, not every wait slice
         c.spun_for = c.cursor + 1
         c.wait_began = now_ns()
@@ -1154,7 +1179,13 @@ cdef int64_t poll_window_after(int64_t window, int64_t waited) noexcept nogil:
 cdef int consumer_receive(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil:
     """Deliver the next committed record.  Returns OK, TIMEOUT, INTERRUPTED
     (call again with the same deadline), SEALED (sealed and drained) or
-    ERR_CORRUPT."""
+    ERR_CORRUPT.  The consumer counts as waiting (consumer_waiting_at) only
+    inside this call: whatever it returns, the wait is over."""
+    cdef int st = receive_once(c, out, deadline)
+    stop_waiting(c)
+    return st
+
+cdef inline int receive_once(ConsumerState *c, Received *out, int64_t deadline) noexcept nogil:
     cdef int st
     while True:
         st = poll(c, out)
@@ -1214,6 +1245,7 @@ cdef int consumer_arm(ConsumerState *c) noexcept nogil:
     cdef SegmentHeader *h = c.ring.hdr
     cdef int st
     debug_assert(c.bell_id != 0)
+    announce_waiting(c)                 # until consumer_disarm
     pause_point(P_DATA_ARM)
     store32(&h.data_bell, c.bell_id, RELAXED)
     pause_point(P_DATA_ARMED)
@@ -1250,8 +1282,9 @@ cdef bint bell_answered(ConsumerState *c) noexcept nogil:
 cdef void consumer_disarm(ConsumerState *c) noexcept nogil:
     """Take the flag back (a record was ready, or the await ended).  If a
     producer won it first, its ring is on the way: a spurious wake, drained
-    later."""
+    later.  The await is over: so is the wait announced."""
     exchange32(&c.ring.hdr.data_bell, 0, RELAXED)
+    stop_waiting(c)
 
 # --- the layout, for Python ---------------------------------------------------
 # shmring/layout.py reads these numbers; the compiler takes them from the
@@ -1313,6 +1346,7 @@ LAYOUT = {
         "wakeups_to_producers": _at(&_h, &_h.wakeups_to_producers, sizeof(_h.wakeups_to_producers)),
         "skipped_frames": _at(&_h, &_h.skipped_frames, sizeof(_h.skipped_frames)),
         "doorbell_rings": _at(&_h, &_h.doorbell_rings, sizeof(_h.doorbell_rings)),
+        "consumer_waiting_at": _at(&_h, &_h.consumer_waiting_at, sizeof(_h.consumer_waiting_at)),
         "_pad5": _at(&_h, &_h._pad5, sizeof(_h._pad5)),
     }),
     "Slot": (sizeof(Slot), {

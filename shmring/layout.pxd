@@ -11,7 +11,7 @@ cdef extern from *:
     const uint64_t MAGIC "SHMRING_MAGIC"
 
 cdef enum:
-    VERSION = 5                     # 5: rewinds; 4: doorbells; 3: skipped, dropped; 2: the seal, held, opens
+    VERSION = 5                     # 5: rewinds, consumer_waiting_at; 4: doorbells; 3: skipped, dropped; 2: the seal, held, opens
     LINE = 128                      # counters sit 128 B apart (no false sharing)
     ALIGN = 64                      # records and payloads start on cache lines
     RECORD_HEADER = 64
@@ -74,7 +74,8 @@ cdef struct SegmentHeader:
     uint64_t wakeups_to_producers   # FUTEX_WAKE calls for producers sleeping on a full ring
     uint64_t skipped_frames         # received by recv_latest() and released unread
     uint64_t doorbell_rings         # datagrams to awaiting consumers and producers
-    uint8_t _pad5[296]
+    uint64_t consumer_waiting_at    # cursor + 1 while the consumer waits there for a record; else 0
+    uint8_t _pad5[288]
 
 # One per producer, from offset 1024, LINE bytes each.
 cdef struct Slot:

@@ -34,6 +34,7 @@ MUTANTS = {
     "relaxed_owner": ["aarch64"],
     "seal_store": ["scheduled"],
     "rewind_overrun": ["scheduled", "soak"],
+    "rewind_unwatched": ["scheduled"],
     "no_recheck": ["scheduled"],
     "seal_silent": ["scheduled"],
 }

@@ -2,8 +2,9 @@
 
 Hypothesis draws a whole Scenario up front; the coordinator replays its
 schedule one pause point at a time, kills producers (and the sealer) where it
-says, lets everything run free to drain, and checks the invariants.  A
-failure shrinks to a short, readable Scenario.
+says, lets everything run free to drain, checks the invariants, and then
+checks that a burst, with nobody receiving, gets the whole ring.  A failure
+shrinks to a short, readable Scenario.
 
 Between turns, while every participant is parked, the coordinator checks
 each new claim's size (a record is padded only when it does not fit before
@@ -41,6 +42,7 @@ STARTS = {"0": 0, "2^32": 1 << 32, "2^64": 1 << 64}
 STALE_TYPE = 0x57A1E                # what a planted header says its frame is (not a lab frame)
 STATES = {"busy": layout.BUSY, "committed": layout.COMMITTED, "pad": layout.PAD,
           "released": layout.RELEASED}
+BURST_FRAME = 64                # the burst's frames (a 128-byte record): they fill the ring to the last lines
 
 
 @dataclass
@@ -363,6 +365,40 @@ def wait_drained(ring, exited, consumer):
         time.sleep(0.005)
 
 
+def burst_gets_the_ring(ring):
+    """After a run, with a consumer that is not receiving and holds nothing
+    (a new one, in this process: a single-threaded program that puts before
+    it gets), a producer sending without waiting must get all the room the
+    ring has: as many frames as the usual claims, wrap padding included, fit
+    before head.  A Full there is room taken that nobody gives back before
+    the next receive, such as a rewind while the consumer does not wait at
+    the tail.  The ring is first moved past the middle of a lap (without
+    rewinding), where a rewind would pad."""
+    cap = ring.capacity
+    need = layout.record_size(BURST_FRAME)
+    if ring.sealed:
+        return []
+    with ring.consumer() as c, ring.producer(rewind=False) as mover, ring.producer() as p:
+        while ring.stats()["tail"] % cap < cap // 2:
+            mover.send(b"", timeout=0)
+            c.recv(0).release()
+        s = ring.stats()
+        pos, used, room = s["tail"], s["fill"], 0
+        while True:                     # the frames that fit, claimed as usual
+            to_end = cap - pos % cap
+            total = need if to_end >= need else need + to_end
+            if used + total > cap:
+                break
+            pos, used, room = pos + total, used + total, room + 1
+        for sent in range(room):
+            try:
+                p.send(bytes(BURST_FRAME), timeout=0)
+            except shmring.Full:
+                return [f"burst: Full after {sent} of {room} frames of {need} B that fit, with "
+                        f"the consumer not receiving; before the burst {s}, now {ring.stats()}"]
+    return []
+
+
 def replay(sc):
     """Run one Scenario: (violations, trace of the turns taken)."""
     with rings.scratch_dir() as scratch:
@@ -373,7 +409,8 @@ def replay(sc):
                 for _ in range(turns):
                     run.turn(i)
             bad = run.drain()
-            return bad or run.finish(), " ".join(run.trace)
+            bad = bad or run.finish()
+            return bad or burst_gets_the_ring(run.ring), " ".join(run.trace)
         finally:
             run.close()
 

@@ -100,10 +100,8 @@ def test_recv_latest_skips_aborted_claims_without_counting_them(ring):
 
 
 def test_recv_latest_across_the_wrap_releases_space_for_producers(name):
-    # rewind=False: the producer fills most of the ring while nobody receives,
-    # which a rewind (from a quarter of the ring in lab builds) would cut short.
     with shmring.Ring.create(name, 4096, _start=(1 << 64) - 1024) as ring, \
-            ring.producer(rewind=False) as p, ring.consumer() as c:
+            ring.producer() as p, ring.consumer() as c:
         for lap in range(50):
             sent(p, 7, start=lap * 7, size=400)      # most of the ring each lap
             with c.recv_latest(timeout=0) as f:

@@ -131,6 +131,7 @@ def test_offsets_read_what_the_ring_writes(tmp_path, monkeypatch):
         assert (u(layout.SegmentHeader.received_frames), u(layout.SegmentHeader.received_bytes)) == (2, 7)
         assert (u(layout.SegmentHeader.held_frames), u(layout.SegmentHeader.consumer_waits)) == (1, 1)
         assert u(layout.SegmentHeader.abandoned_frames) == u(layout.SegmentHeader.abandoned_bytes) == 0
+        assert u(layout.SegmentHeader.consumer_waiting_at) == 0    # the timed-out wait is over
         slot = layout.slot_offset(0)
         assert (u(slot + layout.Slot.frames), u(slot + layout.Slot.bytes)) == (2, 7)
         assert u(slot + layout.Slot.opens) == 1

@@ -1,6 +1,5 @@
 """The Python API in one process: create/attach, send/reserve/recv, timeouts,
 release rules, arrays and errors."""
-import asyncio
 import os
 import stat
 
@@ -8,7 +7,7 @@ import numpy as np
 import pytest
 
 import shmring
-from shmring import _core, _ring, layout
+from shmring import _ring, layout
 
 
 def test_create_attach_properties(name):
@@ -629,92 +628,3 @@ def test_recv_into_needs_a_writable_contiguous_buffer(ring, bad):
         with pytest.raises((ValueError, TypeError)):
             c.recv_into(bad, timeout=0)
         assert c.recv_bytes(timeout=0) == b"kept"
-
-
-def _address(frame):
-    """Where a frame's payload lies in this process's mapping."""
-    a = frame.array()
-    try:
-        return a.__array_interface__["data"][0]
-    finally:
-        del a
-
-
-MiB = 1 << 20
-
-
-@pytest.mark.parametrize("rewind, how", [(True, "block"), (False, "block"), (True, "drop"),
-                                         (True, "await")])
-def test_rewind_keeps_the_working_set_where_the_consumer_keeps_up(name, rewind, how):
-    """1 MiB frames through a 16 MiB ring, each received and released before
-    the next is sent: with rewinding they stay within a few MiB (a claim
-    past 1 MiB, or a quarter of the ring in a lab build, pads to the end of
-    the lap once the lap's start is free), without it they walk the ring.
-    The same for a dropping producer (which drops nothing here) and for an
-    awaiting producer and consumer."""
-    on_full = "drop" if how == "drop" else "wait"
-    with shmring.Ring.create(name, 16 * MiB) as ring, \
-            ring.producer(rewind=rewind, on_full=on_full) as p, ring.consumer() as c:
-        assert p.rewind is rewind and p.on_full == on_full
-
-        async def stream():
-            """(lowest, highest) address of the frames' payloads."""
-            ends = []
-            for i in range(40):
-                if how == "await":
-                    await p.asend(bytes([i]) * MiB)
-                    f = await c.arecv()
-                else:
-                    assert p.send(bytes([i]) * MiB, timeout=0) is True
-                    f = c.recv(0)
-                with f:
-                    ends.append(_address(f))
-                    ends.append(ends[-1] + len(f))
-                    assert bytes(f) == bytes([i]) * MiB
-            return ends[0], max(ends)
-
-        first, last = asyncio.run(stream())
-        spread = last - first
-        laps = ring.stats()["tail"] // ring.capacity
-        if rewind:
-            least = ring.capacity // 4 if _core.lab_enabled() else MiB
-            assert spread <= least + 2 * MiB + 1024 and laps >= 5
-        else:
-            assert spread > 15 * MiB and laps == 40 * (MiB + 64) // ring.capacity
-        stats = ring.stats()
-        assert stats["fill"] == 0 and stats["frames_received"] == 40
-        assert stats["frames_dropped"] == 0
-
-
-def test_no_rewind_while_the_consumer_holds_a_frame(name):
-    """A frame held at the middle of the ring while 14 MiB more stream past:
-    a rewind to the ring's start would leave only the 8 MiB in front of it
-    until it is released (Full here), so none happens while the consumer
-    holds a frame."""
-    with shmring.Ring.create(name, 16 * MiB, _start=8 * MiB) as ring, ring.consumer() as c:
-        with ring.producer(rewind=False) as q:
-            q.send(b"kept", timeout=0)
-        kept = c.recv(0)
-        tail = ring.stats()["tail"]
-        with ring.producer() as p:
-            for i in range(28):
-                p.send(bytes([i]) * (MiB // 2), timeout=0)
-                with c.recv(0) as f:
-                    assert bytes(f) == bytes([i]) * (MiB // 2)
-        assert bytes(kept) == b"kept"
-        assert ring.stats()["tail"] - tail < ring.capacity     # no padding to a lap's end
-        kept.release()
-        assert ring.stats()["fill"] == 0
-
-
-def test_producer_rewind_survives_pickling_and_fork(ring):
-    import pickle
-    with ring.producer(rewind=False) as p, ring.producer(rewind=False, on_full="drop") as d:
-        q = pickle.loads(pickle.dumps(p))
-        e = pickle.loads(pickle.dumps(d))
-        try:
-            assert q.rewind is False and q is not p and q.on_full == "wait"
-            assert e.rewind is False and e.on_full == "drop"
-        finally:
-            q.close()
-            e.close()

@@ -75,6 +75,12 @@ cdef extern from * nogil:
     #define SHMRING_REWIND_SPAN(pad, need) ((pad) + (need))
     #endif
 
+    #ifdef SHMRING_MUTANT_REWIND_UNWATCHED      /* a rewind ignores whether the consumer */
+    #define SHMRING_REWIND_WATCHED(waiting_at, tail) 1      /* waits at tail to pass it */
+    #else
+    #define SHMRING_REWIND_WATCHED(waiting_at, tail) ((waiting_at) == (tail) + 1)
+    #endif
+
     #ifdef SHMRING_MUTANT_NO_RECOVERY           /* dead producers are never skipped */
     #define SHMRING_RECOVERY 0
     #else
@@ -131,3 +137,4 @@ cdef extern from * nogil:
     uint32_t sleep_seq "SHMRING_SLEEP_SEQ"(uint32_t seq, uint32_t *word)
     bint freed "SHMRING_FREED"(uint64_t state)
     bint pad_needed "SHMRING_PAD_NEEDED"(uint64_t room, uint64_t need)
+    bint rewind_watched "SHMRING_REWIND_WATCHED"(uint64_t waiting_at, uint64_t tail)
