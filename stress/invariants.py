@@ -217,8 +217,8 @@ def check_space(records, start, stats):
         else:
             if seen_recovered != recovered:
                 recovered = seen_recovered
-            elif at != pos & U64 and blind and (at - pos) & U64 < capacity:
-                unseen += 1             # a copy before it rewound: padding is less than a lap
+            elif at != pos & U64 and blind:
+                unseen += 1             # a copy before it rewound (and the wraps after it moved)
             elif at != pos & U64:
                 bad.add(f"space: frame #{k} ({length} bytes) lies at {at:#x}, but the records "
                         f"before it and the padding their wraps need end at {pos & U64:#x}")
