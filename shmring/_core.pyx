@@ -771,9 +771,9 @@ cdef int producer_claim(ProducerState *p, uint64_t length, uint32_t type,
             break
         store64(&s.intent_len, 0, RELAXED)     # a stale intent must not hold up recovery
         # (the CAS failed: another claim, or the seal, changed tail; look again)
-    pause_point(P_CLAIMED)
     if rewound:
-        store64(&s.rewinds, s.rewinds + 1, RELAXED)    # counted for stats() and the lab's space check
+        store64(&s.rewinds, s.rewinds + 1, RELAXED)    # counted for stats() and the lab's space checks
+    pause_point(P_CLAIMED)
     if total != need:
         room = total - need
         rec = header_at(v, tail)

@@ -160,6 +160,7 @@ class Run:
         self.parked = {}                    # participant -> the point it waits at
         self.trace = []
         self.bad = []                       # found between turns
+        self.rewinds = {}                   # producer -> its slot's rewinds at its last claim
 
     def start(self):
         awaiting = CONSUMER in self.sc.awaits
@@ -226,13 +227,16 @@ class Run:
     def check_claim(self, i, k):
         """Producer i just claimed (its CAS succeeded) for its frame k: the
         claim must be the record, plus the rest of the data area only when
-        the record does not fit before the wrap."""
+        the record does not fit before the wrap, or when the claim rewound
+        (its slot counted one more rewind, before the claimed pause point)."""
         slot = self.raw.slot_of_pid(self.pids[i])
         pos = self.raw.u64(self.raw.slot(slot, layout.Slot.intent_pos))
         total = self.raw.u64(self.raw.slot(slot, layout.Slot.intent_len))
+        rewinds = self.raw.u64(self.raw.slot(slot, layout.Slot.rewinds))
+        rewound, self.rewinds[i] = rewinds != self.rewinds.get(i, 0), rewinds
         need = layout.record_size(self.sc.sizes[i][k])
         room = self.sc.capacity - pos % self.sc.capacity
-        want = need + room if room < need else need
+        want = need + room if room < need or rewound else need
         if total != want:
             self.bad.append(f"space: producer {i} claimed {total} bytes at {pos:#x} for a record "
                             f"of {need} with {room} left before the wrap; {want} were needed")
