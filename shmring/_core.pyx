@@ -576,17 +576,18 @@ cdef inline uint64_t claim_total(RingView *v, uint64_t tail, uint64_t need) noex
 
 # Rewinding (docs/design.md, "Rewind"): a claim at least rewind_at bytes
 # into a lap looks at head (at most once per an eighth of that in claims) and,
-# when the consumer waits for a record at this very tail holding no frame, the
-# start of the next lap is released, and rewind_at bytes of room would still
-# be left, pads to the end of the lap and puts its record there.  A ring that
-# the consumer keeps nearly empty then reuses the memory it just released,
-# still in the cache, instead of walking its whole capacity.  The padding
-# holds its room until the consumer passes it: a consumer waiting at tail
-# passes it at once, as its next step receives the record behind it, while one
-# that is not receiving (a single-threaded program putting a burst before it
-# gets) would leave a burst that much less room than the ring has; a held
-# frame in front of it would pin it too.  Lab builds rewind from a quarter of
-# the ring, so that small rings do it.
+# when the consumer is waiting for a record (inside a receive or an await)
+# holding no frame, the start of the next lap is released, and rewind_at bytes
+# of room would still be left, pads to the end of the lap and puts its record
+# there.  A ring that the consumer keeps nearly empty then reuses the memory
+# it just released, still in the cache, instead of walking its whole
+# capacity.  The padding holds its room until the consumer passes it: a
+# waiting consumer passes it as it receives on (often still behind the tail:
+# it wakes after the producer has claimed again), while one that is not
+# receiving (a single-threaded program putting a burst before it gets) would
+# leave a burst that much less room than the ring has; a held frame in front
+# of it would pin it too.  Lab builds rewind from a quarter of the ring, so
+# that small rings do it.
 cdef uint64_t REWIND_AT = 1 << 20
 
 cdef inline uint64_t rewind_at(RingView *v) noexcept nogil:
@@ -603,8 +604,8 @@ cdef uint64_t rewind_total(ProducerState *p, uint64_t tail, uint64_t need) noexc
     if load64(&v.hdr.held_frames, RELAXED) != 0:  # a hint that orders nothing: room is checked below
         return 0
     # Another hint (a stale one costs cache or a burst's room, never correctness:
-    # room is checked below): the consumer waits for the record at tail.
-    if not rewind_watched(load64(&v.hdr.consumer_waiting_at, RELAXED), tail):
+    # room is checked below): the consumer is waiting for a record.
+    if not rewind_watched(load64(&v.hdr.consumer_waiting_at, RELAXED)):
         return 0
     p.head_cache = load64(&v.hdr.head, ACQUIRE)  # pairs with advance_head's release store of head
     if no_room(tail, p.head_cache, REWIND_SPAN(room, need) + least, v.capacity):

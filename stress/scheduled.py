@@ -118,7 +118,8 @@ plans = st.lists(step, min_size=1, max_size=6).filter(
     lambda plan: any(s[0] in workers.RECEIVES for s in plan))
 
 
-# The doorbell handshake's windows, run first every time.  Random schedules
+# The doorbell handshake's windows, run first every time (a waiting
+# consumer passes the `waiting` point first, so its turns count it).  Random schedules
 # reach them rarely: any commit after a lost ring rescues it, so the consumer
 # must be parked in the window while the last frames commit.
 EXPLICIT = [
@@ -127,7 +128,7 @@ EXPLICIT = [
     Scenario(4096, "0", 1, {1: [100]}, [], {}, awaits=(0,)),
     # A producer wins the armed consumer's flag and dies before ringing: only
     # stall_timeout's second look finds the frame.
-    Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 2), (1, 8)], {1: ("data_ring", 1)},
+    Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 3), (1, 8)], {1: ("data_ring", 1)},
              awaits=(0,)),
     # The awaiting consumer has every frame and awaits its doorbell when the
     # ring is sealed: only the seal's ring tells it the stream ended.
@@ -136,7 +137,7 @@ EXPLICIT = [
     # commits and wins the flag of a consumer parked between arming and its
     # re-check; an awaiting producer awaits room while the consumer releases,
     # wins its flag and rings.
-    Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 2), (1, 7), (0, 1)], awaits=(0,)),
+    Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 3), (1, 7), (0, 1)], awaits=(0,)),
     Scenario(4096, "0", 4, {1: [1984, 1984, 1984]}, [(1, 14), (0, 5)],
              plan=[("recv",), ("recv",), ("release", 0)], awaits=(1,)),
 ]
@@ -424,7 +425,7 @@ def replay(sc):
 WAKE_RACES = [
     # The consumer re-checks an empty ring (data_sleep); a producer commits
     # and wakes it; then the consumer sleeps, and must return at once.
-    Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 1), (1, 6), (0, 1)]),
+    Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 2), (1, 6), (0, 1)]),
     # A producer finds the ring full (space_sleep); the consumer releases its
     # oldest frame while it holds another; then the producer sleeps.
     Scenario(4096, "0", 4, {1: [1984, 1984, 1984]}, [(1, 13), (0, 4), (1, 1)],
@@ -440,7 +441,7 @@ WAKE_RACES = [
 # re-checks an empty ring.
 STALE_LAPS = [
     Scenario(4096, "0", 1, {1: [100]}, [(1, 1), (0, 4)], stale=("-", 1, 48, "committed")),
-    Scenario(4096, "2^32-0x40", 1, {1: [100]}, [(0, 2), (1, 1)], stale=("+", 1, 32, "committed")),
+    Scenario(4096, "2^32-0x40", 1, {1: [100]}, [(0, 3), (1, 1)], stale=("+", 1, 32, "committed")),
 ]
 
 

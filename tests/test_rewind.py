@@ -1,5 +1,5 @@
 """The rewind (docs/design.md, "Rewind"): a claim pads to the end of a lap
-and reuses the lap's start only while the consumer waits for it at the tail,
+and reuses the lap's start only while the consumer waits for a record,
 holding nothing, so the working set stays small when the consumer keeps up
 and a burst still gets the whole ring when it does not."""
 import asyncio
@@ -164,6 +164,28 @@ def test_a_burst_gets_the_whole_ring_while_the_consumer_is_not_receiving(name, b
                 sent += 1
         assert sent * record > ring.capacity - 2 * record     # one for the wrap, one that did not fit
         assert ring.stats()["frames_held"] == 0
+
+
+def test_a_rewind_while_the_consumer_waits_behind_the_tail(name):
+    """The pipeline a large frame makes: the consumer, woken for one record,
+    has not run yet when the producer claims the next.  It still waits, for a
+    record behind the tail, so the claim rewinds, and the consumer then takes
+    the record it waited for, passes the padding and takes the rewound one."""
+    with shmring.Ring.create(name, 4 * MiB, _start=3 * MiB) as ring, ring.consumer() as c:
+        raw = Raw(ring.path)
+        with ring.producer(rewind=False) as q, ring.producer() as p, \
+                ThreadPoolExecutor(1) as pool:
+            got = pool.submit(lambda: [c.recv_bytes(timeout=30) for _ in range(2)])
+            wait_until(lambda: _waiting_at_tail(ring, raw) or got.done(), 30,
+                       "the consumer waiting at tail")
+            with q.reserve(5) as r:             # claimed where the consumer waits
+                memoryview(r)[:] = b"first"
+                p.send(b"rewound", timeout=0)   # the claim after it, behind the wait
+                assert ring.stats()["frames_rewound"] == 1
+            assert got.result() == [b"first", b"rewound"]
+        assert ring.stats()["fill"] == 0
+        assert ring.stats()["tail"] % ring.capacity == layout.record_size(7)   # at a lap's start
+        raw.close()
 
 
 def test_producer_rewind_survives_pickling_and_fork(ring):

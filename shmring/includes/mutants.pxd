@@ -76,9 +76,9 @@ cdef extern from * nogil:
     #endif
 
     #ifdef SHMRING_MUTANT_REWIND_UNWATCHED      /* a rewind ignores whether the consumer */
-    #define SHMRING_REWIND_WATCHED(waiting_at, tail) 1      /* waits at tail to pass it */
+    #define SHMRING_REWIND_WATCHED(waiting_at) 1    /* is inside a receive to pass it */
     #else
-    #define SHMRING_REWIND_WATCHED(waiting_at, tail) ((waiting_at) == (tail) + 1)
+    #define SHMRING_REWIND_WATCHED(waiting_at) ((waiting_at) != 0)
     #endif
 
     #ifdef SHMRING_MUTANT_NO_RECOVERY           /* dead producers are never skipped */
@@ -137,4 +137,4 @@ cdef extern from * nogil:
     uint32_t sleep_seq "SHMRING_SLEEP_SEQ"(uint32_t seq, uint32_t *word)
     bint freed "SHMRING_FREED"(uint64_t state)
     bint pad_needed "SHMRING_PAD_NEEDED"(uint64_t room, uint64_t need)
-    bint rewind_watched "SHMRING_REWIND_WATCHED"(uint64_t waiting_at, uint64_t tail)
+    bint rewind_watched "SHMRING_REWIND_WATCHED"(uint64_t waiting_at)
