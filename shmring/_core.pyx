@@ -14,7 +14,8 @@ from posix.signal cimport kill
 from shmring.includes.atomics cimport (
     RELAXED, ACQUIRE, RELEASE, SEQ_CST, load64, store64, cas64, fetch_add64,
     load32, store32, exchange32, fetch_add32, cas32, cpu_relax)
-from shmring.includes.futex cimport FUTEX_WAIT, FUTEX_WAKE, SYS_futex, timespec, syscall
+from shmring.includes.futex cimport (
+    FUTEX_WAIT, FUTEX_WAKE, SYS_futex, timespec, syscall, sched_yield)
 from shmring.includes.sockets cimport (
     AF_UNIX, SOCK_DGRAM, SOCK_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, sockaddr, sockaddr_un,
     socklen_t, socket, sendto, connect, send)
@@ -1163,7 +1164,7 @@ cdef int poll_before_sleep(ConsumerState *c, int64_t deadline) noexcept nogil:
             st = ready_checked(c)
             if st != PENDING:
                 return st
-            cpu_relax()
+            sched_yield()       # a producer waiting for this CPU runs first (more processes than CPUs)
         return PENDING
     for _i in range(c.spin):
         st = ready_checked(c)

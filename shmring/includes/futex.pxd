@@ -18,3 +18,6 @@ cdef extern from "<time.h>" nogil:
 
 cdef extern from "<unistd.h>" nogil:
     long syscall(long number, ...)
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()       # the consumer's adaptive poll: leave the CPU to anything runnable
