@@ -290,6 +290,14 @@ def test_smallest_ring_holds_three_frames_and_half_of_it_does_not(name):
     assert frames_that_fit(name, smallest // 2, b"x" * size) < 3
 
 
+def test_the_bridge_runs_only_at_the_sizes_its_targets_name():
+    from shmring.bench import bridge
+    args = parse("--sizes", "64,4096,8294400", "--producers", "1,4")
+    points = bench.plan(args, [bridge.Bridge(), bridge.ZmqTcp()])
+    assert {(size, n) for peer, size, n in points if peer is not None} == {
+        (4096, 1), (4096, 4), (8294400, 1), (8294400, 4)}
+
+
 def test_capacities_add_labelled_ring_sweep_points():
     args = parse("--sizes", "64,1048576", "--producers", "1", "--capacities")
     points = bench.plan(args, [rings.Shmring("send"), rings.Shmring("recv_bytes")])

@@ -103,6 +103,8 @@ def plan(args, available):
         for size in sizes:
             if peer.mode in rings.Shmring.small_only and size > 4096:
                 continue                # APIs for small frames
+            if peer.sizes is not None and size not in peer.sizes:
+                continue
             if peer.mode == "send-nt" and (NONTEMPORAL_MIN is None or size < NONTEMPORAL_MIN):
                 continue                # smaller copies are plain memcpy
             for n in counts:

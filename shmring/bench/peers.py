@@ -39,6 +39,7 @@ class Peer:
     mode = "copy"
     needs: tuple[str, ...] = ()         # importable modules it requires
     max_producers: Optional[int] = None     # None: any number
+    sizes: Optional[tuple[int, ...]] = None     # the frame sizes it runs at; None: all
 
     @property
     def label(self):
