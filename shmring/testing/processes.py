@@ -154,6 +154,9 @@ def wait_until(pred, timeout, what="condition", interval=0.002):
 
 CHILD_PRELUDE = """
 import os, sys, signal, time
+# Ctrl-C as a user's program has it: a shell without job control (a CI
+# script's background job) starts its children with SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import shmring
 from shmring import layout
 def say(*a):
