@@ -79,6 +79,8 @@ def fork(body, *args):
     """Fork a child that runs body(*args), then exits 0, or 1 on an exception
     (its traceback on stderr).  Returns the child's pid."""
     parent = os.getpid()
+    sys.stdout.flush()                  # or the child's exit prints the parent's buffered lines again
+    sys.stderr.flush()
     pid = os.fork()
     if pid:
         return pid
