@@ -66,6 +66,7 @@ class Record:
     size: int
     state: str                  # "claimed" (no header yet), "busy", "committed", "pad", "released"
     producer: int = 0
+    slot: int = 0               # the producer's slot: recv_latest_each() keys by it
     seq: int = 0
     length: int = 0
     type: int = 0
@@ -80,9 +81,17 @@ class RingModel:
         self.records = {}       # position -> Record, for [head, tail)
         self.held = set()       # delivered to this consumer, not released
         self.sent = Counter()   # producer -> frames committed
+        self.slots = {}         # open producer -> its slot
         self.counts = Counter()
 
     # --- producers ---
+
+    def open(self, producer):
+        """A producer takes the lowest free slot (every owner here is alive)."""
+        self.slots[producer] = min(set(range(len(self.slots) + 1)) - set(self.slots.values()))
+
+    def close(self, producer):
+        del self.slots[producer]
 
     def total(self, tail, length):
         """Bytes a claim at tail takes: the record, and the rest of the data
@@ -102,7 +111,8 @@ class RingModel:
             padding = self.tail
             self.records[padding] = Record(padding, total - need, "claimed")
         pos = (self.tail + total - need) & U64
-        self.records[pos] = Record(pos, need, "claimed", producer, seq, length, type, padding)
+        self.records[pos] = Record(pos, need, "claimed", producer, self.slots[producer], seq,
+                                   length, type, padding)
         self.tail = (self.tail + total) & U64
         return pos
 
@@ -262,7 +272,7 @@ class RingMachine(RuleBasedStateMachine):
         if each:
             newest = {}
             for rec in recs:
-                newest[rec.producer] = rec
+                newest[rec.slot] = rec
             keep = sorted(newest.values(), key=lambda rec: recs.index(rec))
         else:
             keep = recs[-1:]
@@ -273,6 +283,9 @@ class RingMachine(RuleBasedStateMachine):
         except shmring.Empty:
             assert not keep, f"{how}: Empty; the model has {len(keep)} frame(s)"
             return
+        if each:
+            slots = [rec.slot for rec in keep]
+            assert list(got) == slots, f"{how}: slots {list(got)}; the model: {slots}"
         got = list(got.values()) if each else [got]
         assert len(got) == len(keep), f"{how}: {len(got)} frame(s); the model: {len(keep)}"
         for frame, rec in zip(got, keep):
@@ -350,6 +363,7 @@ class InProcess(RingMachine):
     def open_producer(self, i, drops):
         if i not in self.producers:
             self.producers[i] = self.ring.producer(on_full="drop" if drops else "wait")
+            self.model.open(i)
             self.drops.discard(i)
             if drops:
                 self.drops.add(i)
@@ -360,6 +374,7 @@ class InProcess(RingMachine):
             if i in self.reservations:      # closing aborts the open claim
                 self.model.abort(self.reservations.pop(i)[1])
             self.producers.pop(i).close()
+            self.model.close(i)
 
     def idle(self, i):
         return i in self.producers and i not in self.reservations
@@ -453,6 +468,7 @@ class AcrossProcesses(RingMachine):
             os.close(results[1])
             self.children[i] = (pid, commands[1], results[0])
             assert self.answer(i) == "ready"
+            self.model.open(i)
 
     def live_producers(self):
         return len(self.children)
