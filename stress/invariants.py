@@ -207,7 +207,9 @@ def check_space(records, start, stats):
     for k, (_, _, length, _, at, seen_recovered) in enumerate(records):
         need = layout.record_size(length)
         room = capacity - (pos % capacity)
-        if room < need:
+        if at != NO_POS and seen_recovered != recovered:
+            pass                        # claims nobody saw lie before it: it resynchronises
+        elif room < need:
             pos += room
         elif at == (pos + room) & U64 and room < capacity:
             rewinds += 1

@@ -30,8 +30,9 @@ from shmring.testing.frames import expected_crc, frame_type, payload
 from stress.invariants import Outcome, check_frames, check_space
 from stress.workers import ANONYMOUS, NO_POS, OWN, TYPED
 
-def typed(i, seq, n, pos=NO_POS, first=None):
-    return (TYPED, frame_type(i, seq if first is None else first), n, expected_crc(i, seq, n), pos, 0)
+def typed(i, seq, n, pos=NO_POS, first=None, recovered=0):
+    return (TYPED, frame_type(i, seq if first is None else first), n, expected_crc(i, seq, n), pos,
+            recovered)
 
 def copy(i, seq, n):
     data = payload(i, seq, n)
@@ -45,14 +46,18 @@ stats = {"capacity": 4096, "frames_aborted": 0, "frames_abandoned": 0, "frames_r
 fits = [typed(1, 0, 1984, 0), typed(1, 1, 1984, 2048)]            # exactly to the wrap
 padded = [typed(1, 0, 1984, 0), typed(1, 1, 1984, 4096)]          # padded anyway
 needs = [typed(1, 0, 1984, 0), typed(1, 1, 1985, 4096)]           # 64 bytes too many: padded
+# a dead producer's claim (recovered, unseen) filled the rest of the lap:
+after_dead = [typed(1, 0, 1984, 0), typed(2, 0, 1984, 4096, recovered=1)]
 print(json.dumps([check_space(fits, 0, dict(stats, tail=4096)),
                   check_space(padded, 0, dict(stats, tail=6144)),
                   check_space(needs, 0, dict(stats, tail=6208)),
                   check_space(fits[:1], 0, dict(stats, tail=4096)),
                   check_space(padded, 0, dict(stats, tail=6144, frames_rewound=1)),
-                  check_space(fits, 0, dict(stats, tail=4096, frames_rewound=1))]))
+                  check_space(fits, 0, dict(stats, tail=4096, frames_rewound=1)),
+                  check_space(after_dead, 0, dict(stats, tail=6144, frames_abandoned=1))]))
 """)
     assert out[0] == [] and out[2] == [] and out[4] == []     # out[4]: a rewind, counted
+    assert out[6] == []         # not a rewind: the claims before it are unknown
     assert out[1] == ["space: 1 frame(s) start a lap though they fit before its end, "
                       "but producers rewound 0 time(s)"]
     assert out[5] == ["space: 0 frame(s) start a lap though they fit before its end, "
