@@ -22,7 +22,7 @@ cdef enum:
     PID_BITS = 24           # an owner word is (start time << PID_BITS) | pid
     NOWAIT = 0              # deadline for "never block"
     NO_DEADLINE = 0x7fffffffffffffff
-    SPIN_ADAPT = 0xffffffff  # ConsumerState.spin for spin=None: the adaptive poll
+    SPIN_ADAPT = 0xffffffff  # spin=None: the adaptive poll
     STREAM_MIN = 1 << 20    # nontemporal copies stream from this size up (release builds)
 
 # What one process knows about a mapped ring.  The constants are copied from
@@ -55,8 +55,10 @@ cdef struct ProducerState:
     uint8_t *res_data       # its payload,
     uint64_t res_len        # and its payload length
     bint reserved
-    uint32_t spin           # polls before sleeping
+    uint32_t spin           # polls before sleeping, or SPIN_ADAPT
     uint64_t spun_for       # head_cache + 1 when we last spun
+    int64_t poll_ns         # SPIN_ADAPT's window now: 0 sleeps at once
+    int64_t wait_began      # when the wait for room began
     int bell_fd             # a socket connected to the consumer's doorbell, or -1
     uint64_t bell_owner     # which doorbell: its consumer's owner word
     uint32_t bell_id        # and its id (the armed flag's value)

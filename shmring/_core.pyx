@@ -118,7 +118,7 @@ def _lab_futex_wake(size_t word, int count):
 
 cdef int64_t WAIT_SLICE_NS = 100_000_000    # wake to re-check liveness and signals
 
-# The adaptive poll (spin=None, the consumer's default).  Waking a sleeper
+# The adaptive poll (spin=None, the default).  Waking a sleeper
 # costs the waker a futex_wake and the sleeper a trip through the scheduler:
 # on another CPU that is microseconds, and tens of them where the CPU is a
 # virtual one that halted (an IPI and a VM exit).  Polling first skips all of
@@ -541,6 +541,7 @@ cdef int producer_open(ProducerState *p, RingView *v) noexcept nogil:
     memset(p, 0, sizeof(ProducerState))
     p.ring = v[0]
     p.bell_fd = -1
+    p.poll_ns = POLL_MAX_NS                # start awake, as a consumer does
     head = load64(&v.hdr.head, ACQUIRE)  # pairs with advance_head's release store of head
     for i in range(v.nslots):
         s = &v.slots[i]
@@ -627,17 +628,16 @@ cdef bint may_claim(ProducerState *p, uint64_t need) noexcept nogil:
 cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexcept nogil:
     """Sleep until head may have moved or the ring was sealed.  OK means "try again"."""
     cdef SegmentHeader *h = p.ring.hdr
-    cdef uint32_t seq, _i
+    cdef uint32_t seq
     cdef uint64_t consumer
     cdef int64_t timeout
     cdef bint due
     cdef int st
-    if p.spun_for != p.head_cache + 1:     # spin once per head, not every wait slice
+    if p.spun_for != p.head_cache + 1:     # poll once per head, not every wait slice
         p.spun_for = p.head_cache + 1
-        for _i in range(p.spin):
-            if may_claim(p, need):
-                return OK
-            cpu_relax()
+        p.wait_began = now_ns()
+        if poll_for_room(p, need, deadline):
+            return OK
     seq = load32(&h.space_seq, ACQUIRE)  # pairs with wake_producers' release increment of space_seq
     store32(&h.space_waiting, 1, RELAXED)
     pause_point(P_SPACE_WAIT)
@@ -647,21 +647,13 @@ cdef int wait_for_space(ProducerState *p, uint64_t need, int64_t deadline) noexc
     timeout = slice_until(deadline)
     if timeout > 0:
         fetch_add64(&p.ring.slots[p.slot].full_waits, 1, RELAXED)
-        if futex_wait(&h.space_seq, seq, timeout) == OK:
-            return OK                   # woken: head moved, or the seal
-    # A slice passed without a wake (or a signal came): is anyone still
-    # reading?  Asked only now, since it reads /proc, a syscall per wait.
-    consumer = load64(&h.consumer, RELAXED)
-    if consumer != 0 and not owner_alive(consumer):
-        return ERR_CONSUMER_GONE
-    timeout = slice_until(deadline)
-    if timeout > 0:
-        fetch_add64(&p.ring.slots[p.slot].full_waits, 1, RELAXED)
         pause_point(P_SPACE_SLEEP)
         due = LAB_BUILD and space_answered(p)
         st = futex_wait(&h.space_seq, seq, timeout)
         if due and st == INTERRUPTED and errno == ETIMEDOUT:
             lab_lost(1, p.head_cache)   # slept to the timeout through a wake that was due
+        if p.spin == SPIN_ADAPT:
+            p.poll_ns = poll_window_after(p.poll_ns, now_ns() - p.wait_began)
         if st == OK:
             return OK                   # woken: head moved, or the seal
     # A slice passed without a wake (or a signal came): is anyone still
@@ -1172,6 +1164,23 @@ cdef int poll_before_sleep(ConsumerState *c, int64_t deadline) noexcept nogil:
             return st
         cpu_relax()
     return PENDING
+
+cdef bint poll_for_room(ProducerState *p, uint64_t need, int64_t deadline) noexcept nogil:
+    """Look for room before sleeping: spin times, or for the adaptive window."""
+    cdef uint32_t _i
+    cdef int64_t end
+    if p.spin == SPIN_ADAPT:
+        end = min(p.wait_began + p.poll_ns, deadline)
+        while now_ns() < end:
+            if may_claim(p, need):
+                return True
+            sched_yield()       # the consumer, if it waits for this CPU, runs first
+        return False
+    for _i in range(p.spin):
+        if may_claim(p, need):
+            return True
+        cpu_relax()
+    return False
 
 cdef int64_t poll_window_after(int64_t window, int64_t waited) noexcept nogil:
     if waited <= POLL_USEFUL_NS:

@@ -139,7 +139,7 @@ class Ring:
     def producer(
         self,
         *,
-        spin: int = 0,
+        spin: int | None = None,
         nontemporal: bool = False,
         on_full: Literal["wait"] = "wait",
         rewind: bool = True,
@@ -148,7 +148,7 @@ class Ring:
     def producer(
         self,
         *,
-        spin: int = 0,
+        spin: int | None = None,
         nontemporal: bool = False,
         on_full: Literal["drop"],
         rewind: bool = True,
@@ -157,7 +157,7 @@ class Ring:
     def producer(  # either: typed as the one whose reserve() may return None
         self,
         *,
-        spin: int = 0,
+        spin: int | None = None,
         nontemporal: bool = False,
         on_full: Literal["wait", "drop"] = "wait",
         rewind: bool = True,

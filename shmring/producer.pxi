@@ -415,15 +415,15 @@ cdef class Producer:
         return self.st.rewind
 
     def __reduce__(self):
-        return (_producer_in, (self.ring, self.st.spin, self.nontemporal, self.on_full,
-                               self.st.rewind))
+        spin = None if self.st.spin == SPIN_ADAPT else self.st.spin
+        return (_producer_in, (self.ring, spin, self.nontemporal, self.on_full, self.st.rewind))
 
     def __repr__(self):
         drops = " on_full='drop'" if self.drops else ""
         return f"<shmring.Producer slot={self.st.slot} of {self.seg.name!r}{drops}>"
 
 
-def _producer_in(ring, spin, nontemporal=False, on_full="wait", rewind=True):
+def _producer_in(ring, spin=None, nontemporal=False, on_full="wait", rewind=True):
     """Unpickle a Producer: a fresh producer on the same ring."""
     return ring.producer(spin=spin, nontemporal=nontemporal, on_full=on_full, rewind=rewind)
 

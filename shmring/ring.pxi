@@ -112,9 +112,10 @@ cdef class Ring:
         the ring may seal it; sealing again does nothing."""
         _core.ring_seal(&self.live().view)
 
-    def producer(self, *, spin=0, nontemporal=False, on_full="wait", rewind=True):
+    def producer(self, *, spin=None, nontemporal=False, on_full="wait", rewind=True):
         """A new producer.  spin is how many times to poll for room before
-        sleeping; it trades CPU for latency.  nontemporal makes send(),
+        sleeping; None polls as a consumer does, for up to 64 microseconds
+        while room has been coming soon (docs/usage.md).  nontemporal makes send(),
         send_many() and send_array() copy frames of 1 MiB or more past the
         CPU cache; rewind=False keeps it from padding to the end of a lap to
         reuse the ring's start (both in docs/usage.md).  on_full="drop" makes
@@ -123,7 +124,8 @@ cdef class Ring:
         frames")."""
         if on_full not in ("wait", "drop"):
             raise ValueError(f"on_full must be 'wait' or 'drop', not {on_full!r}")
-        return Producer.open(self, check_spin(spin), nontemporal, on_full == "drop", rewind)
+        return Producer.open(self, SPIN_ADAPT if spin is None else check_spin(spin), nontemporal,
+                             on_full == "drop", rewind)
 
     def consumer(self, *, spin=None, stall_timeout=1.0):
         """Become the ring's consumer (one live consumer per ring).  spin is

@@ -1,7 +1,6 @@
-"""The consumer's adaptive poll (spin=None): the window it polls for before
-sleeping follows how soon recent sleeps ended (docs/design.md, "Waiting")."""
-import pytest
-
+"""The adaptive poll (spin=None, consumers' and producers' default): the
+window it polls for before sleeping follows how soon recent sleeps ended
+(docs/design.md, "Waiting")."""
 from shmring import _core
 
 US = 1_000
@@ -35,7 +34,9 @@ def test_a_consumer_that_waits_long_ends_up_sleeping_at_once():
     assert windows([100_000 * US] * 6, start=64 * US)[-1] == 0
 
 
-def test_spin_none_is_the_consumers_default_and_only_the_consumers(ring):
+def test_spin_none_is_the_default_of_producers_and_travels_with_a_pickled_one(ring):
+    """A pickled producer unpickles as a new one with the same settings."""
     ring.consumer(spin=None).close()
-    with pytest.raises(ValueError, match="spin"):
-        ring.producer(spin=None)
+    for kwargs, spin in (({}, None), ({"spin": None}, None), ({"spin": 0}, 0), ({"spin": 7}, 7)):
+        with ring.producer(**kwargs) as p:
+            assert p.__reduce__()[1][1] == spin

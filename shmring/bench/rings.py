@@ -51,7 +51,7 @@ class RingChannel(Channel):
         return self.ring.consumer(spin=self.spin)     # None: the default, adaptive poll
 
     def producer(self, index):
-        return self.ring.producer(spin=self.spin or 0)
+        return self.ring.producer(spin=self.spin)
 
     def send(self, p, buf):
         p.send(buf)
@@ -87,7 +87,7 @@ class RecvBytesChannel(RingChannel):
 
 class StreamingChannel(RingChannel):
     def producer(self, index):
-        return self.ring.producer(spin=self.spin or 0, nontemporal=True)
+        return self.ring.producer(spin=self.spin, nontemporal=True)
 
 
 class ReserveChannel(RingChannel):
