@@ -249,8 +249,11 @@ PRODUCERS, FRAMES = 3, 1500
 
 
 def camera(ring, producer, count):
-    """Send count self-checking frames; the last producer to finish seals."""
+    """Send count self-checking frames once every camera holds its slot (a
+    camera that finished first would free its slot for one that started
+    late, and recv_latest_each() keys by slot); the last to finish seals."""
     with ring.producer() as p:
+        wait_until(lambda: ring.stats()["producers_opened"] == PRODUCERS, 60, "every camera")
         for seq in range(count):
             p.send(payload(producer, seq, 64 + seq % 700), type=frame_type(producer, seq),
                    timeout=60)
