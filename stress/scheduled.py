@@ -130,9 +130,11 @@ EXPLICIT = [
     # stall_timeout's second look finds the frame.
     Scenario(4096, "0", 1, {1: [100, 100]}, [(0, 3), (1, 8)], {1: ("data_ring", 1)},
              awaits=(0,)),
-    # The awaiting consumer has every frame and awaits its doorbell when the
-    # ring is sealed: only the seal's ring tells it the stream ended.
-    Scenario(4096, "0", 1, {1: [100]}, [(1, 8), (0, 6)], {}, seal=True, awaits=(0,)),
+    # The awaiting consumer has every frame and awaits its doorbell, past its
+    # re-check (its last turn reaches no pause point), when the ring is
+    # sealed: only the seal's ring tells it the stream ended.  One turn
+    # fewer leaves it at data_armed, where its re-check races the seal.
+    Scenario(4096, "0", 1, {1: [100]}, [(1, 8), (0, 9)], {}, seal=True, awaits=(0,)),
     # The doorbells' wake races, under the lost-wakeup judge: a producer
     # commits and wins the flag of a consumer parked between arming and its
     # re-check; an awaiting producer awaits room while the consumer releases,
