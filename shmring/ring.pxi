@@ -115,7 +115,8 @@ cdef class Ring:
     def producer(self, *, spin=None, nontemporal=False, on_full="wait", rewind=True):
         """A new producer.  spin is how many times to poll for room before
         sleeping; None polls as a consumer does, for up to 64 microseconds
-        while room has been coming soon (docs/usage.md).  nontemporal makes send(),
+        while room has been coming soon, for frames up to 64 KiB
+        (docs/usage.md).  nontemporal makes send(),
         send_many() and send_array() copy frames of 1 MiB or more past the
         CPU cache; rewind=False keeps it from padding to the end of a lap to
         reuse the ring's start (both in docs/usage.md).  on_full="drop" makes
