@@ -125,8 +125,7 @@ cdef class Ring:
         frames")."""
         if on_full not in ("wait", "drop"):
             raise ValueError(f"on_full must be 'wait' or 'drop', not {on_full!r}")
-        return Producer.open(self, SPIN_ADAPT if spin is None else check_spin(spin), nontemporal,
-                             on_full == "drop", rewind)
+        return Producer.open(self, check_spin(spin), nontemporal, on_full == "drop", rewind)
 
     def consumer(self, *, spin=None, stall_timeout=1.0):
         """Become the ring's consumer (one live consumer per ring).  spin is
@@ -136,8 +135,7 @@ cdef class Ring:
         for a dead producer."""
         if not stall_timeout > 0:
             raise ValueError(f"stall_timeout must be > 0, not {stall_timeout!r}")
-        return Consumer.open(self, SPIN_ADAPT if spin is None else check_spin(spin),
-                             stall_timeout)
+        return Consumer.open(self, check_spin(spin), stall_timeout)
 
     def stats(self):
         """Counters from the segment, as a dict."""
@@ -232,8 +230,11 @@ cdef check_compatible(Ring ring, uint64_t capacity, uint64_t max_frame, uint32_t
                                "ask for what it has, or use another name")
 
 
-cdef uint32_t check_spin(object spin) except? 0xffffffff:
-    """Validated before a slot or the consumer word is taken."""
+cdef uint32_t check_spin(object spin) except? 0xffffffff:   # SPIN_ADAPT
+    """The spin setting, SPIN_ADAPT for None (the adaptive poll); validated
+    before a slot or the consumer word is taken."""
+    if spin is None:
+        return SPIN_ADAPT
     if not isinstance(spin, int) or not 0 <= spin <= 0xfffffffe:
-        raise ValueError(f"spin must be an integer in [0, 2**32 - 2], not {spin!r}")
+        raise ValueError(f"spin must be None or an integer in [0, 2**32 - 2], not {spin!r}")
     return spin

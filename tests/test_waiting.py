@@ -36,7 +36,6 @@ def test_a_consumer_that_waits_long_ends_up_sleeping_at_once():
 
 def test_spin_none_is_the_default_of_producers_and_travels_with_a_pickled_one(ring):
     """A pickled producer unpickles as a new one with the same settings."""
-    ring.consumer(spin=None).close()
     for kwargs, spin in (({}, None), ({"spin": None}, None), ({"spin": 0}, 0), ({"spin": 7}, 7)):
         with ring.producer(**kwargs) as p:
             assert p.__reduce__()[1][1] == spin

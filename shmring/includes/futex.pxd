@@ -20,4 +20,4 @@ cdef extern from "<unistd.h>" nogil:
     long syscall(long number, ...)
 
 cdef extern from "<sched.h>" nogil:
-    int sched_yield()       # the consumer's adaptive poll: leave the CPU to anything runnable
+    int sched_yield()       # the adaptive poll: leave the CPU to anything runnable
